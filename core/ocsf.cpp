@@ -1,0 +1,174 @@
+#include "core/ocsf.hpp"
+
+#include <chrono>
+
+namespace openshell::ocsf {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view class_name(ClassUid uid) {
+  switch (uid) {
+    case ClassUid::kProcessActivity:
+      return "Process Activity";
+    case ClassUid::kDetectionFinding:
+      return "Detection Finding";
+    case ClassUid::kNetworkActivity:
+      return "Network Activity";
+    case ClassUid::kHttpActivity:
+      return "HTTP Activity";
+    case ClassUid::kDnsActivity:
+      return "DNS Activity";
+    case ClassUid::kDeviceConfigStateChange:
+      return "Device Config State Change";
+    case ClassUid::kApiActivity:
+      return "API Activity";
+  }
+  return "Unknown";
+}
+
+int category_uid(ClassUid uid) { return static_cast<int>(uid) / 1000; }
+
+namespace {
+
+std::string_view category_name(int category) {
+  switch (category) {
+    case 1:
+      return "System Activity";
+    case 2:
+      return "Findings";
+    case 4:
+      return "Network Activity";
+    case 5:
+      return "Discovery";
+    case 6:
+      return "Application Activity";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string_view severity_name(Severity s) {
+  switch (s) {
+    case Severity::kUnknown:
+      return "Unknown";
+    case Severity::kInformational:
+      return "Informational";
+    case Severity::kLow:
+      return "Low";
+    case Severity::kMedium:
+      return "Medium";
+    case Severity::kHigh:
+      return "High";
+    case Severity::kCritical:
+      return "Critical";
+    case Severity::kFatal:
+      return "Fatal";
+  }
+  return "Unknown";
+}
+
+std::string_view status_name(StatusId s) {
+  switch (s) {
+    case StatusId::kUnknown:
+      return "Unknown";
+    case StatusId::kSuccess:
+      return "Success";
+    case StatusId::kFailure:
+      return "Failure";
+  }
+  return "Unknown";
+}
+
+nlohmann::json process_json(const ProcessInfo& p) {
+  nlohmann::json proc = {{"pid", p.pid}};
+  if (!p.exe.empty()) {
+    auto slash = p.exe.rfind('/');
+    proc["name"] = slash == std::string::npos ? p.exe : p.exe.substr(slash + 1);
+    proc["file"] = {{"path", p.exe}};
+  }
+  if (p.uid >= 0) proc["user"] = {{"uid", std::to_string(p.uid)}};
+  if (p.sandbox_pid > 0) proc["xattributes"] = {{"sandbox_pid", p.sandbox_pid}};
+  return proc;
+}
+
+Event base(ClassUid uid, std::string_view sandbox, int activity_id, std::string_view activity) {
+  Event e;
+  e.class_uid = uid;
+  e.activity_id = activity_id;
+  e.activity_name = activity;
+  e.sandbox = sandbox;
+  e.time_ms = now_ms();
+  return e;
+}
+
+}  // namespace
+
+nlohmann::json Event::to_json() const {
+  const int cls = static_cast<int>(class_uid);
+  const int cat = category_uid(class_uid);
+  nlohmann::json j = {
+      {"class_uid", cls},
+      {"class_name", class_name(class_uid)},
+      {"category_uid", cat},
+      {"category_name", category_name(cat)},
+      {"activity_id", activity_id},
+      {"activity_name", activity_name},
+      {"type_uid", cls * 100 + activity_id},
+      {"type_name", std::string(class_name(class_uid)) + ": " + activity_name},
+      {"severity_id", static_cast<int>(severity)},
+      {"severity", severity_name(severity)},
+      {"status_id", static_cast<int>(status)},
+      {"status", status_name(status)},
+      {"time", time_ms != 0 ? time_ms : now_ms()},
+      {"message", message},
+      {"metadata",
+       {{"version", kSchemaVersion},
+        {"product",
+         {{"name", kProductName}, {"vendor_name", kProductName}, {"version", OPENSHELL_VERSION}}}}},
+  };
+  if (!status_detail.empty()) j["status_detail"] = status_detail;
+  for (const auto& [key, value] : fields.items()) j[key] = value;
+  if (!sandbox.empty()) j["unmapped"]["sandbox"] = sandbox;
+  return j;
+}
+
+std::string Event::to_json_line() const {
+  // Replace invalid UTF-8 rather than throw: a hostile path must not kill the event stream.
+  return to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Event process_launch(std::string_view sandbox, const ProcessInfo& process) {
+  Event e = base(ClassUid::kProcessActivity, sandbox, kActivityLaunch, "Launch");
+  e.message = "agent launched: " + process.exe;
+  e.fields["process"] = process_json(process);
+  return e;
+}
+
+Event process_exit(std::string_view sandbox, const ProcessInfo& process, int exit_code, int signal,
+                   std::string_view detail) {
+  Event e = base(ClassUid::kProcessActivity, sandbox, kActivityTerminate, "Terminate");
+  e.fields["process"] = process_json(process);
+  e.fields["exit_code"] = exit_code;
+  if (signal != 0) e.fields["process"]["xattributes"]["signal"] = signal;
+  e.status = exit_code == 0 ? StatusId::kSuccess : StatusId::kFailure;
+  e.status_detail = detail;
+  e.message = "agent exited with status " + std::to_string(exit_code);
+  if (!detail.empty()) e.message += " (" + std::string(detail) + ")";
+  return e;
+}
+
+Event config_change(std::string_view sandbox, std::string_view activity, Severity severity,
+                    StatusId status, std::string_view message, nlohmann::json fields) {
+  Event e = base(ClassUid::kDeviceConfigStateChange, sandbox, kActivityOther, activity);
+  e.severity = severity;
+  e.status = status;
+  e.message = message;
+  if (fields.is_object()) e.fields = std::move(fields);
+  return e;
+}
+
+}  // namespace openshell::ocsf

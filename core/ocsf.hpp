@@ -1,0 +1,82 @@
+// OCSF event model and JSON encoding (DESIGN.md §8). Every security decision and lifecycle step
+// becomes one of these; the schema version is pinned here and nowhere else.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace openshell::ocsf {
+
+inline constexpr std::string_view kSchemaVersion = "1.7.0";
+inline constexpr std::string_view kProductName = "openshell";
+
+enum class ClassUid : int {
+  kProcessActivity = 1007,
+  kDetectionFinding = 2004,
+  kNetworkActivity = 4001,
+  kHttpActivity = 4002,
+  kDnsActivity = 4003,
+  kDeviceConfigStateChange = 5019,
+  kApiActivity = 6003,
+};
+
+enum class Severity : int {
+  kUnknown = 0,
+  kInformational = 1,
+  kLow = 2,
+  kMedium = 3,
+  kHigh = 4,
+  kCritical = 5,
+  kFatal = 6
+};
+enum class StatusId : int { kUnknown = 0, kSuccess = 1, kFailure = 2 };
+
+// Process Activity activity ids (OCSF 1007).
+inline constexpr int kActivityLaunch = 1;
+inline constexpr int kActivityTerminate = 2;
+// Device Config State Change has no activity enum of its own beyond Unknown/Other in the
+// version we pin; we use Other (99) and name the activity ("Loaded", "Skipped", "Failed").
+inline constexpr int kActivityOther = 99;
+
+struct Event {
+  ClassUid class_uid = ClassUid::kProcessActivity;
+  int activity_id = 0;
+  std::string activity_name;
+  Severity severity = Severity::kInformational;
+  StatusId status = StatusId::kSuccess;
+  std::string status_detail;  // deny or failure reason; empty when none
+  std::string message;
+  int64_t time_ms = 0;  // epoch milliseconds; 0 means "stamp when encoding"
+  std::string sandbox;  // sandbox name, carried in unmapped.sandbox and the journal field
+  nlohmann::json fields = nlohmann::json::object();  // class-specific attributes
+
+  // Full OCSF object with the common attributes (category, type_uid, metadata, ...).
+  [[nodiscard]] nlohmann::json to_json() const;
+  // One line of JSON without a trailing newline.
+  [[nodiscard]] std::string to_json_line() const;
+};
+
+[[nodiscard]] int64_t now_ms();
+[[nodiscard]] std::string_view class_name(ClassUid uid);
+[[nodiscard]] int category_uid(ClassUid uid);
+
+// Builders for the events this release emits. They fill the class-specific fields.
+struct ProcessInfo {
+  int64_t pid = 0;          // host pid
+  int64_t sandbox_pid = 0;  // pid inside the sandbox's pid namespace (0 = unknown)
+  std::string exe;          // path as the agent named it; argv is never recorded
+  int64_t uid = -1;         // uid inside the sandbox
+};
+
+Event process_launch(std::string_view sandbox, const ProcessInfo& process);
+// exit_code: the agent's exit code, or 128+N for signal N. signal: 0 unless killed by one.
+Event process_exit(std::string_view sandbox, const ProcessInfo& process, int exit_code, int signal,
+                   std::string_view detail);
+// A configuration fact: policy loaded or rejected, a Landlock path skipped, a setup failure.
+Event config_change(std::string_view sandbox, std::string_view activity, Severity severity,
+                    StatusId status, std::string_view message, nlohmann::json fields = {});
+
+}  // namespace openshell::ocsf

@@ -1,0 +1,136 @@
+// The policy language (DESIGN.md §3): plain value types, parsed from TOML and validated.
+// A policy is a value: parse -> validate -> immutable object. Nothing here touches the system.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/cidr.hpp"
+
+namespace openshell::policy {
+
+// Where a value came from, for diagnostics ("file:line:col").
+struct SourcePos {
+  uint32_t line = 0;
+  uint32_t column = 0;
+};
+
+struct Diagnostic {
+  std::string file;
+  SourcePos pos;
+  std::string key;     // dotted key path, e.g. "network_policies.github.endpoints[0].host"
+  std::string reason;  // human sentence, lower case, no trailing period
+
+  // "file:line:col: key: reason"
+  [[nodiscard]] std::string to_string() const;
+};
+
+// Limits on what a policy file may make us allocate.
+inline constexpr size_t kMaxPolicyFileBytes = 1 << 20;
+inline constexpr size_t kMaxPathLength = 4096;
+inline constexpr size_t kMaxFilesystemPaths = 256;
+inline constexpr size_t kMaxNetworkRules = 1024;
+inline constexpr size_t kMaxEndpointsPerRule = 256;
+inline constexpr size_t kMaxBinariesPerRule = 256;
+inline constexpr size_t kMaxL7RulesPerEndpoint = 256;
+
+// The in-sandbox identity "sandbox".
+inline constexpr uint32_t kSandboxUid = 1000;
+inline constexpr uint32_t kSandboxGid = 1000;
+
+struct FilesystemPolicy {
+  bool include_workdir = true;
+  std::vector<std::string> read_only;   // absolute, normalised (no trailing '/', no "//")
+  std::vector<std::string> read_write;
+};
+
+enum class LandlockCompatibility { kBestEffort, kHardRequirement };
+
+struct ProcessPolicy {
+  uint32_t run_as_user = kSandboxUid;   // "sandbox" -> 1000; 1..4294967294
+  uint32_t run_as_group = kSandboxGid;
+};
+
+struct CpuMax {
+  uint32_t percent = 0;  // "200%" -> 200: two CPUs' worth
+};
+
+struct Resources {
+  std::optional<uint64_t> memory_max;  // bytes
+  std::optional<CpuMax> cpu_max;
+  std::optional<uint64_t> pids_max;
+};
+
+enum class Protocol { kL4, kRest, kWebsocket, kTcp, kGraphql, kMcp, kJsonRpc };
+enum class Enforcement { kEnforce, kAudit };
+enum class Access { kReadOnly, kReadWrite, kFull };
+
+struct QueryMatcher {
+  std::vector<std::string> any;  // value globs; a plain string value is a one-element list
+};
+
+struct L7Rule {
+  std::string method;  // upper-cased; "*" for any
+  std::string path;    // glob; empty means any
+  std::map<std::string, QueryMatcher> query;
+  SourcePos pos;
+};
+
+struct Endpoint {
+  std::optional<std::string> host;  // lower-cased, trailing dot removed; absent only with allowed_ips
+  std::vector<uint16_t> ports;      // never empty after validation
+  std::optional<std::string> path;
+  Protocol protocol = Protocol::kL4;
+  bool tls_skip = false;
+  Enforcement enforcement = Enforcement::kEnforce;  // we fail closed (OpenShell defaults to audit)
+  std::optional<Access> access;
+  std::vector<L7Rule> rules;
+  std::vector<L7Rule> deny_rules;
+  std::vector<Cidr> allowed_ips;
+  bool allow_encoded_slash = false;
+  bool request_body_credential_rewrite = false;
+  SourcePos pos;
+};
+
+struct Binary {
+  std::string path;  // absolute; may hold '*' / '**' globs ('/' is the separator)
+  SourcePos pos;
+};
+
+struct NetworkRule {
+  std::string name;  // the map key
+  std::vector<Endpoint> endpoints;
+  std::vector<Binary> binaries;  // empty = any binary
+  SourcePos pos;
+};
+
+struct Policy {
+  uint32_t version = 1;
+  FilesystemPolicy filesystem;
+  LandlockCompatibility landlock = LandlockCompatibility::kBestEffort;
+  ProcessPolicy process;
+  Resources resources;
+  std::map<std::string, NetworkRule> network_policies;  // dynamic section
+  std::string source;  // file name the policy was read from ("<memory>" for strings)
+};
+
+struct ParseResult {
+  std::shared_ptr<const Policy> policy;  // null when diagnostics is non-empty
+  std::vector<Diagnostic> diagnostics;   // every problem found, in file order
+  [[nodiscard]] bool ok() const { return policy != nullptr && diagnostics.empty(); }
+};
+
+// Parses and validates. Never throws; a syntax error is one diagnostic with its position.
+ParseResult parse_policy_string(std::string_view toml_text, std::string_view source_name);
+// Reads at most kMaxPolicyFileBytes; a larger or unreadable file is a diagnostic.
+ParseResult parse_policy_file(const std::string& path);
+
+// The policy used when none is given: no network, read-only system paths.
+std::shared_ptr<const Policy> default_policy();
+
+}  // namespace openshell::policy

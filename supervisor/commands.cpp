@@ -1,0 +1,169 @@
+#include "supervisor/commands.hpp"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <random>
+
+#include "core/event_sink.hpp"
+#include "core/log.hpp"
+#include "core/policy.hpp"
+#include "supervisor/run.hpp"
+
+namespace openshell::supervisor {
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr size_t kMaxEnvEntries = 256;
+constexpr size_t kMaxEnvBytes = 128 * 1024;
+
+std::string random_name() {
+  std::random_device rd;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = "sandbox-";
+  for (int i = 0; i < 8; ++i) name += kHex[rd() % 16];
+  return name;
+}
+
+void print_diagnostics(const std::vector<policy::Diagnostic>& diagnostics) {
+  for (const auto& d : diagnostics) std::cerr << d.to_string() << '\n';
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "openshell-supervisor: " << message << '\n';
+  return kExitUsage;
+}
+
+struct RunArgs {
+  std::string policy_file;
+  std::string name;
+  std::string workdir;
+  std::string events_file;
+  std::string cgroup = "auto";
+  std::vector<std::string> env;
+  std::vector<std::string> command;
+};
+
+int run_command(const RunArgs& args) {
+  if (::geteuid() != 0)
+    return usage_error("run needs root: it creates namespaces, cgroups and mounts");
+  RunOptions options;
+  options.name = args.name.empty() ? random_name() : args.name;
+  if (!valid_sandbox_name(options.name))
+    return usage_error("invalid sandbox name '" + options.name +
+                       "': use 1-63 of a-z, 0-9 and '-', starting with a letter or digit");
+  if (args.command.empty()) return usage_error("run: no command given after --");
+  if (args.env.size() > kMaxEnvEntries) return usage_error("run: too many --env entries");
+  size_t env_bytes = 0;
+  for (const auto& kv : args.env) {
+    env_bytes += kv.size();
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return usage_error("run: --env takes KEY=VALUE, got '" + kv.substr(0, 64) + "'");
+    if (kv.find('\0') != std::string::npos) return usage_error("run: --env holds a NUL byte");
+  }
+  if (env_bytes > kMaxEnvBytes) return usage_error("run: --env values exceed 128 KiB");
+  if (args.cgroup == "v1") options.cgroup_version = sys::CgroupVersion::kV1;
+  if (args.cgroup == "v2") options.cgroup_version = sys::CgroupVersion::kV2;
+  options.workdir = args.workdir;
+  options.env = args.env;
+  options.command = args.command;
+
+  std::unique_ptr<EventSink> sink = std::make_unique<NullSink>();
+  if (!args.events_file.empty()) {
+    auto file = JsonlFileSink::open(args.events_file);
+    if (!file) {
+      log::error("supervisor", file.error().message());
+      return kExitSetupFailed;
+    }
+    sink = std::move(*file);
+  }
+
+  std::shared_ptr<const policy::Policy> policy;
+  if (args.policy_file.empty()) {
+    policy = policy::default_policy();
+  } else {
+    auto parsed = policy::parse_policy_file(args.policy_file);
+    if (!parsed.ok()) {
+      print_diagnostics(parsed.diagnostics);
+      std::string first =
+          parsed.diagnostics.empty() ? "invalid policy" : parsed.diagnostics.front().to_string();
+      sink->emit(ocsf::config_change(options.name, "Rejected", ocsf::Severity::kMedium,
+                                     ocsf::StatusId::kFailure, first,
+                                     {{"policy", {{"source", args.policy_file}}}}));
+      return kExitSetupFailed;
+    }
+    policy = parsed.policy;
+  }
+
+  auto result = run_sandbox(*policy, options, *sink);
+  if (!result) {
+    log::error("supervisor", result.error().message());
+    return kExitSetupFailed;
+  }
+  return *result;
+}
+
+int check_policy_command(const std::vector<std::string>& files) {
+  int status = 0;
+  for (const auto& file : files) {
+    auto parsed = policy::parse_policy_file(file);
+    if (parsed.ok()) {
+      std::cout << file << ": ok\n";
+    } else {
+      print_diagnostics(parsed.diagnostics);
+      status = 1;
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
+int supervisor_main(int argc, char** argv) {
+  CLI::App app{"openshell-supervisor: builds one sandbox and runs an agent in it"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(OPENSHELL_VERSION));
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Log debug messages");
+
+  RunArgs run;
+  CLI::App* run_cmd = app.add_subcommand("run", "Run CMD in a new sandbox");
+  run_cmd->add_option("--policy-file", run.policy_file, "Policy TOML file (default: no network)")
+      ->check(CLI::ExistingFile);
+  run_cmd->add_option("--name", run.name, "Sandbox name (default: sandbox-<random>)");
+  run_cmd->add_option("--workdir", run.workdir, "Host directory mounted at /sandbox")
+      ->check(CLI::ExistingDirectory);
+  run_cmd->add_option("--env", run.env, "KEY=VALUE for the agent's environment")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--events", run.events_file, "Append OCSF events (JSON lines) to FILE");
+  run_cmd->add_option("--cgroup", run.cgroup, "cgroup hierarchy: auto, v1 or v2 (hybrid hosts)")
+      ->check(CLI::IsMember({"auto", "v1", "v2"}));
+  run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();
+  run_cmd->positionals_at_end(true);
+
+  std::vector<std::string> policy_files;
+  CLI::App* check_cmd =
+      app.add_subcommand("check-policy", "Parse and validate policy files; print ok or errors");
+  check_cmd->add_option("files", policy_files, "Policy TOML files")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, not a help dump.
+    return usage_error(e.what());
+  }
+  if (verbose) log::set_min_level(log::Level::kDebug);
+  if (*run_cmd) return run_command(run);
+  if (*check_cmd) return check_policy_command(policy_files);
+  return kExitUsage;
+}
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,355 @@
+#include "supervisor/launch/child.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/mount.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "supervisor/launch/stage.hpp"
+#include "sys/mount.hpp"
+#include "sys/netns.hpp"
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+namespace openshell::supervisor {
+namespace {
+
+constexpr int kSetupFailedExit = 125;
+constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+volatile sig_atomic_t g_agent_pid = 0;
+
+void forward_signal(int sig) {
+  const pid_t pid = g_agent_pid;
+  if (pid > 0) ::kill(pid, sig);
+}
+
+[[noreturn]] void fail(int error_fd, Stage stage, int err, int detail = -1) {
+  StageRecord record{stage, err, detail};
+  (void)!::write(error_fd, &record, sizeof record);
+  ::_exit(kSetupFailedExit);
+}
+
+bool read_byte(int fd) {
+  char c;
+  ssize_t n;
+  do {
+    n = ::read(fd, &c, 1);
+  } while (n < 0 && errno == EINTR);
+  return n == 1;
+}
+
+// Closes every fd >= 3 except the sorted `keep` list.
+int close_all_but(const int* keep, int count) {
+  unsigned int next = 3;
+  for (int i = 0; i < count; ++i) {
+    const unsigned int k = static_cast<unsigned int>(keep[i]);
+    if (k > next && ::syscall(SYS_close_range, next, k - 1, 0) != 0) return errno;
+    if (k >= next) next = k + 1;
+  }
+  if (::syscall(SYS_close_range, next, ~0U, 0) != 0) return errno;
+  return 0;
+}
+
+void sort_small(int* a, int n) {
+  for (int i = 1; i < n; ++i)
+    for (int j = i; j > 0 && a[j - 1] > a[j]; --j) {
+      int t = a[j];
+      a[j] = a[j - 1];
+      a[j - 1] = t;
+    }
+}
+
+int make_dev_in_child(const char* dev) {
+  struct Node {
+    const char* name;
+    unsigned major, minor;
+  };
+  constexpr Node kNodes[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+                             {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+  char path[4096];
+  for (const Node& n : kNodes) {
+    std::snprintf(path, sizeof path, "%s/%s", dev, n.name);
+    if (::mknod(path, S_IFCHR | 0666, makedev(n.major, n.minor)) != 0) return errno;
+  }
+  struct Link {
+    const char* name;
+    const char* target;
+  };
+  constexpr Link kLinks[] = {{"fd", "/proc/self/fd"},
+                             {"stdin", "/proc/self/fd/0"},
+                             {"stdout", "/proc/self/fd/1"},
+                             {"stderr", "/proc/self/fd/2"},
+                             {"ptmx", "pts/ptmx"}};
+  for (const Link& l : kLinks) {
+    std::snprintf(path, sizeof path, "%s/%s", dev, l.name);
+    if (::symlink(l.target, path) != 0) return errno;
+  }
+  std::snprintf(path, sizeof path, "%s/pts", dev);
+  if (::mkdir(path, 0755) != 0) return errno;
+  if (::mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") != 0)
+    return errno;
+  std::snprintf(path, sizeof path, "%s/shm", dev);
+  if (::mkdir(path, 01777) != 0) return errno;
+  return 0;
+}
+
+int make_proc_in_child(const char* proc) {
+  if (int err = sys::mkdir_p_in_child(proc); err != 0) return err;
+  if (::mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return errno;
+  // Kernel knobs stay read-only even where a file's mode would allow a write.
+  constexpr const char* kReadOnly[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+  char path[4096];
+  for (const char* sub : kReadOnly) {
+    std::snprintf(path, sizeof path, "%s/%s", proc, sub);
+    struct stat st;
+    if (::stat(path, &st) != 0) continue;
+    if (int err = sys::bind_path_in_child(path, path); err != 0) return err;
+    if (int err = sys::mount_setattr_in_child(
+            path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            /*recursive=*/true);
+        err != 0)
+      return err;
+  }
+  return 0;
+}
+
+int write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int generated_file_in_child(const MountEntry& m, int index) {
+  char staging[64];
+  std::snprintf(staging, sizeof staging, "%s/.openshell-generated-%d", kAssemblyBase, index);
+  int fd = ::open(staging, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return errno;
+  int err = write_all(fd, m.content.data(), m.content.size());
+  ::close(fd);
+  if (err != 0) return err;
+  if ((err = sys::touch_in_child(m.stage_path.c_str())) != 0) return err;
+  if ((err = sys::bind_path_in_child(staging, m.stage_path.c_str())) != 0) return err;
+  if ((err = sys::mount_setattr_in_child(
+           m.stage_path.c_str(),
+           MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+           /*recursive=*/false)) != 0)
+    return err;
+  // The bind keeps the inode; the name in the root goes.
+  if (::unlink(staging) != 0) return errno;
+  return 0;
+}
+
+void build_root_in_child(LaunchPlan& plan, int error_fd) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    fail(error_fd, Stage::kMountPrivate, errno);
+  // Open every bind source while the host's tree is still in view at every path.
+  for (size_t i = 0; i < plan.mounts.size(); ++i) {
+    const MountEntry& m = plan.mounts[i];
+    if (m.kind != MountEntry::Kind::kBind) continue;
+    int fd = ::open(m.source.c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0) fail(error_fd, Stage::kBindMount, errno, static_cast<int>(i));
+    plan.source_fds[i] = fd;
+  }
+  if (int err = sys::tmpfs_in_child(kAssemblyBase, MS_NOSUID | MS_NODEV,
+                                    "mode=0755,size=4m,nr_inodes=16384");
+      err != 0)
+    fail(error_fd, Stage::kMountRoot, err);
+
+  for (size_t i = 0; i < plan.mounts.size(); ++i) {
+    const MountEntry& m = plan.mounts[i];
+    const int idx = static_cast<int>(i);
+    const char* target = m.stage_path.c_str();
+    int err = 0;
+    switch (m.kind) {
+      case MountEntry::Kind::kBind: {
+        err = m.source_is_dir ? sys::mkdir_p_in_child(target) : sys::touch_in_child(target);
+        if (err != 0) fail(error_fd, Stage::kMountTarget, err, idx);
+        if ((err = sys::bind_fd_in_child(plan.source_fds[i], target)) != 0)
+          fail(error_fd, Stage::kBindMount, err, idx);
+        ::close(plan.source_fds[i]);
+        plan.source_fds[i] = -1;
+        uint64_t attrs = MOUNT_ATTR_NOSUID;
+        if (!m.allow_devices) attrs |= MOUNT_ATTR_NODEV;
+        if (m.read_only) attrs |= MOUNT_ATTR_RDONLY;
+        if ((err = sys::mount_setattr_in_child(target, attrs, /*recursive=*/true)) != 0)
+          fail(error_fd, Stage::kMountAttr, err, idx);
+        break;
+      }
+      case MountEntry::Kind::kSymlink:
+        if (::symlink(m.link_target.c_str(), target) != 0 && errno != EEXIST)
+          fail(error_fd, Stage::kSymlink, errno, idx);
+        break;
+      case MountEntry::Kind::kTmpfs:
+        if ((err = sys::mkdir_p_in_child(target)) != 0)
+          fail(error_fd, Stage::kMountTarget, err, idx);
+        if ((err = sys::tmpfs_in_child(target, MS_NOSUID | MS_NODEV, m.tmpfs_options.c_str())) != 0)
+          fail(error_fd, Stage::kTmpfs, err, idx);
+        break;
+      case MountEntry::Kind::kDev:
+        if ((err = sys::mkdir_p_in_child(target)) != 0)
+          fail(error_fd, Stage::kMountTarget, err, idx);
+        if ((err = sys::tmpfs_in_child(target, MS_NOSUID | MS_NOEXEC, m.tmpfs_options.c_str())) !=
+            0)
+          fail(error_fd, Stage::kDev, err, idx);
+        if ((err = make_dev_in_child(target)) != 0) fail(error_fd, Stage::kDev, err, idx);
+        break;
+      case MountEntry::Kind::kProc:
+        if ((err = make_proc_in_child(target)) != 0) fail(error_fd, Stage::kProc, err, idx);
+        break;
+      case MountEntry::Kind::kGeneratedFile:
+        if ((err = generated_file_in_child(m, idx)) != 0)
+          fail(error_fd, Stage::kMountTarget, err, idx);
+        break;
+    }
+  }
+
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0)
+    fail(error_fd, Stage::kHostname, errno);
+  if (int err = sys::loopback_up_in_child(); err != 0) fail(error_fd, Stage::kLoopback, err);
+
+  // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
+  if (::chdir(kAssemblyBase) != 0) fail(error_fd, Stage::kPivotRoot, errno);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) fail(error_fd, Stage::kPivotRoot, errno);
+  if (::umount2(".", MNT_DETACH) != 0) fail(error_fd, Stage::kPivotRoot, errno);
+  if (::chdir("/") != 0) fail(error_fd, Stage::kPivotRoot, errno);
+  if (int err = sys::mount_setattr_in_child(
+          "/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, /*recursive=*/false);
+      err != 0)
+    fail(error_fd, Stage::kRootReadOnly, err);
+}
+
+int exec_agent(const LaunchPlan& plan) {
+  const char* cmd = plan.argv[0];
+  if (std::strchr(cmd, '/') != nullptr) {
+    ::execve(cmd, plan.argv.data(), plan.envp.data());
+    return errno;
+  }
+  int result = ENOENT;
+  char path[4096];
+  for (const auto& dir : plan.exec_path) {
+    if (std::snprintf(path, sizeof path, "%s/%s", dir.c_str(), cmd) >=
+        static_cast<int>(sizeof path))
+      continue;
+    ::execve(path, plan.argv.data(), plan.envp.data());
+    if (errno == EACCES)
+      result = EACCES;  // found but not executable: say so, keep looking
+    else if (errno != ENOENT && errno != ENOTDIR)
+      return errno;
+  }
+  return result;
+}
+
+}  // namespace
+
+void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
+  const int error_fd = ch.error_write;
+  // We are the sandbox: if the supervisor dies, so do we (and, as pid 1, everything in here).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, Stage::kParentGone, errno);
+  (void)::prctl(PR_SET_NAME, "openshell-init");
+  ::umask(0);
+
+  // Building the root overlaps with the parent placing us in our cgroup (on v1 that write
+  // alone can take 15 ms of RCU synchronisation in the kernel).
+  build_root_in_child(plan, error_fd);
+
+  // Placed in our cgroup (and the parent still alive) before anything else runs in here.
+  if (!read_byte(ch.sync_read)) fail(error_fd, Stage::kParentGone, EPIPE);
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(error_fd, Stage::kCgroupNamespace, errno);
+
+  int keep[] = {ch.sync_read, ch.notify_write, ch.error_write, ch.status_write};
+  sort_small(keep, 4);
+  if (int err = close_all_but(keep, 4); err != 0) fail(error_fd, Stage::kCloseFds, err);
+
+  // No controlling terminal: nothing in here can push input into the caller's terminal.
+  if (::setsid() < 0) fail(error_fd, Stage::kSetsid, errno);
+
+  // The user namespace comes last, after every mount: the mount, pid and network namespaces
+  // stay owned by the initial user namespace, where the agent holds nothing.
+  if (::unshare(CLONE_NEWUSER) != 0) fail(error_fd, Stage::kUserNamespace, errno);
+  if (::write(ch.notify_write, "u", 1) != 1) fail(error_fd, Stage::kIdMapWait, errno);
+  if (!read_byte(ch.sync_read)) fail(error_fd, Stage::kIdMapWait, EPIPE);
+
+  if (int err = plan.caps->drop_bounding_in_child(); err != 0)
+    fail(error_fd, Stage::kCapBounding, err);
+  if (::setgroups(0, nullptr) != 0) fail(error_fd, Stage::kSetgroups, errno);
+  if (::setresgid(plan.inside_gid, plan.inside_gid, plan.inside_gid) != 0)
+    fail(error_fd, Stage::kSetgid, errno);
+  if (::setresuid(plan.inside_uid, plan.inside_uid, plan.inside_uid) != 0)
+    fail(error_fd, Stage::kSetuid, errno);
+  if (int err = plan.caps->drop_all_in_child(); err != 0) fail(error_fd, Stage::kCapDrop, err);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(error_fd, Stage::kNoNewPrivs, errno);
+  // Keeps the agent (same uid) out of init's /proc entries and memory.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(error_fd, Stage::kDumpable, errno);
+  const rlimit no_core{0, 0};
+  if (::setrlimit(RLIMIT_CORE, &no_core) != 0) fail(error_fd, Stage::kRlimitCore, errno);
+  int failed_rule = -1;
+  if (int err = sys::landlock_apply_in_child(plan.landlock, &failed_rule); err != 0)
+    fail(error_fd, Stage::kLandlock, err, failed_rule);
+  if (int err = sys::seccomp_install_in_child(plan.seccomp); err != 0)
+    fail(error_fd, Stage::kSeccomp, err);
+
+  // Signals from the supervisor reach init; init passes them to the agent. Blocked across fork
+  // so that none arrives before we know the agent's pid.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_BLOCK, &all, &old);
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
+
+  const pid_t agent = ::fork();
+  if (agent < 0) fail(error_fd, Stage::kFork, errno);
+  if (agent == 0) {
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    ::umask(022);
+    if (::chdir(plan.cwd.c_str()) != 0) fail(error_fd, Stage::kChdir, errno);
+    fail(error_fd, Stage::kExec, exec_agent(plan));
+  }
+  g_agent_pid = agent;
+  ::close(error_fd);  // EOF for the parent once the agent's copy closes on exec
+  ::close(ch.notify_write);
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid == agent) {
+      (void)!::write(ch.status_write, &status, sizeof status);
+      ::_exit(0);
+    }
+    if (pid < 0 && errno == ECHILD) ::_exit(0);
+  }
+}
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,188 @@
+#include "supervisor/launch/launcher.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "supervisor/launch/child.hpp"
+#include "supervisor/launch/stage.hpp"
+#include "sys/file_util.hpp"
+#include "sys/userns.hpp"
+
+namespace openshell::supervisor {
+namespace {
+
+constexpr uint64_t kNamespaces =
+    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC;
+// Setup is milliseconds; this only bounds a wedged kernel call.
+constexpr int kSetupTimeoutMs = 30000;
+
+enum class Wait { kReadable, kTimeout, kError };
+
+Wait wait_readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return Wait::kError;
+  return rc == 0 ? Wait::kTimeout : Wait::kReadable;
+}
+
+// Reads a StageRecord; returns true if one arrived, false on EOF.
+bool read_record(int fd, StageRecord* record) {
+  ssize_t n;
+  do {
+    n = ::read(fd, record, sizeof *record);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof *record);
+}
+
+std::string describe(const LaunchPlan& plan, const StageRecord& r) {
+  std::string what = "sandbox setup failed at stage " + std::string(stage_name(r.stage));
+  const bool mount_stage = r.stage == Stage::kMountTarget || r.stage == Stage::kBindMount ||
+                           r.stage == Stage::kMountAttr || r.stage == Stage::kTmpfs ||
+                           r.stage == Stage::kDev || r.stage == Stage::kProc ||
+                           r.stage == Stage::kSymlink;
+  if (mount_stage && r.detail >= 0 && static_cast<size_t>(r.detail) < plan.mounts.size())
+    what += " (" + plan.mounts[static_cast<size_t>(r.detail)].target + ")";
+  if (r.stage == Stage::kLandlock && r.detail >= 0 &&
+      static_cast<size_t>(r.detail) < plan.landlock.rules.size())
+    what += " (" + plan.landlock.rules[static_cast<size_t>(r.detail)].path + ")";
+  if (r.stage == Stage::kExec) what += " (" + plan.argv_storage[0] + ")";
+  return what;
+}
+
+Error setup_failed(const LaunchPlan& plan, const StageRecord& r, EventSink& events) {
+  Error e = Error::from_errno(describe(plan, r), r.err);
+  events.emit(ocsf::config_change(
+      plan.name, "Failed", ocsf::Severity::kHigh, ocsf::StatusId::kFailure, e.message(),
+      {{"stage", stage_name(r.stage)}, {"errno", r.err}, {"error", std::strerror(r.err)}}));
+  return e;
+}
+
+pid_t find_agent_pid(pid_t init_pid) {
+  auto text = sys::read_file("/proc/" + std::to_string(init_pid) + "/task/" +
+                             std::to_string(init_pid) + "/children");
+  if (!text) return -1;
+  std::istringstream in(*text);
+  long pid = -1;
+  in >> pid;
+  return static_cast<pid_t>(pid);
+}
+
+}  // namespace
+
+Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
+                                       EventSink& events, StageRecord* failure) {
+  *failure = StageRecord{};
+  auto sync = sys::make_pipe();
+  auto notify = sys::make_pipe();
+  auto error = sys::make_pipe();
+  auto status = sys::make_pipe();
+  if (!sync || !notify || !error || !status) return Error::from_errno("creating launch pipes");
+
+  const int cgroup_fd = cgroup.version() == sys::CgroupVersion::kV2 ? cgroup.dir_fd() : -1;
+  auto cloned = sys::clone3_fork(kNamespaces, cgroup_fd);
+  if (!cloned) return cloned.error().wrap("creating the sandbox's namespaces");
+  if (cloned->pid == 0) {
+    ChildChannels channels{(*sync)[0].get(), (*notify)[1].get(), (*error)[1].get(),
+                           (*status)[1].get()};
+    run_sandbox_init_in_child(plan, channels);
+  }
+
+  LaunchedSandbox out;
+  out.init = sys::ChildProcess(cloned->pid, UniqueFd(cloned->pidfd));
+  (*sync)[0].reset();
+  (*notify)[1].reset();
+  (*error)[1].reset();
+  (*status)[1].reset();
+  out.status_read = std::move((*status)[0]);
+  const int error_fd = (*error)[0].get();
+
+  auto child_failed = [&]() -> Error {
+    if (read_record(error_fd, failure)) return setup_failed(plan, *failure, events);
+    return Error::invalid("sandbox init exited during setup without a report");
+  };
+
+  if (cgroup.version() == sys::CgroupVersion::kV1) {
+    if (auto st = cgroup.add_pid(cloned->pid); !st) return st.error().wrap("placing sandbox");
+  }
+  if (::write((*sync)[1].get(), "g", 1) != 1) return Error::from_errno("releasing sandbox init");
+
+  // Phase 1: the child builds its root and unshares its user namespace, then asks for maps.
+  pollfd fds[2] = {{(*notify)[0].get(), POLLIN, 0}, {error_fd, POLLIN, 0}};
+  int rc;
+  do {
+    rc = ::poll(fds, 2, kSetupTimeoutMs);
+  } while (rc < 0 && errno == EINTR);
+  if (rc <= 0) return Error::from_errno("waiting for sandbox setup", rc == 0 ? ETIMEDOUT : errno);
+  char byte;
+  if ((fds[0].revents & POLLIN) == 0 || ::read(fds[0].fd, &byte, 1) != 1) return child_failed();
+
+  if (auto st = sys::write_single_id_maps(cloned->pid, plan.inside_uid, plan.outside_uid,
+                                          plan.inside_gid, plan.outside_gid);
+      !st)
+    return st.error().wrap("writing the sandbox's id maps");
+  if (::write((*sync)[1].get(), "m", 1) != 1) return Error::from_errno("releasing sandbox init");
+
+  // Phase 2: privileges dropped, agent forked; EOF on the error pipe means it exec'd.
+  switch (wait_readable(error_fd, kSetupTimeoutMs)) {
+    case Wait::kReadable:
+      break;
+    case Wait::kTimeout:
+      return Error::from_errno("waiting for the agent's exec", ETIMEDOUT);
+    case Wait::kError:
+      return Error::from_errno("waiting for the agent's exec");
+  }
+  if (read_record(error_fd, failure)) return setup_failed(plan, *failure, events);
+  out.agent_pid = find_agent_pid(cloned->pid);
+  return out;
+}
+
+Result<CgroupReaper> CgroupReaper::spawn(const sys::Cgroup& cgroup) {
+  auto pipe = sys::make_pipe();
+  if (!pipe) return pipe.error();
+  auto cloned = sys::clone3_fork(0, -1);
+  if (!cloned) return cloned.error().wrap("starting cgroup reaper");
+  if (cloned->pid == 0) {
+    // Its own session: a signal to the supervisor's process group does not reach it.
+    ::setsid();
+    (void)::prctl(PR_SET_NAME, "openshell-reap");
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+    const int keep = (*pipe)[0].get();
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+    }
+    if (keep > 3) ::syscall(SYS_close_range, 3U, static_cast<unsigned>(keep) - 1, 0U);
+    ::syscall(SYS_close_range, static_cast<unsigned>(keep) + 1, ~0U, 0U);
+    for (;;) {
+      char c;
+      ssize_t n = ::read(keep, &c, 1);
+      if (n > 0 || (n < 0 && errno == EINTR)) continue;
+      break;  // EOF: the supervisor is gone, by exit or by kill -9
+    }
+    (void)cgroup.remove();
+    ::_exit(0);
+  }
+  (*pipe)[0].reset();
+  return CgroupReaper(sys::ChildProcess(cloned->pid, UniqueFd(cloned->pidfd)),
+                      std::move((*pipe)[1]));
+}
+
+void CgroupReaper::finish() {
+  pipe_.reset();
+  if (child_.running()) (void)child_.wait();
+}
+
+}  // namespace openshell::supervisor

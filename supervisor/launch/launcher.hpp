@@ -1,0 +1,44 @@
+// Parent side of a sandbox launch: clone the sandbox's init into its namespaces and cgroup,
+// write its id maps, and wait until the agent has exec'd (or a setup step has failed).
+#pragma once
+
+#include <sys/types.h>
+
+#include "core/event_sink.hpp"
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "supervisor/launch/plan.hpp"
+#include "supervisor/launch/stage.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/process.hpp"
+
+namespace openshell::supervisor {
+
+struct LaunchedSandbox {
+  sys::ChildProcess init;  // pid 1 of the sandbox; killed and reaped if dropped
+  UniqueFd status_read;    // the agent's raw wait status arrives here
+  pid_t agent_pid = -1;    // host pid of the agent, -1 if it could not be found
+};
+
+// On failure the Error names the stage and errno, *failure holds the child's report (stage
+// kNone if the failure was the parent's), and a Device Config State Change event with the same
+// facts has been emitted.
+Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
+                                       EventSink& events, StageRecord* failure);
+
+// Removes the sandbox's cgroup if the supervisor dies without doing so (kill -9): a small
+// process outside the sandbox that waits for the supervisor's end of a pipe to close.
+class CgroupReaper {
+ public:
+  static Result<CgroupReaper> spawn(const sys::Cgroup& cgroup);
+  // Normal end: the supervisor has cleaned up; let the reaper check and exit.
+  void finish();
+
+ private:
+  CgroupReaper(sys::ChildProcess child, UniqueFd pipe)
+      : child_(std::move(child)), pipe_(std::move(pipe)) {}
+  sys::ChildProcess child_;
+  UniqueFd pipe_;
+};
+
+}  // namespace openshell::supervisor

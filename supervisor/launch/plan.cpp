@@ -1,0 +1,282 @@
+#include "supervisor/launch/plan.hpp"
+
+#include <linux/landlock.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/log.hpp"
+
+namespace openshell::supervisor {
+namespace {
+
+using policy::LandlockCompatibility;
+
+// Devices every sandbox has; they are created, never bound from the host.
+constexpr const char* kMinimalDev[] = {
+    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",   "/dev/pts",
+    "/dev/shm",  "/dev/ptmx", "/dev/fd",   "/dev/stdin",  "/dev/stdout",  "/dev/stderr"};
+
+bool is_under(std::string_view path, std::string_view dir) {
+  return path == dir ||
+         (path.size() > dir.size() && path.substr(0, dir.size()) == dir && path[dir.size()] == '/');
+}
+
+// Paths the sandbox always provides itself: a listed path there is satisfied, not bound.
+bool provided_by_sandbox(std::string_view path, bool has_workspace) {
+  if (is_under(path, "/proc")) return true;  // never the host's /proc
+  if (path == "/dev" || path == "/tmp") return true;
+  for (const char* dev : kMinimalDev)
+    if (is_under(path, dev)) return true;
+  return has_workspace && is_under(path, kWorkspacePath);
+}
+
+uint32_t fnv1a(std::string_view s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+// Sandboxes started by root map to their own unprivileged id, outside any range a
+// distribution hands out (uids 2147000000..2147999999).
+uint32_t dedicated_outside_id(std::string_view name) {
+  return 2147000000u + fnv1a(name) % 1000000u;
+}
+
+nlohmann::json path_fields(const std::string& path, int err) {
+  return {{"file", {{"path", path}}}, {"errno", err}, {"error", std::strerror(err)}};
+}
+
+MountEntry make_entry(MountEntry::Kind kind, const std::string& target) {
+  MountEntry m;
+  m.kind = kind;
+  m.target = target;
+  m.stage_path = std::string(kAssemblyBase) + target;
+  return m;
+}
+
+std::string passwd_content(uint32_t uid, uint32_t gid, const std::string& home) {
+  return "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+         "sandbox:x:" +
+         std::to_string(uid) + ":" + std::to_string(gid) + ":sandbox:" + home +
+         ":/bin/sh\n"
+         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+}
+
+std::string group_content(uint32_t gid) {
+  return "root:x:0:\nsandbox:x:" + std::to_string(gid) + ":\nnogroup:x:65534:\n";
+}
+
+}  // namespace
+
+bool valid_sandbox_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOptions& options,
+                                     EventSink& events) {
+  LaunchPlan plan;
+  plan.name = options.name;
+  plan.hostname = options.name;
+  plan.inside_uid = policy.process.run_as_user;
+  plan.inside_gid = policy.process.run_as_group;
+  const bool hard = policy.landlock == LandlockCompatibility::kHardRequirement;
+  const int abi = sys::landlock_abi();
+
+  // Identity outside: the owner of the workspace (so the agent's files are theirs), or an id
+  // of the sandbox's own. Never root.
+  plan.outside_uid = plan.outside_gid = dedicated_outside_id(options.name);
+  std::string workdir;
+  if (!options.workdir.empty()) {
+    char resolved[PATH_MAX];
+    if (::realpath(options.workdir.c_str(), resolved) == nullptr)
+      return Error::from_errno("workdir " + options.workdir);
+    workdir = resolved;
+    struct stat st;
+    if (::stat(workdir.c_str(), &st) != 0) return Error::from_errno("workdir " + workdir);
+    if (!S_ISDIR(st.st_mode)) return Error::invalid("workdir " + workdir + " is not a directory");
+    if (st.st_uid == 0)
+      return Error::invalid("workdir " + workdir +
+                            " is owned by root; the agent never acts as root outside the "
+                            "sandbox: chown it to the user the agent should write as");
+    if (workdir == "/") return Error::invalid("workdir / would expose the whole host");
+    plan.outside_uid = st.st_uid;
+    plan.outside_gid = st.st_gid;
+  }
+
+  // Listed host paths: bound read-only or read-write. A path that is missing (or that we cannot
+  // reach) is skipped under best_effort and fatal under hard_requirement.
+  struct Listed {
+    std::string path;
+    bool read_only;
+  };
+  std::vector<Listed> listed;
+  for (const auto& p : policy.filesystem.read_only) listed.push_back({p, true});
+  for (const auto& p : policy.filesystem.read_write) listed.push_back({p, false});
+  for (const auto& [path, read_only] : listed) {
+    if (path == "/")
+      return Error::invalid(
+          "filesystem path '/' cannot be bound: list the directories the agent "
+          "needs");
+    if (provided_by_sandbox(path, policy.filesystem.include_workdir)) continue;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      const int err = errno;
+      if (hard)
+        return Error::from_errno("landlock compatibility is hard_requirement and policy path " +
+                                     path + " is not available",
+                                 err);
+      log::warn("supervisor", "skipping policy path " + path + ": " + std::strerror(err));
+      events.emit(ocsf::config_change(
+          options.name, "Skipped", ocsf::Severity::kMedium, ocsf::StatusId::kFailure,
+          "skipping Landlock path " + path + ": " + std::strerror(err), path_fields(path, err)));
+      continue;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      // Recreate the link (e.g. /lib64 -> usr/lib64); what it points to must be listed itself.
+      char target[PATH_MAX];
+      ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+      if (n < 0) return Error::from_errno("reading link " + path);
+      target[n] = '\0';
+      MountEntry m = make_entry(MountEntry::Kind::kSymlink, path);
+      m.link_target = target;
+      plan.mounts.push_back(std::move(m));
+      continue;
+    }
+    MountEntry m = make_entry(MountEntry::Kind::kBind, path);
+    m.source = path;
+    m.source_is_dir = S_ISDIR(st.st_mode);
+    m.read_only = read_only;
+    m.allow_devices = is_under(path, "/dev") && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
+    plan.mounts.push_back(std::move(m));
+    plan.landlock.rules.push_back(
+        {path, read_only ? sys::landlock_read_exec(abi) : sys::landlock_read_write(abi)});
+  }
+
+  // What every sandbox has.
+  {
+    MountEntry dev = make_entry(MountEntry::Kind::kDev, "/dev");
+    dev.tmpfs_options = "mode=0755,size=64k,nr_inodes=512";
+    plan.mounts.push_back(std::move(dev));
+    MountEntry shm = make_entry(MountEntry::Kind::kTmpfs, "/dev/shm");
+    shm.tmpfs_options = "mode=1777";
+    shm.read_only = false;
+    plan.mounts.push_back(std::move(shm));
+    plan.mounts.push_back(make_entry(MountEntry::Kind::kProc, "/proc"));
+    MountEntry tmp = make_entry(MountEntry::Kind::kTmpfs, "/tmp");
+    tmp.tmpfs_options = "mode=1777";
+    tmp.read_only = false;
+    plan.mounts.push_back(std::move(tmp));
+    // Listing the root shows only mount points; without it `ls /` fails for no gain.
+    plan.landlock.rules.push_back(
+        {"/", sys::landlock_handled_fs(abi) & LANDLOCK_ACCESS_FS_READ_DIR});
+    plan.landlock.rules.push_back({"/dev", sys::landlock_device_rw(abi)});
+    plan.landlock.rules.push_back({"/dev/shm", sys::landlock_read_write(abi)});
+    plan.landlock.rules.push_back(
+        {"/proc", sys::landlock_device_rw(abi) | sys::landlock_read_exec(abi)});
+    plan.landlock.rules.push_back({"/tmp", sys::landlock_read_write(abi)});
+  }
+  std::string home = "/";
+  if (policy.filesystem.include_workdir) {
+    home = kWorkspacePath;
+    if (!workdir.empty()) {
+      MountEntry ws = make_entry(MountEntry::Kind::kBind, kWorkspacePath);
+      ws.source = workdir;
+      ws.read_only = false;
+      plan.mounts.push_back(std::move(ws));
+    } else {
+      MountEntry ws = make_entry(MountEntry::Kind::kTmpfs, kWorkspacePath);
+      ws.tmpfs_options = "mode=0700,uid=" + std::to_string(plan.outside_uid) +
+                         ",gid=" + std::to_string(plan.outside_gid);
+      ws.read_only = false;
+      plan.mounts.push_back(std::move(ws));
+    }
+    plan.landlock.rules.push_back({kWorkspacePath, sys::landlock_read_write(abi)});
+  }
+  plan.cwd = home;
+
+  // Generated identity and name files, bound over whatever the host's /etc has.
+  const std::pair<const char*, std::string> generated[] = {
+      {"/etc/passwd", passwd_content(plan.inside_uid, plan.inside_gid, home)},
+      {"/etc/group", group_content(plan.inside_gid)},
+      {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n"},
+      {"/etc/resolv.conf", "# openshell: no DNS leaves this sandbox\n"},
+  };
+  for (const auto& [path, content] : generated) {
+    MountEntry m = make_entry(MountEntry::Kind::kGeneratedFile, path);
+    m.content = content;
+    m.source_is_dir = false;
+    plan.mounts.push_back(std::move(m));
+    plan.landlock.rules.push_back({path, sys::landlock_read_exec(abi)});
+  }
+
+  // Parents before children; for equal paths keep the policy's order.
+  std::stable_sort(plan.mounts.begin(), plan.mounts.end(),
+                   [](const MountEntry& a, const MountEntry& b) { return a.target < b.target; });
+  plan.source_fds.assign(plan.mounts.size(), -1);
+
+  // Landlock.
+  if (abi < 1) {
+    if (hard)
+      return Error{std::make_error_code(std::errc::not_supported),
+                   "landlock compatibility is hard_requirement and this kernel has no Landlock"};
+    events.emit(ocsf::config_change(options.name, "Skipped", ocsf::Severity::kHigh,
+                                    ocsf::StatusId::kFailure,
+                                    "Landlock is unavailable; running without it (best_effort)"));
+    plan.landlock.rules.clear();
+  }
+  plan.landlock.abi = abi;
+  plan.landlock.handled_fs = sys::landlock_handled_fs(abi);
+  plan.landlock.scoped = 0x3;  // abstract unix sockets and signals stay inside the sandbox
+
+  // Seccomp and capabilities.
+  auto seccomp = sys::build_seccomp_baseline({});
+  if (!seccomp) return seccomp.error().wrap("compiling seccomp baseline");
+  plan.seccomp = std::move(*seccomp);
+  auto caps = sys::CapDropPlan::create();
+  if (!caps) return caps.error();
+  plan.caps = std::make_unique<sys::CapDropPlan>(std::move(*caps));
+
+  // A clean environment: nothing of the caller's leaks in but TERM.
+  plan.exec_path = {"/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin"};
+  plan.env_storage = {
+      "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+      "HOME=" + home,
+      "USER=sandbox",
+      "LOGNAME=sandbox",
+      "SHELL=/bin/sh",
+      "TMPDIR=/tmp",
+      "LANG=C.UTF-8",
+      "OPENSHELL_SANDBOX=" + options.name,
+  };
+  if (const char* term = std::getenv("TERM"))
+    plan.env_storage.push_back(std::string("TERM=") + term);
+  for (const auto& kv : options.env) {
+    auto eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    plan.env_storage.erase(std::remove_if(plan.env_storage.begin(), plan.env_storage.end(),
+                                          [&key](const std::string& e) {
+                                            return e.compare(0, key.size() + 1, key + "=") == 0;
+                                          }),
+                           plan.env_storage.end());
+    plan.env_storage.push_back(kv);
+  }
+  plan.argv_storage = options.command;
+  for (auto& s : plan.argv_storage) plan.argv.push_back(s.data());
+  plan.argv.push_back(nullptr);
+  for (auto& s : plan.env_storage) plan.envp.push_back(s.data());
+  plan.envp.push_back(nullptr);
+  return plan;
+}
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,81 @@
+// The launch plan: everything the pre-exec child needs, decided and allocated in the parent
+// (paths opened, ids chosen, seccomp compiled, argv/envp laid out). The child only reads it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/event_sink.hpp"
+#include "core/policy.hpp"
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "sys/caps.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/landlock.hpp"
+#include "sys/seccomp.hpp"
+
+namespace openshell::supervisor {
+
+// Where the new root is assembled inside the child's private mount namespace before
+// pivot_root. The child opens every bind source (O_PATH) before it mounts over this path, so
+// shadowing it hides nothing we need, not even host paths under /tmp.
+inline constexpr const char* kAssemblyBase = "/tmp";
+inline constexpr const char* kWorkspacePath = "/sandbox";
+
+struct MountEntry {
+  enum class Kind { kBind, kSymlink, kTmpfs, kProc, kDev, kGeneratedFile };
+  Kind kind = Kind::kBind;
+  std::string target;      // path inside the sandbox
+  std::string stage_path;  // kAssemblyBase + target: where the child mounts it before pivot
+  std::string source;      // kBind: host path, opened O_PATH by the child
+  bool source_is_dir = true;
+  bool read_only = true;
+  bool allow_devices = false;  // binds of device nodes under /dev keep them usable
+  std::string link_target;     // kSymlink
+  std::string tmpfs_options;   // kTmpfs, kDev, kProc
+  std::string content;         // kGeneratedFile: written by the child, then bound read-only
+};
+
+struct RunOptions {
+  std::string name;              // validated sandbox name
+  std::string workdir;           // host directory for /sandbox; empty = private tmpfs
+  std::vector<std::string> env;  // K=V from --env
+  std::vector<std::string> command;
+  std::string cgroup_parent = "openshell";
+  std::optional<sys::CgroupVersion> cgroup_version;  // nullopt: the host's primary hierarchy
+};
+
+struct LaunchPlan {
+  std::string name;
+  std::vector<MountEntry> mounts;  // in mount order (parents before children)
+  std::vector<int> source_fds;     // one slot per mount, filled by the child
+  std::string hostname;
+  uint32_t inside_uid = policy::kSandboxUid;
+  uint32_t inside_gid = policy::kSandboxGid;
+  uint32_t outside_uid = 0;
+  uint32_t outside_gid = 0;
+  sys::LandlockPlan landlock;
+  sys::SeccompProgram seccomp;
+  std::unique_ptr<sys::CapDropPlan> caps;
+  std::string cwd;
+  std::vector<std::string> argv_storage;
+  std::vector<std::string> env_storage;
+  std::vector<char*> argv;  // null-terminated views of the storage above
+  std::vector<char*> envp;
+  std::vector<std::string> exec_path;  // PATH directories for a bare command name
+};
+
+// Builds the plan. Paths that do not exist are skipped with an event under best_effort and
+// are an error under hard_requirement.
+Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOptions& options,
+                                     EventSink& events);
+
+// Sandbox names: [a-z0-9][a-z0-9-]{0,62}. They become cgroup and host names.
+bool valid_sandbox_name(std::string_view name);
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,54 @@
+// What the pre-exec child reports when a step fails: a fixed-size record written to a CLOEXEC
+// pipe, then _exit. The parent turns it into a typed error and an event.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace openshell::supervisor {
+
+enum class Stage : int32_t {
+  kNone = 0,
+  kParentGone,
+  kCgroupNamespace,
+  kMountPrivate,
+  kMountRoot,
+  kMountTarget,  // creating a mount point; detail = mount index
+  kBindMount,    // detail = mount index
+  kMountAttr,    // detail = mount index
+  kTmpfs,        // detail = mount index
+  kDev,
+  kProc,
+  kSymlink,  // detail = mount index
+  kHostname,
+  kLoopback,
+  kPivotRoot,
+  kRootReadOnly,
+  kCloseFds,
+  kSetsid,
+  kUserNamespace,
+  kIdMapWait,
+  kCapBounding,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kCapDrop,
+  kNoNewPrivs,
+  kDumpable,
+  kRlimitCore,
+  kLandlock,  // detail = rule index or -1
+  kSeccomp,
+  kFork,
+  kChdir,
+  kExec,
+};
+
+struct StageRecord {
+  Stage stage = Stage::kNone;
+  int32_t err = 0;
+  int32_t detail = -1;
+};
+
+std::string_view stage_name(Stage stage);
+
+}  // namespace openshell::supervisor

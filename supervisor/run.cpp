@@ -1,0 +1,134 @@
+#include "supervisor/run.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <functional>
+
+#include "core/log.hpp"
+#include "supervisor/launch/launcher.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/process.hpp"
+
+namespace openshell::supervisor {
+namespace {
+
+// A fork bomb must not take the host down even when the policy sets no limit.
+constexpr uint64_t kDefaultPidsMax = 4096;
+
+sys::CgroupLimits limits_for(const policy::Resources& r, const sys::CgroupLayout& layout) {
+  sys::CgroupLimits limits;
+  limits.memory_max = r.memory_max;
+  if (r.cpu_max) limits.cpu_percent = r.cpu_max->percent;
+  limits.pids_max = r.pids_max;
+  if (!limits.pids_max && layout.has_controller("pids")) limits.pids_max = kDefaultPidsMax;
+  return limits;
+}
+
+// Waits for init to exit while forwarding the signals a user or service manager sends us.
+void wait_forwarding_signals(sys::ChildProcess& init) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  signals.add(SIGQUIT);
+  signals.add(SIGUSR1);
+  signals.add(SIGUSR2);
+  signals.add(SIGWINCH);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        (void)init.signal(sig);
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+  // The descriptor object closes what it holds: give it its own copy of the pidfd.
+  asio::posix::stream_descriptor exited(io, ::dup(init.pidfd()));
+  exited.async_wait(asio::posix::stream_descriptor::wait_read,
+                    [&](const boost::system::error_code&) { io.stop(); });
+  io.run();
+}
+
+}  // namespace
+
+Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
+                        EventSink& events) {
+  events.emit(ocsf::config_change(
+      options.name, "Loaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
+      "policy loaded from " + policy.source,
+      {{"policy",
+        {{"source", policy.source}, {"network_rules", policy.network_policies.size()}}}}));
+
+  auto plan = build_launch_plan(policy, options, events);
+  if (!plan) {
+    events.emit(ocsf::config_change(options.name, "Failed", ocsf::Severity::kHigh,
+                                    ocsf::StatusId::kFailure, plan.error().message()));
+    return plan.error();
+  }
+
+  auto layout = sys::detect_cgroup_layout(options.cgroup_version);
+  if (!layout) return layout.error();
+  auto cgroup = sys::Cgroup::create(*layout, options.cgroup_parent, options.name,
+                                    limits_for(policy.resources, *layout));
+  if (!cgroup) {
+    if (cgroup.error().code == std::errc::file_exists)
+      return Error{cgroup.error().code, "a sandbox named '" + options.name + "' already exists"};
+    return cgroup.error().wrap("creating the sandbox's cgroup");
+  }
+  auto reaper = CgroupReaper::spawn(*cgroup);
+  if (!reaper) {
+    (void)cgroup->remove();
+    return reaper.error();
+  }
+  auto cleanup = [&] {
+    if (auto st = cgroup->remove(); !st) log::warn("supervisor", st.error().message());
+    reaper->finish();
+  };
+
+  StageRecord failure;
+  auto launched = launch_sandbox(*plan, *cgroup, events, &failure);
+  if (!launched) {
+    cleanup();
+    if (failure.stage == Stage::kExec) {
+      // As a shell would: the command is the problem, not the sandbox.
+      log::error("supervisor", launched.error().message());
+      return failure.err == ENOENT ? kExitNotFound : kExitCannotExecute;
+    }
+    return launched.error();
+  }
+  ocsf::ProcessInfo agent;
+  agent.pid = launched->agent_pid;
+  agent.sandbox_pid = 2;  // init is 1 and forks nothing else first
+  agent.exe = plan->argv_storage[0];
+  agent.uid = plan->inside_uid;
+  events.emit(ocsf::process_launch(options.name, agent));
+
+  wait_forwarding_signals(launched->init);
+  auto init_status = launched->init.wait();
+  int agent_status = 0;
+  ssize_t n = ::read(launched->status_read.get(), &agent_status, sizeof agent_status);
+  if (n != static_cast<ssize_t>(sizeof agent_status)) {
+    // Init died without reporting (it was killed): the agent went with it.
+    agent_status = init_status.ok() ? *init_status : W_EXITCODE(0, SIGKILL);
+  }
+  const uint64_t oom_kills = cgroup->oom_kills();
+  cleanup();
+
+  const int code = sys::exit_code_of(agent_status);
+  const int sig = WIFSIGNALED(agent_status) ? WTERMSIG(agent_status) : 0;
+  std::string detail;
+  if (sig == SIGKILL && oom_kills > 0) {
+    detail = "killed by the OOM killer: memory_max " +
+             std::to_string(policy.resources.memory_max.value_or(0)) + " bytes reached";
+    log::error("supervisor", "agent " + detail);
+  } else if (sig != 0) {
+    detail = std::string("killed by signal ") + ::sigabbrev_np(sig);
+  }
+  events.emit(ocsf::process_exit(options.name, agent, code, sig, detail));
+  return code;
+}
+
+}  // namespace openshell::supervisor

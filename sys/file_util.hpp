@@ -1,0 +1,16 @@
+// Small, bounded file reads and writes for kernel interface files (/proc, /sys/fs/cgroup).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+
+namespace openshell::sys {
+
+// Reads at most max_bytes; kernel files are small and we never trust them to be.
+Result<std::string> read_file(const std::string& path, size_t max_bytes = 64 * 1024);
+// One write(2) of the whole content, as kernel interface files expect.
+Status write_file(const std::string& path, std::string_view content);
+
+}  // namespace openshell::sys

@@ -1,0 +1,174 @@
+#include "sys/seccomp.hpp"
+
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/netlink.h>
+
+#include <memory>
+
+#include "core/unique_fd.hpp"
+
+namespace openshell::sys {
+namespace {
+
+using CtxPtr = std::unique_ptr<void, decltype(&seccomp_release)>;
+
+// Syscalls the agent never needs and that widen the kernel attack surface or reach outside
+// the sandbox. Each fails with EPERM so programs see an ordinary permission error.
+constexpr const char* kDeniedSyscalls[] = {
+    // mounts, old and new API
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    // namespaces of other processes
+    "setns",
+    // other processes' memory
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
+    // kernel attack surface
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "quotactl",
+    "quotactl_fd",
+    "acct",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "syslog",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "nfsservctl",
+    "uselib",
+    "iopl",
+    "ioperm",
+    "fanotify_init",
+};
+
+// Socket families an agent may create. NETLINK is allowed for NETLINK_ROUTE only (getifaddrs).
+constexpr int kAllowedFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+
+int add(void* ctx, uint32_t action, int nr, unsigned count, const scmp_arg_cmp* args) {
+  return seccomp_rule_add_array(ctx, action, nr, count, args);
+}
+
+}  // namespace
+
+Result<SeccompProgram> build_seccomp_baseline(const SeccompOptions& options) {
+  CtxPtr ctx(seccomp_init(SCMP_ACT_ALLOW), &seccomp_release);
+  if (!ctx) return Error::invalid("seccomp_init failed");
+  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  auto fail = [](int rc, const std::string& what) {
+    return Error{std::error_code(-rc, std::generic_category()), "seccomp rule for " + what};
+  };
+
+  for (const char* name : kDeniedSyscalls) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    if (int rc = add(ctx.get(), eperm, nr, 0, nullptr); rc < 0) return fail(rc, name);
+  }
+  if (!options.allow_memfd_create)
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(memfd_create), 0, nullptr); rc < 0)
+      return fail(rc, "memfd_create");
+
+  // clone3 passes its flags in memory that seccomp cannot read: ENOSYS makes libc fall back to
+  // clone, whose flags we can check.
+  if (int rc = add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0, nullptr); rc < 0)
+    return fail(rc, "clone3");
+  {
+    scmp_arg_cmp arg = SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER);
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(clone), 1, &arg); rc < 0) return fail(rc, "clone");
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(unshare), 1, &arg); rc < 0)
+      return fail(rc, "unshare");
+  }
+  // Terminal input injection into whatever terminal the agent holds.
+  for (unsigned long req :
+       {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
+    scmp_arg_cmp arg = SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, req);
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(ioctl), 1, &arg); rc < 0) return fail(rc, "ioctl");
+  }
+  // socket(): every family outside the allow list, and netlink other than NETLINK_ROUTE.
+  // The family is an int; compare the low 32 bits only.
+  constexpr int kFamilyLimit = 64;  // above AF_MAX on every kernel we target
+  for (int family = 0; family < kFamilyLimit; ++family) {
+    bool allowed = false;
+    for (int a : kAllowedFamilies) allowed = allowed || a == family;
+    if (allowed) continue;
+    scmp_arg_cmp arg = SCMP_A0_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, static_cast<uint64_t>(family));
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(socket), 1, &arg); rc < 0)
+      return fail(rc, "socket");
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(socketpair), 1, &arg); rc < 0)
+      return fail(rc, "socketpair");
+  }
+  {
+    scmp_arg_cmp big = SCMP_A0_32(SCMP_CMP_GE, kFamilyLimit);
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(socket), 1, &big); rc < 0)
+      return fail(rc, "socket");
+    scmp_arg_cmp args[2] = {SCMP_A0_32(SCMP_CMP_EQ, AF_NETLINK),
+                            SCMP_A2_32(SCMP_CMP_NE, NETLINK_ROUTE)};
+    if (int rc = add(ctx.get(), eperm, SCMP_SYS(socket), 2, args); rc < 0)
+      return fail(rc, "socket(AF_NETLINK)");
+  }
+
+  // Export the compiled program so the child only has to hand it to the kernel.
+  UniqueFd mem(::memfd_create("openshell-seccomp", MFD_CLOEXEC));
+  if (!mem) return Error::from_errno("memfd_create for seccomp export");
+  if (int rc = seccomp_export_bpf(ctx.get(), mem.get()); rc < 0)
+    return Error{std::error_code(-rc, std::generic_category()), "exporting seccomp program"};
+  struct stat st;
+  if (::fstat(mem.get(), &st) != 0) return Error::from_errno("sizing seccomp program");
+  SeccompProgram program;
+  program.instructions.resize(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
+  ssize_t n = ::pread(mem.get(), program.instructions.data(),
+                      program.instructions.size() * sizeof(sock_filter), 0);
+  if (n != static_cast<ssize_t>(program.instructions.size() * sizeof(sock_filter)))
+    return Error::from_errno("reading seccomp program");
+  return program;
+}
+
+int seccomp_install_in_child(const SeccompProgram& program) {
+  sock_fprog prog{static_cast<unsigned short>(program.instructions.size()),
+                  const_cast<sock_filter*>(program.instructions.data())};  // NOLINT
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return errno;
+  return 0;
+}
+
+}  // namespace openshell::sys

@@ -1,0 +1,165 @@
+// What a process inside a sandbox is and sees: identity, capabilities, filesystem, network.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/support/harness.hpp"
+
+using namespace openshell::testing;
+
+namespace {
+
+Outcome sandboxed(const std::string& policy_file, const std::vector<std::string>& cmd,
+                  const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {supervisor_bin(), "run",    "--policy-file",
+                                   policy_file,      "--name", unique_name("iso")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.emplace_back("--");
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return run_process(argv);
+}
+
+}  // namespace
+
+TEST_CASE("the agent runs as uid 1000 with no capabilities, no_new_privs and seccomp") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  auto ids = sandboxed(policy, {helper("print_ids")});
+  REQUIRE(ids.exit_code == 0);
+  CHECK(ids.out.find("uid=1000 euid=1000 gid=1000 egid=1000") != std::string::npos);
+  CHECK(ids.out.find("cwd=/sandbox") != std::string::npos);
+
+  auto status = sandboxed(policy, {"/bin/cat", "/proc/self/status"});
+  REQUIRE(status.exit_code == 0);
+  CHECK(status.out.find("CapEff:\t0000000000000000") != std::string::npos);
+  CHECK(status.out.find("CapBnd:\t0000000000000000") != std::string::npos);
+  CHECK(status.out.find("CapPrm:\t0000000000000000") != std::string::npos);
+  CHECK(status.out.find("CapAmb:\t0000000000000000") != std::string::npos);
+  CHECK(status.out.find("NoNewPrivs:\t1") != std::string::npos);
+  CHECK(status.out.find("Seccomp:\t2") != std::string::npos);
+
+  auto limits = sandboxed(policy, {"/bin/cat", "/proc/self/limits"});
+  CHECK(limits.out.find("Max core file size        0                    0") != std::string::npos);
+}
+
+TEST_CASE("unlisted host paths do not exist and read-only paths cannot be written") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  auto r = sandboxed(policy, {helper("try_open"),
+                              "r",
+                              "/root",
+                              "list",
+                              "/home",
+                              "r",
+                              "/var/log",
+                              "r",
+                              "/etc/hostname",
+                              "create",
+                              "/usr/openshell-probe",
+                              "create",
+                              "/etc/openshell-probe",
+                              "mkdir",
+                              "/bin/openshell-probe",
+                              "create",
+                              "/openshell-probe",
+                              "r",
+                              "/etc/passwd",
+                              "list",
+                              "/usr/bin"});
+  REQUIRE(r.exit_code == 0);
+  auto cases = parse_cases(r.out);
+  CHECK(cases["r /root"] == "ENOENT");
+  CHECK(cases["list /home"] == "ENOENT");
+  CHECK(cases["r /var/log"] == "ENOENT");
+  CHECK(cases["r /etc/hostname"] == "ok");  // /etc is listed read-only
+  CHECK(cases["create /usr/openshell-probe"] == "EROFS");
+  CHECK(cases["create /etc/openshell-probe"] == "EROFS");
+  CHECK(cases["mkdir /bin/openshell-probe"] == "EROFS");
+  CHECK(cases["create /openshell-probe"] == "EROFS");
+  CHECK(cases["r /etc/passwd"] == "ok");
+  CHECK(cases["list /usr/bin"] == "ok");
+  CHECK_FALSE(path_exists("/usr/openshell-probe"));
+}
+
+TEST_CASE("the sandbox has generated identity files, not the host's") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  auto r = sandboxed(policy, {"/bin/cat", "/etc/passwd", "/etc/group"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("sandbox:x:1000:1000:sandbox:/sandbox:/bin/sh") != std::string::npos);
+  CHECK(r.out.find("sandbox:x:1000:") != std::string::npos);
+  // The host's passwd lists daemon accounts; ours does not.
+  CHECK(r.out.find("daemon:") == std::string::npos);
+}
+
+TEST_CASE("/tmp is private and writable, /sandbox is the writable workdir") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  TempDir marker_dir;  // a file in the host's /tmp
+  std::string marker = marker_dir.write("marker", "host");
+  const std::string inside_name = "/tmp/openshell-inside-" + std::to_string(getpid());
+  auto r = sandboxed(policy, {helper("try_open"), "r", marker, "create", inside_name, "create",
+                              "/dev/shm/x", "create", "/sandbox/x", "mkdir", "/sandbox/d"});
+  REQUIRE(r.exit_code == 0);
+  auto cases = parse_cases(r.out);
+  CHECK(cases["r " + marker] == "ENOENT");  // the host's /tmp is not there
+  CHECK(cases["create " + inside_name] == "ok");
+  CHECK(cases["create /dev/shm/x"] == "ok");
+  CHECK(cases["create /sandbox/x"] == "ok");
+  CHECK(cases["mkdir /sandbox/d"] == "ok");
+  CHECK_FALSE(path_exists(inside_name));  // and what it wrote did not land in the host's /tmp
+}
+
+TEST_CASE("--workdir is mounted at /sandbox and files written there belong to its owner") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  TempDir work;
+  REQUIRE(chown(work.path().c_str(), 4242, 4242) == 0);
+  work.write("input.txt", "from the host\n");
+  auto r =
+      sandboxed(policy, {"/bin/sh", "-c", "cat /sandbox/input.txt && echo out > /sandbox/out.txt"},
+                {"--workdir", work.path()});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == "from the host\n");
+  struct stat st;
+  REQUIRE(stat((work.path() + "/out.txt").c_str(), &st) == 0);
+  CHECK(st.st_uid == 4242);
+  CHECK(st.st_gid == 4242);
+}
+
+TEST_CASE("a root-owned --workdir is refused with a reason") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  TempDir work;
+  auto r = sandboxed(policy, {"/bin/true"}, {"--workdir", work.path()});
+  CHECK(r.exit_code == 125);
+  CHECK(r.err.find("owned by root") != std::string::npos);
+}
+
+TEST_CASE("the network namespace has only loopback: outbound fails at once, loopback works") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  // TEST-NET-2: no route exists in the sandbox, so nothing is ever sent.
+  auto out = sandboxed(policy, {helper("try_connect"), "198.51.100.1", "80", "5000"});
+  REQUIRE(out.exit_code == 0);
+  CHECK(parse_cases(out.out)["connect 198.51.100.1:80"] == "ENETUNREACH");
+  // Loopback is up: nothing listens on port 1, so the kernel refuses (a down lo would not).
+  auto lo = sandboxed(policy, {helper("try_connect"), "127.0.0.1", "1", "5000"});
+  REQUIRE(lo.exit_code == 0);
+  CHECK(parse_cases(lo.out)["connect 127.0.0.1:1"] == "ECONNREFUSED");
+}
+
+TEST_CASE("the agent's environment is clean apart from --env") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  setenv("OPENSHELL_TEST_SECRET", "must-not-leak", 1);
+  auto r = sandboxed(policy, {"/usr/bin/env"}, {"--env", "FOO=bar", "--env", "HOME=/tmp"});
+  unsetenv("OPENSHELL_TEST_SECRET");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("must-not-leak") == std::string::npos);
+  CHECK(r.out.find("FOO=bar\n") != std::string::npos);
+  CHECK(r.out.find("HOME=/tmp\n") != std::string::npos);
+  CHECK(r.out.find("HOME=/sandbox") == std::string::npos);
+  CHECK(r.out.find("USER=sandbox\n") != std::string::npos);
+}

@@ -1,0 +1,98 @@
+#include "tests/support/cgroups.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/support/events.hpp"
+#include "tests/support/harness.hpp"
+
+namespace openshell::testing {
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+size_t count_lines(const std::string& s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+}  // namespace
+
+std::vector<std::string> expected_cgroup_dirs(const std::string& name,
+                                              std::optional<sys::CgroupVersion> version) {
+  auto layout = sys::detect_cgroup_layout(version);
+  REQUIRE(layout.ok());
+  std::vector<std::string> dirs;
+  if (layout->version == sys::CgroupVersion::kV2) {
+    dirs.push_back(layout->v2_root + "/openshell/" + name);
+  } else {
+    for (const auto& [ctrl, mount] : layout->v1_mounts)
+      dirs.push_back(mount + "/openshell/" + name);
+  }
+  return dirs;
+}
+
+CgroupLimitValues read_cgroup_limits(const std::string& name) {
+  auto layout = sys::detect_cgroup_layout();
+  REQUIRE(layout.ok());
+  CgroupLimitValues v;
+  if (layout->version == sys::CgroupVersion::kV2) {
+    const std::string dir = layout->v2_root + "/openshell/" + name;
+    v.memory_max = trim(read_text(dir + "/memory.max"));
+    v.pids_max = trim(read_text(dir + "/pids.max"));
+    std::string cpu = trim(read_text(dir + "/cpu.max"));
+    v.cpu_quota = cpu.substr(0, cpu.find(' '));
+  } else {
+    v.memory_max = trim(
+        read_text(layout->v1_mounts["memory"] + "/openshell/" + name + "/memory.limit_in_bytes"));
+    v.pids_max = trim(read_text(layout->v1_mounts["pids"] + "/openshell/" + name + "/pids.max"));
+    v.cpu_quota =
+        trim(read_text(layout->v1_mounts["cpu"] + "/openshell/" + name + "/cpu.cfs_quota_us"));
+  }
+  return v;
+}
+
+void check_kill9_cleanup(std::optional<sys::CgroupVersion> version) {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  const std::string name = unique_name("k9");
+  const std::string events_file = dir.path() + "/events.jsonl";
+  const size_t mounts_before = count_lines(read_text("/proc/self/mountinfo"));
+  std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", policy,
+                                   "--name",         name,  "--events",      events_file};
+  if (version) argv.push_back(*version == sys::CgroupVersion::kV2 ? "--cgroup=v2" : "--cgroup=v1");
+  argv.insert(argv.end(), {"--", "/bin/sh", "-c", "sleep 60 & sleep 60"});
+  pid_t supervisor = spawn_process(argv);
+  REQUIRE(
+      eventually([&] { return read_text(events_file).find("\"Launch\"") != std::string::npos; }));
+  auto launch = find_event(read_events(events_file), 1007, "Launch");
+  REQUIRE(launch != nullptr);
+  const pid_t agent = launch["process"]["pid"].get<pid_t>();
+  REQUIRE(agent > 0);
+  const auto dirs = expected_cgroup_dirs(name, version);
+  // v1 creates only the controllers it needs (pids here); v2 has the one directory.
+  REQUIRE(std::count_if(dirs.begin(), dirs.end(),
+                        [](const std::string& d) { return path_exists(d); }) >= 1);
+  // The agent's mount namespace is not the host's.
+  CHECK(read_text("/proc/" + std::to_string(agent) + "/mountinfo") !=
+        read_text("/proc/self/mountinfo"));
+
+  REQUIRE(kill(supervisor, SIGKILL) == 0);
+  int status = 0;
+  REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
+
+  CHECK(eventually([&] { return kill(agent, 0) != 0 && errno == ESRCH; }));
+  for (const auto& d : dirs) CHECK(eventually([&] { return !path_exists(d); }));
+  CHECK(count_lines(read_text("/proc/self/mountinfo")) == mounts_before);
+  // Nothing of this sandbox is left running, the reaper included.
+  CHECK(eventually([&] {
+    return run_process({"/bin/ps", "-eo", "args"}).out.find(name) == std::string::npos;
+  }));
+}
+
+}  // namespace openshell::testing

@@ -1,0 +1,79 @@
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <string>
+
+#include "core/event_sink.hpp"
+#include "core/ocsf.hpp"
+
+using namespace openshell;
+
+TEST_CASE("OCSF events carry the common attributes and the pinned schema version") {
+  ocsf::ProcessInfo p;
+  p.pid = 4242;
+  p.exe = "/usr/bin/python3";
+  p.uid = 1000;
+  auto j = ocsf::process_launch("box", p).to_json();
+  CHECK(j["class_uid"] == 1007);
+  CHECK(j["category_uid"] == 1);
+  CHECK(j["activity_id"] == 1);
+  CHECK(j["type_uid"] == 100701);
+  CHECK(j["metadata"]["version"] == "1.7.0");
+  CHECK(j["metadata"]["product"]["name"] == "openshell");
+  CHECK(j["process"]["pid"] == 4242);
+  CHECK(j["process"]["name"] == "python3");
+  CHECK(j["process"]["user"]["uid"] == "1000");
+  CHECK(j["unmapped"]["sandbox"] == "box");
+  CHECK(j["time"].get<int64_t>() > 1700000000000);
+}
+
+TEST_CASE("exit events record status and signal") {
+  ocsf::ProcessInfo p;
+  p.pid = 7;
+  auto j = ocsf::process_exit("box", p, 137, 9, "killed by the OOM killer").to_json();
+  CHECK(j["activity_name"] == "Terminate");
+  CHECK(j["exit_code"] == 137);
+  CHECK(j["status"] == "Failure");
+  CHECK(j["status_detail"] == "killed by the OOM killer");
+  CHECK(j["process"]["xattributes"]["signal"] == 9);
+}
+
+TEST_CASE("config events are Device Config State Change with their fields") {
+  auto e = ocsf::config_change("box", "Skipped", ocsf::Severity::kMedium, ocsf::StatusId::kFailure,
+                               "skipping", {{"file", {{"path", "/x"}}}});
+  auto j = e.to_json();
+  CHECK(j["class_uid"] == 5019);
+  CHECK(j["severity"] == "Medium");
+  CHECK(j["file"]["path"] == "/x");
+}
+
+TEST_CASE("invalid UTF-8 in a field does not break the event line") {
+  ocsf::ProcessInfo p;
+  p.exe = std::string("/tmp/\xff\xfe");
+  std::string line = ocsf::process_launch("box", p).to_json_line();
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(nlohmann::json::parse(line)["class_uid"] == 1007);
+}
+
+TEST_CASE("the JSONL sink appends one line per event") {
+  char tmpl[] = "/tmp/openshell-sink-XXXXXX";
+  int fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  close(fd);
+  {
+    auto sink = JsonlFileSink::open(tmpl);
+    REQUIRE(sink.ok());
+    ocsf::ProcessInfo p;
+    (*sink)->emit(ocsf::process_launch("a", p));
+    (*sink)->emit(ocsf::process_launch("b", p));
+  }
+  std::ifstream in(tmpl);
+  std::string l1, l2, l3;
+  std::getline(in, l1);
+  std::getline(in, l2);
+  CHECK_FALSE(std::getline(in, l3));
+  CHECK(nlohmann::json::parse(l1)["unmapped"]["sandbox"] == "a");
+  CHECK(nlohmann::json::parse(l2)["unmapped"]["sandbox"] == "b");
+  unlink(tmpl);
+}
