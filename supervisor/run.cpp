@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cstring>
 #include <functional>
 
 #include "core/log.hpp"
@@ -61,27 +62,33 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       "policy loaded from " + policy.source,
       {{"policy",
         {{"source", policy.source}, {"network_rules", policy.network_policies.size()}}}}));
+  // Every way out before the agent runs is one event with the stage that failed.
+  auto failed = [&](std::string_view stage, const Error& error, int err = 0) {
+    nlohmann::json fields = {{"stage", stage}};
+    if (err == 0 && error.code.category() == std::generic_category()) err = error.code.value();
+    if (err != 0) fields.update({{"errno", err}, {"error", std::strerror(err)}});
+    events.emit(ocsf::config_change(options.name, "Failed", ocsf::Severity::kHigh,
+                                    ocsf::StatusId::kFailure, error.message(), fields));
+    return error;
+  };
 
   auto plan = build_launch_plan(policy, options, events);
-  if (!plan) {
-    events.emit(ocsf::config_change(options.name, "Failed", ocsf::Severity::kHigh,
-                                    ocsf::StatusId::kFailure, plan.error().message()));
-    return plan.error();
-  }
+  if (!plan) return failed("plan", plan.error());
 
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
-  if (!layout) return layout.error();
-  auto cgroup = sys::Cgroup::create(*layout, options.cgroup_parent, options.name,
-                                    limits_for(policy.resources, *layout));
+  if (!layout) return failed("cgroup", layout.error());
+  const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
+  auto cgroup = sys::Cgroup::create(*layout, options.cgroup_parent, options.name, limits);
   if (!cgroup) {
     if (cgroup.error().code == std::errc::file_exists)
-      return Error{cgroup.error().code, "a sandbox named '" + options.name + "' already exists"};
-    return cgroup.error().wrap("creating the sandbox's cgroup");
+      return failed("cgroup", Error{cgroup.error().code,
+                                    "a sandbox named '" + options.name + "' already exists"});
+    return failed("cgroup", cgroup.error().wrap("creating the sandbox's cgroup"));
   }
   auto reaper = CgroupReaper::spawn(*cgroup);
   if (!reaper) {
     (void)cgroup->remove();
-    return reaper.error();
+    return failed("reaper", reaper.error());
   }
   auto cleanup = [&] {
     if (auto st = cgroup->remove(); !st) log::warn("supervisor", st.error().message());
@@ -89,9 +96,12 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   };
 
   StageRecord failure;
-  auto launched = launch_sandbox(*plan, *cgroup, events, &failure);
+  auto launched = launch_sandbox(*plan, *cgroup, &failure);
   if (!launched) {
     cleanup();
+    const std::string_view stage =
+        failure.stage == Stage::kNone ? std::string_view("launch") : stage_name(failure.stage);
+    failed(stage, launched.error(), failure.err);
     if (failure.stage == Stage::kExec) {
       // As a shell would: the command is the problem, not the sandbox.
       log::error("supervisor", launched.error().message());
@@ -99,6 +109,22 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     }
     return launched.error();
   }
+  // What is actually enforced, so nobody has to assume (a silently missing Landlock was a real
+  // incident elsewhere).
+  nlohmann::json enforced = {
+      {"landlock_abi", plan->landlock.abi},
+      {"landlock_rules", plan->landlock.rules.size()},
+      {"seccomp", "baseline"},
+      {"cgroup_version", layout->version == sys::CgroupVersion::kV2 ? "v2" : "v1"},
+      {"cgroup", cgroup->paths().empty() ? "" : cgroup->paths().front()},
+  };
+  if (limits.memory_max) enforced["memory_max"] = *limits.memory_max;
+  if (limits.pids_max) enforced["pids_max"] = *limits.pids_max;
+  if (limits.cpu_percent) enforced["cpu_max_percent"] = *limits.cpu_percent;
+  events.emit(ocsf::config_change(options.name, "Enforced", ocsf::Severity::kInformational,
+                                  ocsf::StatusId::kSuccess, "sandbox isolation in force",
+                                  {{"enforcement", enforced}}));
+
   ocsf::ProcessInfo agent;
   agent.pid = launched->agent_pid;
   agent.sandbox_pid = 2;  // init is 1 and forks nothing else first

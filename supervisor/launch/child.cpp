@@ -334,6 +334,10 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::umask(022);
     if (::chdir(plan.cwd.c_str()) != 0) fail(error_fd, Stage::kChdir, errno);
+    // The kernel attaches our pid to this message, translated into the supervisor's pid
+    // namespace: that is how the supervisor learns the agent's host pid, even if it exits at once.
+    const StageRecord hello{Stage::kAboutToExec, 0, -1};
+    (void)!::write(error_fd, &hello, sizeof hello);
     fail(error_fd, Stage::kExec, exec_agent(plan));
   }
   g_agent_pid = agent;

@@ -10,7 +10,8 @@ namespace openshell::supervisor {
 struct ChildChannels {
   int sync_read = -1;     // parent -> child: one byte per go-ahead; EOF means the parent died
   int notify_write = -1;  // child -> parent: "user namespace created, write my id maps"
-  int error_write = -1;   // child -> parent: StageRecord on failure; EOF after exec
+  int error_write = -1;   // child -> parent (SEQPACKET): kAboutToExec from the agent, then a
+                          // StageRecord on failure or EOF once the agent has exec'd
   int status_write = -1;  // init -> parent: the agent's raw wait status when it exits
 };
 

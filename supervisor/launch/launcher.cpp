@@ -5,15 +5,14 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <sstream>
 
 #include "supervisor/launch/child.hpp"
 #include "supervisor/launch/stage.hpp"
-#include "sys/file_util.hpp"
 #include "sys/userns.hpp"
 
 namespace openshell::supervisor {
@@ -36,13 +35,27 @@ Wait wait_readable(int fd, int timeout_ms) {
   return rc == 0 ? Wait::kTimeout : Wait::kReadable;
 }
 
-// Reads a StageRecord; returns true if one arrived, false on EOF.
-bool read_record(int fd, StageRecord* record) {
+// Reads one StageRecord and the sender's pid (SO_PASSCRED); false on EOF or error.
+bool read_record(int fd, StageRecord* record, pid_t* sender) {
+  iovec iov{record, sizeof *record};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
   ssize_t n;
   do {
-    n = ::read(fd, record, sizeof *record);
+    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(sizeof *record);
+  if (n != static_cast<ssize_t>(sizeof *record)) return false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+      ucred cred;
+      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      *sender = cred.pid;
+    }
+  return true;
 }
 
 std::string describe(const LaunchPlan& plan, const StageRecord& r) {
@@ -60,40 +73,33 @@ std::string describe(const LaunchPlan& plan, const StageRecord& r) {
   return what;
 }
 
-Error setup_failed(const LaunchPlan& plan, const StageRecord& r, EventSink& events) {
-  Error e = Error::from_errno(describe(plan, r), r.err);
-  events.emit(ocsf::config_change(
-      plan.name, "Failed", ocsf::Severity::kHigh, ocsf::StatusId::kFailure, e.message(),
-      {{"stage", stage_name(r.stage)}, {"errno", r.err}, {"error", std::strerror(r.err)}}));
-  return e;
-}
-
-pid_t find_agent_pid(pid_t init_pid) {
-  auto text = sys::read_file("/proc/" + std::to_string(init_pid) + "/task/" +
-                             std::to_string(init_pid) + "/children");
-  if (!text) return -1;
-  std::istringstream in(*text);
-  long pid = -1;
-  in >> pid;
-  return static_cast<pid_t>(pid);
+Error setup_failed(const LaunchPlan& plan, const StageRecord& r) {
+  return Error::from_errno(describe(plan, r), r.err);
 }
 
 }  // namespace
 
 Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
-                                       EventSink& events, StageRecord* failure) {
+                                       StageRecord* failure) {
   *failure = StageRecord{};
   auto sync = sys::make_pipe();
   auto notify = sys::make_pipe();
-  auto error = sys::make_pipe();
+  // A socket, not a pipe, so the agent's announcement carries its pid (SCM_CREDENTIALS).
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
+    return Error::from_errno("creating the launch socket");
+  std::array<UniqueFd, 2> report{UniqueFd(sp[0]), UniqueFd(sp[1])};
+  const int one = 1;
+  if (::setsockopt(sp[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+    return Error::from_errno("SO_PASSCRED");
   auto status = sys::make_pipe();
-  if (!sync || !notify || !error || !status) return Error::from_errno("creating launch pipes");
+  if (!sync || !notify || !status) return Error::from_errno("creating launch pipes");
 
   const int cgroup_fd = cgroup.version() == sys::CgroupVersion::kV2 ? cgroup.dir_fd() : -1;
   auto cloned = sys::clone3_fork(kNamespaces, cgroup_fd);
   if (!cloned) return cloned.error().wrap("creating the sandbox's namespaces");
   if (cloned->pid == 0) {
-    ChildChannels channels{(*sync)[0].get(), (*notify)[1].get(), (*error)[1].get(),
+    ChildChannels channels{(*sync)[0].get(), (*notify)[1].get(), report[1].get(),
                            (*status)[1].get()};
     run_sandbox_init_in_child(plan, channels);
   }
@@ -102,13 +108,14 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   out.init = sys::ChildProcess(cloned->pid, UniqueFd(cloned->pidfd));
   (*sync)[0].reset();
   (*notify)[1].reset();
-  (*error)[1].reset();
+  report[1].reset();
   (*status)[1].reset();
   out.status_read = std::move((*status)[0]);
-  const int error_fd = (*error)[0].get();
+  const int error_fd = report[0].get();
 
+  pid_t sender = -1;
   auto child_failed = [&]() -> Error {
-    if (read_record(error_fd, failure)) return setup_failed(plan, *failure, events);
+    if (read_record(error_fd, failure, &sender)) return setup_failed(plan, *failure);
     return Error::invalid("sandbox init exited during setup without a report");
   };
 
@@ -133,17 +140,27 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
     return st.error().wrap("writing the sandbox's id maps");
   if (::write((*sync)[1].get(), "m", 1) != 1) return Error::from_errno("releasing sandbox init");
 
-  // Phase 2: privileges dropped, agent forked; EOF on the error pipe means it exec'd.
-  switch (wait_readable(error_fd, kSetupTimeoutMs)) {
-    case Wait::kReadable:
-      break;
-    case Wait::kTimeout:
-      return Error::from_errno("waiting for the agent's exec", ETIMEDOUT);
-    case Wait::kError:
-      return Error::from_errno("waiting for the agent's exec");
+  // Phase 2: privileges dropped, agent forked. The agent says it is about to exec; EOF after
+  // that means it did.
+  for (;;) {
+    switch (wait_readable(error_fd, kSetupTimeoutMs)) {
+      case Wait::kReadable:
+        break;
+      case Wait::kTimeout:
+        return Error::from_errno("waiting for the agent's exec", ETIMEDOUT);
+      case Wait::kError:
+        return Error::from_errno("waiting for the agent's exec");
+    }
+    StageRecord record;
+    if (!read_record(error_fd, &record, &sender)) break;
+    if (record.stage == Stage::kAboutToExec) {
+      out.agent_pid = sender;
+      continue;
+    }
+    *failure = record;
+    return setup_failed(plan, *failure);
   }
-  if (read_record(error_fd, failure)) return setup_failed(plan, *failure, events);
-  out.agent_pid = find_agent_pid(cloned->pid);
+  if (out.agent_pid <= 0) return Error::invalid("the agent never reported before its exec");
   return out;
 }
 

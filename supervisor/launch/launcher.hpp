@@ -4,7 +4,6 @@
 
 #include <sys/types.h>
 
-#include "core/event_sink.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "supervisor/launch/plan.hpp"
@@ -20,11 +19,10 @@ struct LaunchedSandbox {
   pid_t agent_pid = -1;    // host pid of the agent, -1 if it could not be found
 };
 
-// On failure the Error names the stage and errno, *failure holds the child's report (stage
-// kNone if the failure was the parent's), and a Device Config State Change event with the same
-// facts has been emitted.
+// On failure the Error names the stage and errno, and *failure holds the child's report
+// (stage kNone if the failure was the parent's).
 Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
-                                       EventSink& events, StageRecord* failure);
+                                       StageRecord* failure);
 
 // Removes the sandbox's cgroup if the supervisor dies without doing so (kill -9): a small
 // process outside the sandbox that waits for the supervisor's end of a pipe to close.

@@ -70,6 +70,8 @@ std::string_view stage_name(Stage stage) {
       return "chdir";
     case Stage::kExec:
       return "exec";
+    case Stage::kAboutToExec:
+      return "about-to-exec";
   }
   return "unknown";
 }

@@ -1,5 +1,5 @@
-// What the pre-exec child reports when a step fails: a fixed-size record written to a CLOEXEC
-// pipe, then _exit. The parent turns it into a typed error and an event.
+// What the pre-exec child reports when a step fails: a fixed-size record sent on a CLOEXEC
+// SEQPACKET socket, then _exit. The parent turns it into a typed error and an event.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +41,7 @@ enum class Stage : int32_t {
   kFork,
   kChdir,
   kExec,
+  kAboutToExec,  // not a failure: the agent announces itself (its pid travels as credentials)
 };
 
 struct StageRecord {

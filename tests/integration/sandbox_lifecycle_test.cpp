@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "sys/landlock.hpp"
 #include "tests/support/events.hpp"
 #include "tests/support/harness.hpp"
 
@@ -77,6 +78,12 @@ TEST_CASE("events record policy load, agent launch and exit") {
   REQUIRE(loaded != nullptr);
   CHECK(loaded["metadata"]["version"] == "1.7.0");
   CHECK(loaded["unmapped"]["sandbox"] == name);
+
+  auto enforced = find_event(events, 5019, "Enforced");
+  REQUIRE(enforced != nullptr);
+  CHECK(enforced["enforcement"]["landlock_abi"] == openshell::sys::landlock_abi());
+  CHECK(enforced["enforcement"]["seccomp"] == "baseline");
+  CHECK(enforced["enforcement"]["pids_max"].get<int>() > 0);
 
   auto launch = find_event(events, 1007, "Launch");
   REQUIRE(launch != nullptr);
