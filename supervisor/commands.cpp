@@ -16,7 +16,7 @@ namespace {
 
 constexpr int kExitUsage = 2;
 constexpr size_t kMaxEnvEntries = 256;
-constexpr size_t kMaxEnvBytes = 128 * 1024;
+constexpr size_t kMaxEnvBytes = size_t{128} * 1024;
 
 std::string random_name() {
   std::random_device rd;
