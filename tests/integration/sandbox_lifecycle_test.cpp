@@ -48,14 +48,15 @@ TEST_CASE("signals sent to the supervisor reach the agent") {
   const std::string events = dir.path() + "/events.jsonl";
   const std::string output = dir.path() + "/out.txt";
   // The agent traps USR1; a bounded loop keeps the test from hanging if forwarding broke.
-  pid_t pid = spawn_process(
-      run_argv(policy, unique_name("sig"),
-               {"/bin/sh", "-c",
-                "trap 'echo got-usr1; exit 3' USR1; i=0; while [ $i -lt 600 ]; do sleep 0.1; "
-                "i=$((i+1)); done; exit 9"},
-               {"--events", events}),
-      output);
-  REQUIRE(eventually([&] { return read_text(events).find("\"Launch\"") != std::string::npos; }));
+  pid_t pid = spawn_process(run_argv(policy, unique_name("sig"),
+                                     {"/bin/sh", "-c",
+                                      "trap 'echo got-usr1; exit 3' USR1; echo ready; i=0; while [ "
+                                      "$i -lt 600 ]; do sleep 0.1; "
+                                      "i=$((i+1)); done; exit 9"},
+                                     {"--events", events}),
+                            output);
+  // Only once the trap is set: a signal before that would kill the shell, not test forwarding.
+  REQUIRE(eventually([&] { return read_text(output).find("ready") != std::string::npos; }));
   REQUIRE(kill(pid, SIGUSR1) == 0);
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
