@@ -21,7 +21,6 @@
 
 #include "supervisor/launch/stage.hpp"
 #include "sys/mount.hpp"
-#include "sys/netns.hpp"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -230,7 +229,6 @@ void build_root_in_child(LaunchPlan& plan, int error_fd) {
 
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0)
     fail(error_fd, Stage::kHostname, errno);
-  if (int err = sys::loopback_up_in_child(); err != 0) fail(error_fd, Stage::kLoopback, err);
 
   // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
   if (::chdir(kAssemblyBase) != 0) fail(error_fd, Stage::kPivotRoot, errno);

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "supervisor/launch/child.hpp"
+#include "supervisor/launch/network.hpp"
 #include "supervisor/launch/stage.hpp"
 #include "sys/userns.hpp"
 
@@ -118,6 +119,16 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
     if (read_record(error_fd, failure, &sender)) return setup_failed(plan, *failure);
     return Error::invalid("sandbox init exited during setup without a report");
   };
+
+  // The network is the parent's to configure (libnftables allocates; the child may not). Done
+  // here it overlaps with the child building its root; the agent cannot run before it is done.
+  {
+    UniqueFd netns(
+        ::open(("/proc/" + std::to_string(cloned->pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns) return Error::from_errno("opening the sandbox's network namespace");
+    if (auto st = configure_sandbox_network(netns.get()); !st)
+      return st.error().wrap("setting up the sandbox's network");
+  }
 
   if (cgroup.version() == sys::CgroupVersion::kV1) {
     if (auto st = cgroup.add_pid(cloned->pid); !st) return st.error().wrap("placing sandbox");

@@ -30,8 +30,6 @@ std::string_view stage_name(Stage stage) {
       return "symlink";
     case Stage::kHostname:
       return "hostname";
-    case Stage::kLoopback:
-      return "loopback";
     case Stage::kPivotRoot:
       return "pivot-root";
     case Stage::kRootReadOnly:

@@ -21,7 +21,6 @@ enum class Stage : int32_t {
   kProc,
   kSymlink,  // detail = mount index
   kHostname,
-  kLoopback,
   kPivotRoot,
   kRootReadOnly,
   kCloseFds,

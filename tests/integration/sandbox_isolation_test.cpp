@@ -137,17 +137,41 @@ TEST_CASE("a root-owned --workdir is refused with a reason") {
   CHECK(r.err.find("owned by root") != std::string::npos);
 }
 
-TEST_CASE("the network namespace has only loopback: outbound fails at once, loopback works") {
+TEST_CASE("outbound traffic is captured or refused at once; loopback works") {
   TempDir dir;
   auto policy = dir.write("p.toml", test_policy());
-  // TEST-NET-2: no route exists in the sandbox, so nothing is ever sent.
-  auto out = sandboxed(policy, {helper("try_connect"), "198.51.100.1", "80", "5000"});
-  REQUIRE(out.exit_code == 0);
-  CHECK(parse_cases(out.out)["connect 198.51.100.1:80"] == "ENETUNREACH");
+  auto probe = [&](std::vector<std::string> cmd) {
+    auto r = sandboxed(policy, cmd);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    return parse_cases(r.out);
+  };
+  // TCP to any address is redirected to the supervisor's proxy port: with nothing allowed
+  // there, the kernel resets it. A refusal, not a timeout: the agent learns at once.
+  CHECK(probe({helper("try_connect"), "198.51.100.1", "80", "5000"})["connect 198.51.100.1:80"] ==
+        "ECONNREFUSED");
+  CHECK(probe({helper("try_connect"), "2001:db8::1", "443", "5000"})["connect 2001:db8::1:443"] ==
+        "ECONNREFUSED");
+  // UDP other than DNS is refused at send time; DNS goes to the sandbox's own resolver port.
+  CHECK(probe({helper("try_udp"), "198.51.100.1", "123", "2000"})["udp 198.51.100.1:123"] ==
+        "EPERM");
+  CHECK(probe({helper("try_udp"), "2001:db8::1", "53", "2000"})["udp 2001:db8::1:53"] == "EPERM");
   // Loopback is up: nothing listens on port 1, so the kernel refuses (a down lo would not).
-  auto lo = sandboxed(policy, {helper("try_connect"), "127.0.0.1", "1", "5000"});
-  REQUIRE(lo.exit_code == 0);
-  CHECK(parse_cases(lo.out)["connect 127.0.0.1:1"] == "ECONNREFUSED");
+  CHECK(probe({helper("try_connect"), "127.0.0.1", "1", "5000"})["connect 127.0.0.1:1"] ==
+        "ECONNREFUSED");
+  CHECK(probe({helper("try_connect"), "::1", "1", "5000"})["connect ::1:1"] == "ECONNREFUSED");
+}
+
+TEST_CASE("the sandbox's network configuration is its own, not the host's") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  auto before = run_process({"/usr/sbin/ip", "-o", "addr"});
+  auto r = sandboxed(policy, {"/bin/cat", "/proc/net/route", "/proc/net/if_inet6"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("lo\t00000000") != std::string::npos);  // the default route via lo
+  auto after = run_process({"/usr/sbin/ip", "-o", "addr"});
+  CHECK(before.out == after.out);
+  CHECK(after.out.find("10.200.0.1") == std::string::npos);
 }
 
 TEST_CASE("the agent's environment is clean apart from --env") {
