@@ -72,9 +72,8 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     return error;
   };
 
-  auto plan = build_launch_plan(policy, options, events);
-  if (!plan) return failed("plan", plan.error());
-
+  // Order: cgroup and reaper first (the reaper is forked while we are single-threaded), then
+  // the network namespace's thread, whose work overlaps with the plan and the launch.
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
   if (!layout) return failed("cgroup", layout.error());
   const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
@@ -94,9 +93,16 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     if (auto st = cgroup->remove(); !st) log::warn("supervisor", st.error().message());
     reaper->finish();
   };
+  auto network = SandboxNetwork::start();
+
+  auto plan = build_launch_plan(policy, options, events);
+  if (!plan) {
+    cleanup();
+    return failed("plan", plan.error());
+  }
 
   StageRecord failure;
-  auto launched = launch_sandbox(*plan, *cgroup, &failure);
+  auto launched = launch_sandbox(*plan, *cgroup, *network, &failure);
   if (!launched) {
     cleanup();
     const std::string_view stage =

@@ -126,17 +126,36 @@ Result<SeccompProgram> build_seccomp_baseline(const SeccompOptions& options) {
     if (int rc = add(ctx.get(), eperm, SCMP_SYS(ioctl), 1, &arg); rc < 0) return fail(rc, "ioctl");
   }
   // socket(): every family outside the allow list, and netlink other than NETLINK_ROUTE.
-  // The family is an int; compare the low 32 bits only.
-  constexpr int kFamilyLimit = 64;  // above AF_MAX on every kernel we target
-  for (int family = 0; family < kFamilyLimit; ++family) {
-    bool allowed = false;
-    for (int a : kAllowedFamilies) allowed = allowed || a == family;
-    if (allowed) continue;
-    scmp_arg_cmp arg = SCMP_A0_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, static_cast<uint64_t>(family));
+  // The family is an int: compare its low 32 bits. Denied families are covered by aligned
+  // blocks (value under a mask), eleven rules instead of sixty, which halves the compile time
+  // paid at every sandbox start.
+  constexpr uint32_t kFamilyLimit = 64;  // above AF_MAX on every kernel we target
+  auto allowed = [](uint32_t family) {
+    for (int a : kAllowedFamilies)
+      if (static_cast<uint32_t>(a) == family) return true;
+    return false;
+  };
+  for (uint32_t family = 0; family < kFamilyLimit;) {
+    if (allowed(family)) {
+      ++family;
+      continue;
+    }
+    uint32_t size = 1;
+    for (;;) {  // grow while the doubled block stays aligned, in range and all-denied
+      const uint32_t next = size * 2;
+      if (family % next != 0 || family + next > kFamilyLimit) break;
+      bool all_denied = true;
+      for (uint32_t f = family + size; f < family + next; ++f)
+        all_denied = all_denied && !allowed(f);
+      if (!all_denied) break;
+      size = next;
+    }
+    scmp_arg_cmp arg = SCMP_A0_32(SCMP_CMP_MASKED_EQ, ~(size - 1), family);
     if (int rc = add(ctx.get(), eperm, SCMP_SYS(socket), 1, &arg); rc < 0)
       return fail(rc, "socket");
     if (int rc = add(ctx.get(), eperm, SCMP_SYS(socketpair), 1, &arg); rc < 0)
       return fail(rc, "socketpair");
+    family += size;
   }
   {
     scmp_arg_cmp big = SCMP_A0_32(SCMP_CMP_GE, kFamilyLimit);

@@ -270,6 +270,8 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, Stage::kParentGone, errno);
   (void)::prctl(PR_SET_NAME, "openshell-init");
   ::umask(0);
+  if (::setns(ch.netns, CLONE_NEWNET) != 0) fail(error_fd, Stage::kNetworkNamespace, errno);
+  ::close(ch.netns);
 
   // Building the root overlaps with the parent placing us in our cgroup (on v1 that write
   // alone can take 15 ms of RCU synchronisation in the kernel).
@@ -323,7 +325,9 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   sigfillset(&sa.sa_mask);
   for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
 
-  const pid_t agent = ::fork();
+  // _Fork, not fork: fork runs glibc's atfork handlers, which take malloc's arena locks, and
+  // another thread of the supervisor may have held one at the moment we were cloned.
+  const pid_t agent = ::_Fork();
   if (agent < 0) fail(error_fd, Stage::kFork, errno);
   if (agent == 0) {
     std::memset(&sa, 0, sizeof sa);

@@ -13,6 +13,7 @@ struct ChildChannels {
   int error_write = -1;   // child -> parent (SEQPACKET): kAboutToExec from the agent, then a
                           // StageRecord on failure or EOF once the agent has exec'd
   int status_write = -1;  // init -> parent: the agent's raw wait status when it exits
+  int netns = -1;         // the sandbox's network namespace, joined first thing
 };
 
 // Builds the root, drops privileges, forks the agent and then stays as its init: reaps,

@@ -19,8 +19,8 @@
 namespace openshell::supervisor {
 namespace {
 
-constexpr uint64_t kNamespaces =
-    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC;
+// The network namespace is made beforehand (SandboxNetwork) and joined by the child.
+constexpr uint64_t kNamespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
 // Setup is milliseconds; this only bounds a wedged kernel call.
 constexpr int kSetupTimeoutMs = 30000;
 
@@ -81,7 +81,7 @@ Error setup_failed(const LaunchPlan& plan, const StageRecord& r) {
 }  // namespace
 
 Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
-                                       StageRecord* failure) {
+                                       SandboxNetwork& network, StageRecord* failure) {
   *failure = StageRecord{};
   auto sync = sys::make_pipe();
   auto notify = sys::make_pipe();
@@ -97,11 +97,13 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   if (!sync || !notify || !status) return Error::from_errno("creating launch pipes");
 
   const int cgroup_fd = cgroup.version() == sys::CgroupVersion::kV2 ? cgroup.dir_fd() : -1;
+  auto netns = network.netns_fd();
+  if (!netns) return netns.error();
   auto cloned = sys::clone3_fork(kNamespaces, cgroup_fd);
   if (!cloned) return cloned.error().wrap("creating the sandbox's namespaces");
   if (cloned->pid == 0) {
     ChildChannels channels{(*sync)[0].get(), (*notify)[1].get(), report[1].get(),
-                           (*status)[1].get()};
+                           (*status)[1].get(), *netns};
     run_sandbox_init_in_child(plan, channels);
   }
 
@@ -120,16 +122,6 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
     return Error::invalid("sandbox init exited during setup without a report");
   };
 
-  // The network is the parent's to configure (libnftables allocates; the child may not). Done
-  // here it overlaps with the child building its root; the agent cannot run before it is done.
-  {
-    UniqueFd netns(
-        ::open(("/proc/" + std::to_string(cloned->pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!netns) return Error::from_errno("opening the sandbox's network namespace");
-    if (auto st = configure_sandbox_network(netns.get()); !st)
-      return st.error().wrap("setting up the sandbox's network");
-  }
-
   if (cgroup.version() == sys::CgroupVersion::kV1) {
     if (auto st = cgroup.add_pid(cloned->pid); !st) return st.error().wrap("placing sandbox");
   }
@@ -145,6 +137,7 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   char byte;
   if ((fds[0].revents & POLLIN) == 0 || ::read(fds[0].fd, &byte, 1) != 1) return child_failed();
 
+  if (auto st = network.wait_configured(); !st) return st.error();
   if (auto st = sys::write_single_id_maps(cloned->pid, plan.inside_uid, plan.outside_uid,
                                           plan.inside_gid, plan.outside_gid);
       !st)

@@ -6,6 +6,7 @@
 
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
+#include "supervisor/launch/network.hpp"
 #include "supervisor/launch/plan.hpp"
 #include "supervisor/launch/stage.hpp"
 #include "sys/cgroup.hpp"
@@ -22,7 +23,7 @@ struct LaunchedSandbox {
 // On failure the Error names the stage and errno, and *failure holds the child's report
 // (stage kNone if the failure was the parent's).
 Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgroup,
-                                       StageRecord* failure);
+                                       SandboxNetwork& network, StageRecord* failure);
 
 // Removes the sandbox's cgroup if the supervisor dies without doing so (kill -9): a small
 // process outside the sandbox that waits for the supervisor's end of a pipe to close.

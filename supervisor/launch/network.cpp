@@ -1,5 +1,11 @@
 #include "supervisor/launch/network.hpp"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <future>
+
 #include "sys/netns.hpp"
 #include "sys/nft.hpp"
 
@@ -44,14 +50,54 @@ std::string capture_ruleset() {
          "}\n";
 }
 
-Status configure_sandbox_network(int netns_fd) {
-  auto inside = sys::NetnsGuard::enter(netns_fd);
-  if (!inside) return inside.error();
-  if (int err = sys::loopback_up_in_child(); err != 0)
-    return Error::from_errno("bringing up lo", err);
-  if (auto st = sys::add_capture_routes(kSandboxAddress); !st) return st;
-  if (auto st = sys::nft_apply(capture_ruleset()); !st) return st;
+std::unique_ptr<SandboxNetwork> SandboxNetwork::start() {
+  std::unique_ptr<SandboxNetwork> net(new SandboxNetwork());
+  std::promise<int> created;
+  net->created_ = created.get_future();
+  SandboxNetwork* self = net.get();
+  // unshare(CLONE_NEWNET) moves only the calling thread; the thread ends inside the new
+  // namespace, which lives on through the fd it hands back.
+  net->thread_ = std::thread([self, created = std::move(created)]() mutable {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      const int err = errno;
+      self->status_ = Error::from_errno("creating the network namespace", err);
+      created.set_value(-err);
+      return;
+    }
+    const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int err = errno;
+    created.set_value(fd >= 0 ? fd : -err);
+    if (fd < 0) {
+      self->status_ = Error::from_errno("opening the network namespace", err);
+    } else if (int lo_err = sys::loopback_up_in_child(); lo_err != 0) {
+      self->status_ = Error::from_errno("bringing up lo", lo_err);
+    } else if (auto st = sys::add_capture_routes(kSandboxAddress); !st) {
+      self->status_ = st;
+    } else {
+      self->status_ = sys::nft_apply(capture_ruleset());
+    }
+  });
+  return net;
+}
+
+Result<int> SandboxNetwork::netns_fd() {
+  if (!netns_ && created_.valid()) {
+    const int fd = created_.get();
+    if (fd < 0) return Error::from_errno("creating the sandbox's network namespace", -fd);
+    netns_.reset(fd);
+  }
+  if (!netns_) return Error::invalid("the sandbox's network namespace does not exist");
+  return netns_.get();
+}
+
+Status SandboxNetwork::wait_configured() {
+  if (thread_.joinable()) thread_.join();
+  if (!status_) return status_.error().wrap("setting up the sandbox's network");
   return {};
+}
+
+SandboxNetwork::~SandboxNetwork() {
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace openshell::supervisor

@@ -10,6 +10,8 @@ std::string_view stage_name(Stage stage) {
       return "parent-gone";
     case Stage::kCgroupNamespace:
       return "cgroup-namespace";
+    case Stage::kNetworkNamespace:
+      return "network-namespace";
     case Stage::kMountPrivate:
       return "mount-private";
     case Stage::kMountRoot:

@@ -11,6 +11,7 @@ enum class Stage : int32_t {
   kNone = 0,
   kParentGone,
   kCgroupNamespace,
+  kNetworkNamespace,
   kMountPrivate,
   kMountRoot,
   kMountTarget,  // creating a mount point; detail = mount index

@@ -93,3 +93,20 @@ TEST_CASE("the baseline leaves ordinary work alone") {
           return fd < 0 ? -1L : close(fd);
         }) == 0);
 }
+
+TEST_CASE("every socket family but unix, inet, inet6 and netlink is refused") {
+  for (int family = 0; family < 80; ++family) {
+    const bool allowed =
+        family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK;
+    const int err = errno_under_baseline([family] {
+      int fd = socket(family, SOCK_DGRAM, 0);
+      return fd < 0 ? -1L : close(fd);
+    });
+    INFO("family " << family);
+    if (allowed) {
+      CHECK(err != EPERM);
+    } else {
+      CHECK(err == EPERM);
+    }
+  }
+}
