@@ -171,4 +171,64 @@ Event config_change(std::string_view sandbox, std::string_view activity, Severit
   return e;
 }
 
+namespace {
+
+nlohmann::json connection_fields(const ConnectionInfo& c) {
+  nlohmann::json j;
+  j["dst_endpoint"] = {{"hostname", c.host}, {"port", c.port}};
+  if (!c.address.empty()) j["dst_endpoint"]["ip"] = c.address;
+  if (!c.src_address.empty()) j["src_endpoint"] = {{"ip", c.src_address}, {"port", c.src_port}};
+  if (c.pid > 0 || !c.binary.empty()) {
+    j["actor"]["process"] = {{"pid", c.pid}};
+    if (!c.binary.empty()) j["actor"]["process"]["file"] = {{"path", c.binary}};
+  }
+  j["disposition"] = c.allowed ? "Allowed" : "Blocked";
+  j["disposition_id"] = c.allowed ? 1 : 2;
+  if (!c.rule.empty()) j["firewall_rule"] = {{"name", c.rule}, {"type", "network_policies"}};
+  j["unmapped"]["mode"] = c.mode;
+  if (c.audit) j["unmapped"]["audit"] = true;
+  if (!c.reason.empty()) j["unmapped"]["reason"] = c.reason;
+  return j;
+}
+
+}  // namespace
+
+Event network_activity(std::string_view sandbox, const ConnectionInfo& c) {
+  Event e = base(ClassUid::kNetworkActivity, sandbox, 1, "Open");
+  e.fields = connection_fields(c);
+  e.status = c.allowed ? StatusId::kSuccess : StatusId::kFailure;
+  e.severity =
+      c.allowed ? (c.audit ? Severity::kLow : Severity::kInformational) : Severity::kMedium;
+  e.status_detail = c.detail;
+  e.message = std::string(c.allowed ? "allowed " : "denied ") + c.host + ":" +
+              std::to_string(c.port) + (c.binary.empty() ? "" : " for " + c.binary);
+  return e;
+}
+
+Event dns_denied(std::string_view sandbox, std::string_view name, uint16_t qtype) {
+  Event e = base(ClassUid::kDnsActivity, sandbox, 1, "Query");
+  e.fields["query"] = {{"hostname", name}, {"type_id", qtype}};
+  e.fields["rcode"] = "NXDomain";
+  e.fields["rcode_id"] = 3;
+  e.fields["disposition"] = "Blocked";
+  e.fields["disposition_id"] = 2;
+  e.status = StatusId::kFailure;
+  e.severity = Severity::kLow;
+  e.status_detail = "name not allowed by any endpoint";
+  e.message = "DNS query for " + std::string(name) + " refused";
+  return e;
+}
+
+Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c) {
+  Event e = base(ClassUid::kDetectionFinding, sandbox, 1, "Create");
+  e.fields = connection_fields(c);
+  e.fields["finding_info"] = {{"title", "connection bypassing the proxy was refused"},
+                              {"uid", "openshell.bypass"}};
+  e.severity = Severity::kHigh;
+  e.status = StatusId::kFailure;
+  e.status_detail = c.detail;
+  e.message = "bypass attempt to " + c.host + ":" + std::to_string(c.port) + " refused";
+  return e;
+}
+
 }  // namespace openshell::ocsf

@@ -75,6 +75,28 @@ Event process_launch(std::string_view sandbox, const ProcessInfo& process);
 // exit_code: the agent's exit code, or 128+N for signal N. signal: 0 unless killed by one.
 Event process_exit(std::string_view sandbox, const ProcessInfo& process, int exit_code, int signal,
                    std::string_view detail);
+// One proxy decision on a connection (Network Activity 4001, activity Open).
+struct ConnectionInfo {
+  std::string host;  // the name decided on (or the address literal)
+  uint16_t port = 0;
+  std::string address;      // the address dialled or that was the original destination
+  std::string src_address;  // the sandbox side
+  uint16_t src_port = 0;
+  int64_t pid = -1;    // calling process (host pid), -1 if unknown
+  std::string binary;  // its exe
+  bool allowed = false;
+  bool audit = false;  // allowed only because enforcement = "audit"
+  std::string rule;    // network_policies key that decided
+  std::string reason;  // stable code, e.g. "binary_not_allowed"
+  std::string detail;  // human text for agents
+  std::string mode;    // "connect", "forward" or "transparent"
+};
+Event network_activity(std::string_view sandbox, const ConnectionInfo& c);
+// A DNS query the policy refused (DNS Activity 4003).
+Event dns_denied(std::string_view sandbox, std::string_view name, uint16_t qtype);
+// A bypass attempt (Detection Finding 2004): a connection that ignored the proxy and was refused.
+Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c);
+
 // A configuration fact: policy loaded or rejected, a Landlock path skipped, a setup failure.
 Event config_change(std::string_view sandbox, std::string_view activity, Severity severity,
                     StatusId status, std::string_view message, nlohmann::json fields = {});

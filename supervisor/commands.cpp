@@ -42,6 +42,7 @@ struct RunArgs {
   std::string events_file;
   std::string cgroup = "auto";
   std::vector<std::string> env;
+  std::vector<std::string> resolve;
   std::vector<std::string> command;
 };
 
@@ -66,6 +67,17 @@ int run_command(const RunArgs& args) {
   if (env_bytes > kMaxEnvBytes) return usage_error("run: --env values exceed 128 KiB");
   if (args.cgroup == "v1") options.cgroup_version = sys::CgroupVersion::kV1;
   if (args.cgroup == "v2") options.cgroup_version = sys::CgroupVersion::kV2;
+  for (const auto& entry : args.resolve) {
+    auto eq = entry.find('=');
+    auto ip = eq == std::string::npos ? Result<IpAddress>(Error::invalid(""))
+                                      : parse_ip(entry.substr(eq + 1));
+    if (eq == 0 || !ip.ok())
+      return usage_error("run: --resolve takes NAME=ADDRESS, got '" + entry.substr(0, 64) + "'");
+    std::string name = entry.substr(0, eq);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    options.static_hosts[name].push_back(*ip);
+  }
+  options.policy_file = args.policy_file;
   options.workdir = args.workdir;
   options.env = args.env;
   options.command = args.command;
@@ -137,6 +149,8 @@ int supervisor_main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   run_cmd->add_option("--env", run.env, "KEY=VALUE for the agent's environment")
       ->allow_extra_args(false);
+  run_cmd->add_option("--resolve", run.resolve,
+                      "NAME=ADDRESS: answer NAME with ADDRESS instead of the host's resolver");
   run_cmd->add_option("--events", run.events_file, "Append OCSF events (JSON lines) to FILE");
   run_cmd->add_option("--cgroup", run.cgroup, "cgroup hierarchy: auto, v1 or v2 (hybrid hosts)")
       ->check(CLI::IsMember({"auto", "v1", "v2"}));

@@ -1,3 +1,5 @@
+#include <utility>  // before Asio (see proxy/server.cpp)
+
 #include "supervisor/run.hpp"
 
 #include <signal.h>
@@ -12,6 +14,7 @@
 
 #include "core/log.hpp"
 #include "supervisor/launch/launcher.hpp"
+#include "supervisor/proxy/egress_service.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/process.hpp"
 
@@ -30,28 +33,41 @@ sys::CgroupLimits limits_for(const policy::Resources& r, const sys::CgroupLayout
   return limits;
 }
 
-// Waits for init to exit while forwarding the signals a user or service manager sends us.
-void wait_forwarding_signals(sys::ChildProcess& init) {
-  namespace asio = boost::asio;
-  asio::io_context io;
-  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
-  signals.add(SIGQUIT);
-  signals.add(SIGUSR1);
-  signals.add(SIGUSR2);
-  signals.add(SIGWINCH);
-  std::function<void(const boost::system::error_code&, int)> on_signal =
-      [&](const boost::system::error_code& ec, int sig) {
-        if (ec) return;
-        (void)init.signal(sig);
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
-  // The descriptor object closes what it holds: give it its own copy of the pidfd.
-  asio::posix::stream_descriptor exited(io, ::dup(init.pidfd()));
-  exited.async_wait(asio::posix::stream_descriptor::wait_read,
-                    [&](const boost::system::error_code&) { io.stop(); });
-  io.run();
-}
+// Forwards the signals a user or service manager sends us to the sandbox's init, and ends the
+// io_context when init exits. SIGHUP is ours (policy reload) once on_hangup is set. Installed
+// before anything announces the sandbox, so no signal can find the default action.
+class SignalForwarder {
+ public:
+  SignalForwarder(boost::asio::io_context& io, sys::ChildProcess& init)
+      : io_(io),
+        init_(init),
+        signals_(io, SIGTERM, SIGINT, SIGHUP),
+        exited_(io, ::dup(init.pidfd())) {
+    for (int sig : {SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}) signals_.add(sig);
+    wait();
+    exited_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [this](const boost::system::error_code&) { io_.stop(); });
+  }
+  std::function<void()> on_hangup;
+
+ private:
+  void wait() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP && on_hangup) {
+        on_hangup();
+      } else {
+        (void)init_.signal(sig);
+      }
+      wait();
+    });
+  }
+  boost::asio::io_context& io_;
+  sys::ChildProcess& init_;
+  boost::asio::signal_set signals_;
+  // The descriptor object closes what it holds: it gets its own copy of the pidfd.
+  boost::asio::posix::stream_descriptor exited_;
+};
 
 }  // namespace
 
@@ -115,6 +131,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     }
     return launched.error();
   }
+  boost::asio::io_context io;
+  SignalForwarder forwarder(io, launched->init);
+
   // What is actually enforced, so nobody has to assume (a silently missing Landlock was a real
   // incident elsewhere).
   nlohmann::json enforced = {
@@ -138,7 +157,41 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   agent.uid = plan->inside_uid;
   events.emit(ocsf::process_launch(options.name, agent));
 
-  wait_forwarding_signals(launched->init);
+  // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
+  auto listeners = network->take_listeners();
+  proxy::EgressService egress(io, options.name, proxy::prepare_policy(policy), events,
+                              launched->init.pid(), cgroup->procs_file(), options.static_hosts,
+                              {std::move(listeners.explicit_proxy),
+                               std::move(listeners.transparent), std::move(listeners.dns)},
+                              *network);
+  // SIGHUP re-reads the policy file: validate, then swap; a broken file changes nothing.
+  auto reload = [&] {
+    auto parsed = policy::parse_policy_file(options.policy_file);
+    if (!parsed.ok()) {
+      nlohmann::json diagnostics = nlohmann::json::array();
+      for (const auto& d : parsed.diagnostics) {
+        log::error("supervisor", "policy reload rejected: " + d.to_string());
+        diagnostics.push_back(d.to_string());
+      }
+      events.emit(ocsf::config_change(
+          options.name, "Rejected", ocsf::Severity::kMedium, ocsf::StatusId::kFailure,
+          "policy reload rejected; the previous policy stays in force",
+          {{"policy", {{"source", options.policy_file}}}, {"diagnostics", diagnostics}}));
+      return;
+    }
+    // Only network_policies change in a running sandbox; the rest was fixed at creation.
+    policy::Policy next = policy;
+    next.network_policies = parsed.policy->network_policies;
+    egress.set_policy(proxy::prepare_policy(next));
+    log::info("supervisor", "policy reloaded from " + options.policy_file);
+    events.emit(ocsf::config_change(
+        options.name, "Reloaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
+        "network_policies reloaded from " + options.policy_file,
+        {{"policy",
+          {{"source", options.policy_file}, {"network_rules", next.network_policies.size()}}}}));
+  };
+  if (!options.policy_file.empty()) forwarder.on_hangup = reload;
+  io.run();
   auto init_status = launched->init.wait();
   int agent_status = 0;
   ssize_t n = ::read(launched->status_read.get(), &agent_status, sizeof agent_status);

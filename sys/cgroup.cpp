@@ -238,6 +238,13 @@ Result<Cgroup> Cgroup::create(const CgroupLayout& layout, const std::string& par
   return cg;
 }
 
+std::string Cgroup::procs_file() const {
+  for (const auto& p : paths_)
+    if (version_ == CgroupVersion::kV2 || p.find("/pids/") != std::string::npos)
+      return p + "/cgroup.procs";
+  return paths_.empty() ? std::string() : paths_.front() + "/cgroup.procs";
+}
+
 Status Cgroup::add_pid(pid_t pid) const {
   for (const auto& p : paths_)
     if (auto st = write_file(p + "/cgroup.procs", std::to_string(pid)); !st) return st;

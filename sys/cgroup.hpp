@@ -55,6 +55,8 @@ class Cgroup {
   [[nodiscard]] int dir_fd() const { return dir_fd_.get(); }
   [[nodiscard]] const std::vector<std::string>& paths() const { return paths_; }
 
+  // The cgroup.procs that lists every process of the sandbox.
+  [[nodiscard]] std::string procs_file() const;
   Status add_pid(pid_t pid) const;
   [[nodiscard]] bool populated() const;
   // SIGKILLs every process in the cgroup (cgroup.kill when the kernel has it).

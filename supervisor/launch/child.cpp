@@ -269,6 +269,10 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   // We are the sandbox: if the supervisor dies, so do we (and, as pid 1, everything in here).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, Stage::kParentGone, errno);
   (void)::prctl(PR_SET_NAME, "openshell-init");
+  // Whatever mask the supervisor runs with, the sandbox starts with every signal deliverable.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::umask(0);
   if (::setns(ch.netns, CLONE_NEWNET) != 0) fail(error_fd, Stage::kNetworkNamespace, errno);
   ::close(ch.netns);

@@ -1,9 +1,13 @@
 #include "supervisor/launch/network.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 
 #include "sys/netns.hpp"
@@ -19,17 +23,24 @@ std::string capture_ruleset() {
   // Output hook only: every packet here was sent by a process in the sandbox. NAT first
   // (priority -100), then the filter sees the rewritten destination.
   return "table inet openshell {\n"
+         // Destinations TCP may take (through the proxy): DNS answers we gave, and what the
+         // policy names by address. Anything else is refused before a handshake.
+         "  set pinned4 { type ipv4_addr; size 65536; }\n"
+         "  set policy4 { type ipv4_addr; flags interval; size 4096; }\n"
          "  chain capture {\n"
          "    type nat hook output priority -100; policy accept;\n"
          "    ip daddr 127.0.0.0/8 return\n"
          "    ip daddr " +
          addr +
          " return\n"
-         "    meta l4proto tcp dnat ip to " +
-         addr + ":" + proxy +
-         "\n"
          "    meta l4proto udp udp dport 53 dnat ip to " +
          addr + ":" + dns +
+         "\n"
+         "    ip daddr @pinned4 meta l4proto tcp dnat ip to " +
+         addr + ":" + proxy +
+         "\n"
+         "    ip daddr @policy4 meta l4proto tcp dnat ip to " +
+         addr + ":" + proxy +
          "\n"
          "  }\n"
          "  chain egress {\n"
@@ -53,31 +64,122 @@ std::string capture_ruleset() {
 std::unique_ptr<SandboxNetwork> SandboxNetwork::start() {
   std::unique_ptr<SandboxNetwork> net(new SandboxNetwork());
   std::promise<int> created;
+  std::promise<void> configured;
   net->created_ = created.get_future();
+  net->configured_ = configured.get_future();
   SandboxNetwork* self = net.get();
-  // unshare(CLONE_NEWNET) moves only the calling thread; the thread ends inside the new
-  // namespace, which lives on through the fd it hands back.
-  net->thread_ = std::thread([self, created = std::move(created)]() mutable {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      const int err = errno;
-      self->status_ = Error::from_errno("creating the network namespace", err);
-      created.set_value(-err);
-      return;
-    }
-    const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    const int err = errno;
-    created.set_value(fd >= 0 ? fd : -err);
-    if (fd < 0) {
-      self->status_ = Error::from_errno("opening the network namespace", err);
-    } else if (int lo_err = sys::loopback_up_in_child(); lo_err != 0) {
-      self->status_ = Error::from_errno("bringing up lo", lo_err);
-    } else if (auto st = sys::add_capture_routes(kSandboxAddress); !st) {
-      self->status_ = st;
-    } else {
-      self->status_ = sys::nft_apply(capture_ruleset());
-    }
-  });
+  // unshare(CLONE_NEWNET) moves only the calling thread. The thread stays in the namespace for
+  // the sandbox's lifetime: later nftables updates (DNS pins, policy reloads) run on it.
+  net->thread_ = std::thread(
+      [self, created = std::move(created), configured = std::move(configured)]() mutable {
+        if (::unshare(CLONE_NEWNET) != 0) {
+          const int err = errno;
+          self->status_ = Error::from_errno("creating the network namespace", err);
+          created.set_value(-err);
+          configured.set_value();
+          return;
+        }
+        const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        const int err = errno;
+        created.set_value(fd >= 0 ? fd : -err);
+        if (fd < 0) {
+          self->status_ = Error::from_errno("opening the network namespace", err);
+        } else if (int lo_err = sys::loopback_up_in_child(); lo_err != 0) {
+          self->status_ = Error::from_errno("bringing up lo", lo_err);
+        } else if (auto st = sys::add_capture_routes(kSandboxAddress); !st) {
+          self->status_ = st;
+        } else if (auto nft = sys::nft_apply(capture_ruleset()); !nft) {
+          self->status_ = nft;
+        } else {
+          self->status_ = self->open_listeners();
+        }
+        const bool ok = self->status_.ok();
+        configured.set_value();
+        if (ok) self->serve();
+      });
   return net;
+}
+
+void SandboxNetwork::serve() {
+  for (;;) {
+    std::packaged_task<Status()> task;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+Status SandboxNetwork::run_inside(std::function<Status()> task) {
+  std::packaged_task<Status()> packaged(std::move(task));
+  auto result = packaged.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !status_.ok()) return Error::invalid("the sandbox's network is not running");
+    tasks_.push_back(std::move(packaged));
+  }
+  wake_.notify_one();
+  return result.get();
+}
+
+Status SandboxNetwork::add_pinned(const std::vector<IpAddress>& addresses) {
+  std::string elements;
+  for (const auto& ip : addresses) {
+    if (ip.v6) continue;  // the sandbox's DNS hands out IPv4 only
+    elements += (elements.empty() ? "" : ", ") + to_string(ip);
+  }
+  if (elements.empty()) return {};
+  const std::string cmd = "add element inet openshell pinned4 { " + elements + " }\n";
+  return run_inside([cmd] { return sys::nft_apply(cmd); });
+}
+
+Status SandboxNetwork::set_policy_destinations(const std::vector<Cidr>& blocks) {
+  std::string cmd = "flush set inet openshell policy4\n";
+  std::string elements;
+  for (const auto& block : blocks) {
+    if (block.v6) continue;
+    elements += (elements.empty() ? "" : ", ") + to_string(block);
+  }
+  if (!elements.empty()) cmd += "add element inet openshell policy4 { " + elements + " }\n";
+  return run_inside([cmd] { return sys::nft_apply(cmd); });
+}
+
+namespace {
+
+Result<UniqueFd> bound_socket(int type, uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return Error::from_errno("socket");
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  std::memcpy(&addr.sin_addr, kSandboxAddress.data(), 4);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return Error::from_errno("binding " + std::string(kSandboxAddressText) + ":" +
+                             std::to_string(port));
+  if (type == SOCK_STREAM && ::listen(fd.get(), 128) != 0)
+    return Error::from_errno("listening on port " + std::to_string(port));
+  return fd;
+}
+
+}  // namespace
+
+Status SandboxNetwork::open_listeners() {
+  auto explicit_proxy = bound_socket(SOCK_STREAM, kExplicitProxyPort);
+  if (!explicit_proxy) return explicit_proxy.error();
+  auto transparent = bound_socket(SOCK_STREAM, kTransparentPort);
+  if (!transparent) return transparent.error();
+  auto dns = bound_socket(SOCK_DGRAM, kDnsPort);
+  if (!dns) return dns.error();
+  listeners_.explicit_proxy = std::move(*explicit_proxy);
+  listeners_.transparent = std::move(*transparent);
+  listeners_.dns = std::move(*dns);
+  return {};
 }
 
 Result<int> SandboxNetwork::netns_fd() {
@@ -91,12 +193,17 @@ Result<int> SandboxNetwork::netns_fd() {
 }
 
 Status SandboxNetwork::wait_configured() {
-  if (thread_.joinable()) thread_.join();
+  if (configured_.valid()) configured_.get();
   if (!status_) return status_.error().wrap("setting up the sandbox's network");
   return {};
 }
 
 SandboxNetwork::~SandboxNetwork() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 

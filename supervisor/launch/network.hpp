@@ -5,12 +5,18 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "core/cidr.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 
@@ -44,12 +50,39 @@ class SandboxNetwork {
   // Waits for the configuration; the agent must not run before this has succeeded.
   Status wait_configured();
 
+  // The supervisor's sockets inside the namespace, bound on kSandboxAddress; valid after
+  // wait_configured() succeeded. The caller takes ownership.
+  struct Listeners {
+    UniqueFd explicit_proxy;  // TCP kExplicitProxyPort
+    UniqueFd transparent;     // TCP kTransparentPort
+    UniqueFd dns;             // UDP kDnsPort
+  };
+  Listeners take_listeners() { return std::move(listeners_); }
+
+  // Only TCP to these IPv4 destinations reaches the transparent proxy; nftables refuses all
+  // other TCP at connect() time, so a raw connect to an address nobody allowed fails at once.
+  // Addresses the policy DNS handed out (they only accumulate; bounded by the set's size):
+  Status add_pinned(const std::vector<IpAddress>& addresses);
+  // Addresses and blocks the policy names itself (replaced on every policy change):
+  Status set_policy_destinations(const std::vector<Cidr>& blocks);
+
  private:
   SandboxNetwork() = default;
+  Status open_listeners();  // on the namespace's thread
+  // Runs `task` on the namespace's thread (nftables talks to the thread's namespace).
+  Status run_inside(std::function<Status()> task);
+  void serve();  // the thread's loop after configuration
+
   std::thread thread_;
   std::future<int> created_;  // the namespace fd, or -errno
+  std::future<void> configured_;
   UniqueFd netns_;
   Status status_;
+  Listeners listeners_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::packaged_task<Status()>> tasks_;
+  bool stopping_ = false;
 };
 
 }  // namespace openshell::supervisor

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "supervisor/launch/network.hpp"
 
 namespace openshell::supervisor {
 namespace {
@@ -210,7 +211,8 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
       {"/etc/passwd", passwd_content(plan.inside_uid, plan.inside_gid, home)},
       {"/etc/group", group_content(plan.inside_gid)},
       {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n"},
-      {"/etc/resolv.conf", "# openshell: no DNS leaves this sandbox\n"},
+      {"/etc/resolv.conf", std::string("# openshell: the sandbox's policy DNS\nnameserver ") +
+                               kSandboxAddressText + "\n"},
   };
   for (const auto& [path, content] : generated) {
     MountEntry m = make_entry(MountEntry::Kind::kGeneratedFile, path);
@@ -259,6 +261,15 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
       "LANG=C.UTF-8",
       "OPENSHELL_SANDBOX=" + options.name,
   };
+  // Proxy-aware clients go through the explicit proxy and get readable denials; the rest are
+  // captured all the same.
+  const std::string proxy_url =
+      "http://" + std::string(kSandboxAddressText) + ":" + std::to_string(kExplicitProxyPort);
+  for (const char* var :
+       {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"})
+    plan.env_storage.push_back(std::string(var) + "=" + proxy_url);
+  plan.env_storage.push_back("NO_PROXY=localhost,127.0.0.1,::1");
+  plan.env_storage.push_back("no_proxy=localhost,127.0.0.1,::1");
   if (const char* term = std::getenv("TERM"))
     plan.env_storage.push_back(std::string("TERM=") + term);
   for (const auto& kv : options.env) {

@@ -5,11 +5,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/cidr.hpp"
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
 #include "core/result.hpp"
@@ -48,6 +50,8 @@ struct RunOptions {
   std::vector<std::string> command;
   std::string cgroup_parent = "openshell";
   std::optional<sys::CgroupVersion> cgroup_version;  // nullopt: the host's primary hierarchy
+  std::string policy_file;  // re-read on SIGHUP; empty when the built-in default is used
+  std::map<std::string, std::vector<IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
 };
 
 struct LaunchPlan {

@@ -7,7 +7,12 @@
 // Header-only and dependency-free so each probe stays one source file linked statically.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -61,6 +66,28 @@ inline bool parse_long(const char* text, long min, long max, long* out) {
   if (errno != 0 || *end != '\0' || value < min || value > max) return false;
   *out = value;
   return true;
+}
+
+// A numeric IPv4 or IPv6 address and a port as a socket address; false for anything else
+// (probes take no names: a sandbox may have no resolver).
+inline bool numeric_address(const char* host, long port, sockaddr_storage* addr,
+                            socklen_t* len) {
+  *addr = sockaddr_storage{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(addr);
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *v4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *v6;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace openshell::probe

@@ -73,19 +73,7 @@ int main(int argc, char** argv) {
 
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<std::uint16_t>(port));
-    addr_len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<std::uint16_t>(port));
-    addr_len = sizeof *v6;
-  } else {
-    usage_exit(kUsage);  // names would need a resolver, which a sandbox may not have
-  }
+  if (!openshell::probe::numeric_address(host, port, &addr, &addr_len)) usage_exit(kUsage);
 
   const long start = now_ms();
   const int err = connect_with_timeout(addr, addr_len, timeout_ms);

@@ -24,19 +24,7 @@ constexpr const char* kUsage = "try_udp HOST PORT [TIMEOUT_MS] (HOST numeric IPv
 int attempt(const char* host, uint16_t port, int timeout_ms) {
   sockaddr_storage ss{};
   socklen_t len = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    len = sizeof *v6;
-  } else {
-    usage_exit(kUsage);
-  }
+  if (!openshell::probe::numeric_address(host, port, &ss, &len)) usage_exit(kUsage);
   int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
   int err = 0;

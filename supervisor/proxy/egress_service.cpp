@@ -1,0 +1,117 @@
+#include <utility>  // before Asio (see server.cpp)
+
+#include "supervisor/proxy/egress_service.hpp"
+
+#include <climits>
+#include <cstdlib>
+
+#include "core/host_glob.hpp"
+#include "core/log.hpp"
+#include "core/net_guard.hpp"
+
+namespace openshell::supervisor::proxy {
+
+std::shared_ptr<const policy::Policy> prepare_policy(const policy::Policy& policy) {
+  auto prepared = std::make_shared<policy::Policy>(policy);
+  for (auto& [name, rule] : prepared->network_policies) {
+    std::vector<policy::Binary> resolved;
+    for (const auto& binary : rule.binaries) {
+      if (binary.path.find_first_of("*?[") != std::string::npos) continue;
+      char real[PATH_MAX];
+      if (::realpath(binary.path.c_str(), real) != nullptr && binary.path != real)
+        resolved.push_back({real, binary.pos});
+    }
+    rule.binaries.insert(rule.binaries.end(), resolved.begin(), resolved.end());
+  }
+  return prepared;
+}
+
+bool name_allowed(const policy::Policy& policy, const std::string& name) {
+  auto checked = net::check_host(name);
+  if (checked.form != net::HostForm::kName || net::is_blocked_name(checked.host)) return false;
+  for (const auto& [rule_name, rule] : policy.network_policies)
+    for (const auto& endpoint : rule.endpoints) {
+      if (!endpoint.host) continue;
+      auto pattern = policy::HostPattern::parse(*endpoint.host);
+      if (pattern.ok() && pattern->matches(checked.host)) return true;
+    }
+  return false;
+}
+
+std::vector<Cidr> policy_destinations(const policy::Policy& policy) {
+  std::vector<Cidr> out;
+  for (const auto& [name, rule] : policy.network_policies)
+    for (const auto& endpoint : rule.endpoints) {
+      if (endpoint.host)
+        if (auto literal = parse_cidr(*endpoint.host); literal.ok() && !literal->v6)
+          out.push_back(*literal);
+      for (const auto& block : endpoint.allowed_ips)
+        if (!block.v6) out.push_back(block);
+    }
+  return out;
+}
+
+EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
+                             std::shared_ptr<const policy::Policy> policy, EventSink& events,
+                             pid_t sandbox_init, std::string procs_file, StaticHosts static_hosts,
+                             Sockets sockets, SandboxNetwork& network)
+    : policy_(std::move(policy)), network_(network), pins_(std::make_shared<PinTable>()) {
+  auto hosts = std::make_shared<StaticHosts>(std::move(static_hosts));
+  Resolve resolve = [hosts](const std::string& name) -> std::vector<IpAddress> {
+    if (auto it = hosts->find(name); it != hosts->end()) return it->second;
+    return resolve_with_host(name);
+  };
+  // What the sandbox's DNS hands out: IPv4 only (the capture path is IPv4), and each address
+  // opened in nftables before the answer leaves, so the connection that follows reaches us.
+  SandboxNetwork* net = &network_;
+  Resolve answer_sandbox = [resolve, net](const std::string& name) -> std::vector<IpAddress> {
+    std::vector<IpAddress> v4;
+    for (const auto& ip : resolve(name))
+      if (!ip.v6) v4.push_back(ip);
+    if (auto st = net->add_pinned(v4); !st) {
+      log::warn("dns",
+                "cannot open " + name + " in the sandbox's firewall: " + st.error().message());
+      return {};
+    }
+    return v4;
+  };
+  if (auto st = network_.set_policy_destinations(policy_destinations(*policy_)); !st)
+    log::warn("proxy", st.error().message());
+  ProxyConfig config;
+  config.sandbox = sandbox;
+  config.policy = [this] { return this->policy(); };
+  config.pins = pins_;
+  config.events = &events;
+  config.sandbox_init = sandbox_init;
+  config.procs_file = std::move(procs_file);
+  config.resolve = resolve;
+  proxy_ = std::make_shared<ProxyServer>(io, std::move(config), sockets.explicit_proxy.release(),
+                                         sockets.transparent.release());
+  proxy_->start();
+  EventSink* sink = &events;
+  dns_ = std::make_unique<DnsServer>(
+      io, sockets.dns.release(),
+      [this](const std::string& name) { return name_allowed(*this->policy(), name); },
+      answer_sandbox, pins_,
+      [sink, sandbox](const std::string& name, uint16_t qtype) {
+        sink->emit(ocsf::dns_denied(sandbox, name, qtype));
+      });
+  dns_->start();
+}
+
+void EgressService::set_policy(std::shared_ptr<const policy::Policy> policy) {
+  if (auto st = network_.set_policy_destinations(policy_destinations(*policy)); !st)
+    log::warn("proxy", st.error().message());
+  {
+    std::lock_guard lock(mu_);
+    policy_ = std::move(policy);
+  }
+  proxy_->policy_changed();
+}
+
+std::shared_ptr<const policy::Policy> EgressService::policy() const {
+  std::lock_guard lock(mu_);
+  return policy_;
+}
+
+}  // namespace openshell::supervisor::proxy

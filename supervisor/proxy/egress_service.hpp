@@ -1,0 +1,62 @@
+// Everything egress for one running sandbox: the policy in force (swapped on reload), the
+// DNS pins, the proxy and the policy DNS, on the supervisor's io_context.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/cidr.hpp"
+#include "core/event_sink.hpp"
+#include "core/policy.hpp"
+#include "core/unique_fd.hpp"
+#include "supervisor/launch/network.hpp"
+#include "supervisor/proxy/dns_server.hpp"
+#include "supervisor/proxy/server.hpp"
+
+namespace openshell::supervisor::proxy {
+
+using supervisor::SandboxNetwork;
+
+// Names answered from a fixed map instead of the host's resolver (--resolve NAME=ADDRESS).
+using StaticHosts = std::map<std::string, std::vector<IpAddress>>;
+
+// The policy as the proxy uses it: binaries listed by a symlink (/usr/bin/python3) also match
+// the file the link resolves to, since identity comes from /proc/PID/exe.
+std::shared_ptr<const policy::Policy> prepare_policy(const policy::Policy& policy);
+
+// Whether some endpoint of the policy could allow this name (the DNS question: port and
+// binary are not known yet).
+bool name_allowed(const policy::Policy& policy, const std::string& name);
+
+// The IPv4 destinations the policy names by address (literal hosts, allowed_ips).
+std::vector<Cidr> policy_destinations(const policy::Policy& policy);
+
+class EgressService {
+ public:
+  struct Sockets {
+    UniqueFd explicit_proxy, transparent, dns;
+  };
+  EgressService(boost::asio::io_context& io, std::string sandbox,
+                std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,
+                std::string procs_file, StaticHosts static_hosts, Sockets sockets,
+                SandboxNetwork& network);
+  // Swaps in a new policy (validated by the caller) and closes connections it refuses.
+  void set_policy(std::shared_ptr<const policy::Policy> policy);
+  [[nodiscard]] std::shared_ptr<const policy::Policy> policy() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const policy::Policy> policy_;
+  SandboxNetwork& network_;
+  std::shared_ptr<PinTable> pins_;
+  std::shared_ptr<ProxyServer> proxy_;
+  std::unique_ptr<DnsServer> dns_;
+};
+
+}  // namespace openshell::supervisor::proxy

@@ -1,0 +1,703 @@
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
+
+#include "supervisor/proxy/server.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "core/egress.hpp"
+#include "core/log.hpp"
+#include "core/net_guard.hpp"
+#include "core/tls_peek.hpp"
+#include "supervisor/proxy/identity.hpp"
+
+namespace openshell::supervisor::proxy {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using boost::system::error_code;
+
+constexpr int kSoOriginalDst = 80;  // linux/netfilter_ipv4.h; that header clashes with netinet/in.h
+constexpr size_t kRelayBuffer = 64 * 1024;
+
+IpAddress to_ip(const asio::ip::address& a) {
+  IpAddress ip;
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  } else {
+    ip.v6 = true;
+    auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
+asio::ip::address to_asio(const IpAddress& ip) {
+  if (!ip.v6) {
+    asio::ip::address_v4::bytes_type b;
+    std::copy(ip.bytes.begin(), ip.bytes.begin() + 4, b.begin());
+    return asio::ip::address_v4(b);
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::copy(ip.bytes.begin(), ip.bytes.end(), b.begin());
+  return asio::ip::address_v6(b);
+}
+
+sockaddr_storage to_sockaddr(const tcp::endpoint& ep) {
+  sockaddr_storage ss{};
+  std::memcpy(&ss, ep.data(), std::min<size_t>(ep.size(), sizeof ss));
+  return ss;
+}
+
+// "host:port" or "[v6]:port" from a CONNECT target or an authority. Port 0 if missing.
+bool split_authority(std::string_view authority, std::string* host, uint16_t* port,
+                     uint16_t default_port) {
+  *port = default_port;
+  std::string_view port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    *host = std::string(authority.substr(0, close + 1));
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return false;
+      port_text = authority.substr(close + 2);
+    }
+  } else {
+    auto colon = authority.rfind(':');
+    if (colon != std::string_view::npos) {
+      *host = std::string(authority.substr(0, colon));
+      port_text = authority.substr(colon + 1);
+    } else {
+      *host = std::string(authority);
+    }
+  }
+  if (!port_text.empty()) {
+    unsigned value = 0;
+    if (port_text.size() > 5) return false;
+    for (char c : port_text) {
+      if (c < '0' || c > '9') return false;
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return false;
+    *port = static_cast<uint16_t>(value);
+  }
+  return !host->empty() && *port != 0;
+}
+
+std::string json_denial(const egress::Decision& d, const std::string& host, uint16_t port,
+                        const std::string& binary) {
+  nlohmann::json body = {{"error", egress::error_class(d.reason)},
+                         {"reason", egress::to_string(d.reason)},
+                         {"detail", d.reason_text},
+                         {"host", host},
+                         {"port", port},
+                         {"binary", binary},
+                         {"policy", d.rule}};
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string http_response(int status, std::string_view reason, const std::string& body,
+                          const std::string& rule) {
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  r += "Content-Type: application/json\r\n";
+  r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  r += "Connection: close\r\n";
+  if (!rule.empty()) r += "X-OpenShell-Policy: " + rule + "\r\n";
+  r += "\r\n" + body;
+  return r;
+}
+
+std::string simple_error(int status, std::string_view reason, std::string_view detail) {
+  nlohmann::json body = {{"error", reason}, {"detail", detail}};
+  return http_response(status, reason, body.dump(), "");
+}
+
+// A coroutine, not a lambda: a lambda coroutine's captures die with the lambda object, which
+// co_spawn does not keep; parameters live in the coroutine's own frame.
+awaitable<std::vector<IpAddress>> resolve_blocking(Resolve resolve, std::string name) {
+  try {
+    co_return resolve(name);
+  } catch (const std::exception&) {
+    co_return std::vector<IpAddress>{};  // nothing resolved: the decision denies
+  }
+}
+
+}  // namespace
+
+struct ProxyServer::Session : std::enable_shared_from_this<Session> {
+  explicit Session(tcp::socket socket)
+      : client(std::move(socket)), upstream(client.get_executor()), timer(client.get_executor()) {}
+
+  tcp::socket client;
+  tcp::socket upstream;
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+  bool closed = false;
+  int pumps = 0;
+  // What was decided, for re-evaluation when the policy changes.
+  bool established = false;
+  std::string host;
+  uint16_t port = 0;
+  std::vector<std::string> chain;
+  pid_t pid = -1;
+  std::string mode;
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    error_code ec;
+    client.close(ec);
+    upstream.close(ec);
+    timer.cancel();
+  }
+  // A refused transparent connection gets a reset, as a closed port would give.
+  void reset() {
+    error_code ec;
+    client.set_option(asio::socket_base::linger(true, 0), ec);
+    close();
+  }
+};
+
+struct ProxyServer::Impl {
+  Impl(asio::io_context& io, int explicit_fd, int transparent_fd)
+      : explicit_acceptor(io, tcp::v4(), explicit_fd),
+        transparent_acceptor(io, tcp::v4(), transparent_fd),
+        resolver_pool(2) {}
+  tcp::acceptor explicit_acceptor;
+  tcp::acceptor transparent_acceptor;
+  asio::thread_pool resolver_pool;  // name resolution blocks: never on the io thread
+  std::set<std::shared_ptr<Session>> sessions;
+};
+
+namespace {
+
+struct Dialed {
+  bool ok = false;
+  egress::Decision decision;
+  int status = 403;  // for the explicit proxy when !ok
+  std::string address;
+};
+
+}  // namespace
+
+// All session logic lives here so the header stays small.
+class SessionRunner {
+ public:
+  SessionRunner(ProxyServer::Impl& impl, const ProxyConfig& config, asio::io_context& io)
+      : impl_(impl), config_(config), io_(io) {}
+
+  awaitable<void> run_explicit(std::shared_ptr<ProxyServer::Session> s);
+  awaitable<void> send_and_close(std::shared_ptr<ProxyServer::Session> s, std::string response);
+  awaitable<void> run_transparent(std::shared_ptr<ProxyServer::Session> s);
+  void reevaluate();
+
+ private:
+  std::vector<std::string> identify(ProxyServer::Session& s, const tcp::endpoint& server,
+                                    std::string* problem);
+  awaitable<std::vector<IpAddress>> resolve(const std::string& host);
+  awaitable<Dialed> decide_and_dial(ProxyServer::Session& s, const std::string& host,
+                                    uint16_t port);
+  awaitable<void> relay(std::shared_ptr<ProxyServer::Session> s, std::string to_upstream);
+  awaitable<void> pump(std::shared_ptr<ProxyServer::Session> s, bool upstream_to_client);
+  awaitable<std::string> read_initial(ProxyServer::Session& s, std::string already);
+  void emit(const ProxyServer::Session& s, const egress::Decision& d, const std::string& address,
+            bool allowed);
+  void arm_deadline(std::shared_ptr<ProxyServer::Session> s, std::chrono::milliseconds after);
+
+  ProxyServer::Impl& impl_;
+  const ProxyConfig& config_;
+  asio::io_context& io_;
+};
+
+void SessionRunner::arm_deadline(std::shared_ptr<ProxyServer::Session> s,
+                                 std::chrono::milliseconds after) {
+  s->timer.expires_after(after);
+  s->timer.async_wait([s](const error_code& ec) {
+    if (!ec) s->close();
+  });
+}
+
+std::vector<std::string> SessionRunner::identify(ProxyServer::Session& s,
+                                                 const tcp::endpoint& server,
+                                                 std::string* problem) {
+  error_code ec;
+  auto peer = s.client.remote_endpoint(ec);
+  if (ec) {
+    *problem = "peer address unavailable";
+    return {};
+  }
+  auto who = identify_peer(config_.sandbox_init, config_.procs_file, to_sockaddr(peer),
+                           to_sockaddr(server));
+  if (!who) {
+    *problem = who.error().message();
+    return {};
+  }
+  s.pid = who->pid;
+  return who->chain;
+}
+
+awaitable<std::vector<IpAddress>> SessionRunner::resolve(const std::string& host) {
+  if (auto literal = parse_ip(host); literal.ok()) co_return std::vector<IpAddress>{*literal};
+  std::string bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
+    bare = bare.substr(1, bare.size() - 2);
+  if (auto literal = parse_ip(bare); literal.ok()) co_return std::vector<IpAddress>{*literal};
+  co_return co_await asio::co_spawn(impl_.resolver_pool, resolve_blocking(config_.resolve, bare),
+                                    use_awaitable);
+}
+
+void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& d,
+                         const std::string& address, bool allowed) {
+  if (config_.events == nullptr) return;
+  ocsf::ConnectionInfo c;
+  c.host = d.host.empty() ? s.host : d.host;
+  c.port = s.port;
+  c.address = address;
+  error_code ec;
+  if (auto peer = s.client.remote_endpoint(ec); !ec) {
+    c.src_address = peer.address().to_string();
+    c.src_port = peer.port();
+  }
+  c.pid = s.pid;
+  c.binary = s.chain.empty() ? "" : s.chain.front();
+  c.allowed = allowed;
+  c.audit = d.audit_only;
+  c.rule = d.rule;
+  c.reason = allowed && !d.audit_only ? "" : std::string(egress::to_string(d.reason));
+  c.detail = d.reason_text;
+  c.mode = s.mode;
+  config_.events->emit(ocsf::network_activity(config_.sandbox, c));
+  if (!allowed && s.mode == "transparent")
+    config_.events->emit(ocsf::bypass_finding(config_.sandbox, c));
+}
+
+awaitable<Dialed> SessionRunner::decide_and_dial(ProxyServer::Session& s, const std::string& host,
+                                                 uint16_t port) {
+  Dialed out;
+  auto policy = config_.policy();
+  s.host = host;
+  s.port = port;
+  egress::ConnectRequest request{host, port, s.chain};
+  out.decision = egress::decide(*policy, request);
+  if (out.decision.verdict != egress::Verdict::kAllow) {
+    emit(s, out.decision, "", false);
+    co_return out;
+  }
+  auto addresses = co_await resolve(out.decision.host);
+  std::vector<IpAddress> dial;
+  auto checked = egress::check_addresses(out.decision, addresses, port, &dial);
+  if (checked.verdict != egress::Verdict::kAllow) {
+    out.decision = checked;
+    emit(s, out.decision, addresses.empty() ? "" : to_string(addresses.front()), false);
+    co_return out;
+  }
+  out.decision = checked;
+  // Only the addresses we checked, in order, each within the connect timeout.
+  error_code ec = asio::error::host_unreachable;
+  for (const auto& ip : dial) {
+    if (s.closed) break;
+    s.upstream = tcp::socket(io_);
+    tcp::endpoint ep(to_asio(ip), port);
+    asio::steady_timer connect_timer(io_);
+    connect_timer.expires_after(std::chrono::seconds(config_.limits.connect_timeout_s));
+    auto* upstream = &s.upstream;
+    connect_timer.async_wait([upstream](const error_code& e) {
+      if (!e) {
+        error_code ignored;
+        upstream->cancel(ignored);
+      }
+    });
+    co_await s.upstream.async_connect(ep, asio::redirect_error(use_awaitable, ec));
+    connect_timer.cancel();
+    if (!ec) {
+      out.address = to_string(ip);
+      break;
+    }
+  }
+  if (ec) {
+    out.status = 502;
+    out.decision.reason_text = "upstream unreachable: " + ec.message();
+    emit(s, out.decision, dial.empty() ? "" : to_string(dial.front()), false);
+    co_return out;
+  }
+  error_code nodelay_ec;
+  s.upstream.set_option(tcp::no_delay(true), nodelay_ec);
+  out.ok = true;
+  s.established = true;
+  emit(s, out.decision, out.address, true);
+  co_return out;
+}
+
+// Whatever the client sends first (TLS ClientHello, an HTTP head), up to the peek deadline.
+awaitable<std::string> SessionRunner::read_initial(ProxyServer::Session& s, std::string already) {
+  std::string data = std::move(already);
+  asio::steady_timer timer(io_);
+  timer.expires_after(std::chrono::milliseconds(config_.limits.peek_timeout_ms));
+  bool timed_out = false;
+  auto* client = &s.client;
+  timer.async_wait([client, &timed_out](const error_code& e) {
+    if (!e) {
+      timed_out = true;
+      error_code ignored;
+      client->cancel(ignored);
+    }
+  });
+  while (data.size() < tls::kMaxPeekBytes && !s.closed) {
+    if (!data.empty()) {
+      auto peek = tls::peek_client_hello(
+          std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+      if (peek.status != tls::PeekStatus::kNeedMore) break;
+    }
+    char buf[4096];
+    error_code ec;
+    size_t n = co_await s.client.async_read_some(asio::buffer(buf),
+                                                 asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    data.append(buf, n);
+  }
+  timer.cancel();
+  (void)timed_out;
+  co_return data;
+}
+
+awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
+                                    bool upstream_to_client) {
+  tcp::socket& from = upstream_to_client ? s->upstream : s->client;
+  tcp::socket& to = upstream_to_client ? s->client : s->upstream;
+  std::vector<char> buf(kRelayBuffer);
+  for (;;) {
+    error_code ec;
+    size_t n =
+        co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    s->last_activity = std::chrono::steady_clock::now();
+    co_await asio::async_write(to, asio::buffer(buf.data(), n),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+  }
+  error_code ignored;
+  to.shutdown(tcp::socket::shutdown_send, ignored);
+  if (--s->pumps == 0) s->close();
+}
+
+awaitable<void> SessionRunner::relay(std::shared_ptr<ProxyServer::Session> s,
+                                     std::string to_upstream) {
+  if (!to_upstream.empty()) {
+    error_code ec;
+    co_await asio::async_write(s->upstream, asio::buffer(to_upstream),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      s->close();
+      co_return;
+    }
+  }
+  s->pumps = 2;
+  auto on_done = [](std::exception_ptr) {};
+  asio::co_spawn(io_, pump(s, false), on_done);
+  asio::co_spawn(io_, pump(s, true), on_done);
+  // Idle watchdog: a tunnel nobody uses is closed.
+  const auto idle = std::chrono::seconds(config_.limits.idle_timeout_s);
+  while (!s->closed) {
+    s->timer.expires_after(idle);
+    error_code ec;
+    co_await s->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (s->closed) break;
+    if (std::chrono::steady_clock::now() - s->last_activity >= idle) s->close();
+  }
+}
+
+awaitable<void> SessionRunner::send_and_close(std::shared_ptr<ProxyServer::Session> s,
+                                              std::string response) {
+  error_code ec;
+  co_await asio::async_write(s->client, asio::buffer(response),
+                             asio::redirect_error(use_awaitable, ec));
+  s->close();
+}
+
+awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session> s) {
+  s->mode = "connect";
+  beast::flat_buffer buffer(config_.limits.max_header_bytes + 1024);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
+  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
+  error_code ec;
+  co_await http::async_read_header(s->client, buffer, parser,
+                                   asio::redirect_error(use_awaitable, ec));
+  s->timer.cancel();
+  // GCC 12 mishandles temporaries that live across a co_await (double destruction): every
+  // response is built into a named local before it is sent.
+  std::string response;
+  if (ec) {
+    if (ec == http::error::header_limit) {
+      response = simple_error(431, "Request Header Fields Too Large", "request head too large");
+      co_await send_and_close(s, std::move(response));
+    } else {
+      s->close();
+    }
+    co_return;
+  }
+  const auto& req = parser.get();
+  std::string host;
+  uint16_t port = 0;
+  std::string forward_head;
+  const bool is_connect = req.method() == http::verb::connect;
+  if (is_connect) {
+    if (!split_authority(std::string_view(req.target().data(), req.target().size()), &host, &port,
+                         0)) {
+      response = simple_error(400, "Bad Request", "CONNECT needs host:port");
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+  } else {
+    s->mode = "forward";
+    std::string_view target(req.target().data(), req.target().size());
+    if (target.rfind("https://", 0) == 0) {
+      response = simple_error(400, "Bad Request", "use CONNECT for https:// destinations");
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+    if (target.rfind("http://", 0) != 0) {
+      response = simple_error(400, "Bad Request",
+                              "this is a proxy: send an absolute http:// URL or CONNECT");
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+    std::string_view rest = target.substr(7);
+    auto slash = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, slash);
+    std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+    if (!path.empty() && path.front() == '?') path = "/" + path;
+    if (authority.find('@') != std::string_view::npos ||
+        !split_authority(authority, &host, &port, 80)) {
+      response = simple_error(400, "Bad Request", "bad authority in request URL");
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+    // The request goes on in origin form, one request per connection: a later request on a
+    // kept-alive connection could name another host, so we close after this one.
+    forward_head = std::string(req.method_string()) + " " + path + " HTTP/1.1\r\n";
+    for (const auto& field : req) {
+      std::string name(field.name_string());
+      std::string lower = name;
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower == "connection" || lower == "proxy-connection" || lower == "keep-alive" ||
+          lower == "proxy-authorization")
+        continue;
+      forward_head += name + ": " + std::string(field.value()) + "\r\n";
+    }
+    forward_head += "Connection: close\r\n\r\n";
+  }
+
+  error_code lec;
+  auto local = s->client.local_endpoint(lec);
+  std::string problem;
+  s->chain = identify(*s, local, &problem);
+  auto dialed = co_await decide_and_dial(*s, host, port);
+  if (!dialed.ok) {
+    if (dialed.status == 502) {
+      response = simple_error(502, "Bad Gateway", dialed.decision.reason_text);
+      co_await send_and_close(s, std::move(response));
+    } else {
+      if (!problem.empty() && s->chain.empty())
+        dialed.decision.reason_text += " (caller unidentified: " + problem + ")";
+      response = http_response(
+          403, "Forbidden",
+          json_denial(dialed.decision, host, port, s->chain.empty() ? "" : s->chain.front()),
+          dialed.decision.rule);
+      co_await send_and_close(s, std::move(response));
+    }
+    co_return;
+  }
+  // Bytes the client sent after the head (a request body, or an eager TLS hello).
+  std::string leftover(static_cast<const char*>(buffer.data().data()), buffer.size());
+  if (!is_connect) {
+    std::string first = forward_head + leftover;
+    co_await relay(s, std::move(first));
+    co_return;
+  }
+  const std::string established = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  error_code wec;
+  co_await asio::async_write(s->client, asio::buffer(established),
+                             asio::redirect_error(use_awaitable, wec));
+  if (wec) {
+    s->close();
+    co_return;
+  }
+  // No domain fronting: a TLS hello inside the tunnel must name the host the tunnel was
+  // allowed for.
+  std::string initial = co_await read_initial(*s, std::move(leftover));
+  auto peek = tls::peek_client_hello(
+      std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));
+  if (peek.status == tls::PeekStatus::kMalformed ||
+      (peek.status == tls::PeekStatus::kSni && peek.sni != dialed.decision.host)) {
+    egress::Decision d = dialed.decision;
+    d.verdict = egress::Verdict::kDeny;
+    d.reason_text = peek.status == tls::PeekStatus::kSni
+                        ? "TLS server name " + peek.sni + " does not match the tunnel's host " +
+                              dialed.decision.host
+                        : "malformed TLS ClientHello";
+    s->established = false;
+    emit(*s, d, dialed.address, false);
+    s->reset();
+    co_return;
+  }
+  co_await relay(s, std::move(initial));
+}
+
+awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Session> s) {
+  s->mode = "transparent";
+  sockaddr_in original{};
+  socklen_t len = sizeof original;
+  if (::getsockopt(s->client.native_handle(), SOL_IP, kSoOriginalDst, &original, &len) != 0) {
+    s->reset();
+    co_return;
+  }
+  const tcp::endpoint original_ep(asio::ip::address_v4(ntohl(original.sin_addr.s_addr)),
+                                  ntohs(original.sin_port));
+  const IpAddress original_ip = to_ip(original_ep.address());
+  const uint16_t port = original_ep.port();
+
+  // The name: from the TLS SNI or the HTTP Host header, and from what our DNS told the
+  // sandbox this address was. When both exist they must agree.
+  std::string nothing_yet;
+  std::string initial = co_await read_initial(*s, std::move(nothing_yet));
+  std::string said;
+  auto peek = tls::peek_client_hello(
+      std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));
+  if (peek.status == tls::PeekStatus::kSni) {
+    said = peek.sni;
+  } else if (peek.status == tls::PeekStatus::kNotTls && !initial.empty()) {
+    http::request_parser<http::empty_body> p;
+    p.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
+    error_code pec;
+    p.put(asio::buffer(initial), pec);
+    if (p.is_header_done()) {
+      auto it = p.get().find(http::field::host);
+      if (it != p.get().end()) {
+        std::string h;
+        uint16_t ignored_port = 0;
+        if (split_authority(std::string_view(it->value().data(), it->value().size()), &h,
+                            &ignored_port, port))
+          said = h;
+      }
+    }
+  }
+  const auto pinned = config_.pins ? config_.pins->name_for(original_ip) : std::nullopt;
+  std::string host;
+  std::string problem;
+  s->chain = identify(*s, original_ep, &problem);
+  if (!said.empty()) {
+    auto checked = net::check_host(said);
+    if (pinned && checked.host != *pinned) {
+      egress::Decision d;
+      d.reason = egress::DenyReason::kInvalidHost;
+      d.host = checked.host;
+      d.reason_text = "server name " + checked.host + " does not match the DNS name " + *pinned +
+                      " for " + to_string(original_ip);
+      s->host = checked.host;
+      s->port = port;
+      emit(*s, d, to_string(original_ip), false);
+      s->reset();
+      co_return;
+    }
+    host = said;
+  } else if (pinned) {
+    host = *pinned;
+  } else {
+    host = to_string(original_ip);
+  }
+  auto dialed = co_await decide_and_dial(*s, host, port);
+  if (!dialed.ok) {
+    s->reset();
+    co_return;
+  }
+  co_await relay(s, std::move(initial));
+}
+
+void SessionRunner::reevaluate() {
+  auto policy = config_.policy();
+  for (const auto& s : impl_.sessions) {
+    if (!s->established || s->closed) continue;
+    auto d = egress::decide(*policy, {s->host, s->port, s->chain});
+    if (d.verdict == egress::Verdict::kAllow) continue;
+    d.reason_text = "policy changed: " + d.reason_text;
+    emit(*s, d, "", false);
+    s->close();
+  }
+}
+
+ProxyServer::ProxyServer(asio::io_context& io, ProxyConfig config, int explicit_fd,
+                         int transparent_fd)
+    : io_(io),
+      config_(std::move(config)),
+      impl_(std::make_unique<Impl>(io, explicit_fd, transparent_fd)) {}
+
+ProxyServer::~ProxyServer() {
+  for (const auto& s : impl_->sessions) s->close();
+  impl_->resolver_pool.stop();
+  impl_->resolver_pool.join();
+}
+
+void ProxyServer::start() {
+  accept_loop(false);
+  accept_loop(true);
+}
+
+void ProxyServer::accept_loop(bool transparent) {
+  auto self = shared_from_this();
+  tcp::acceptor& acceptor = transparent ? impl_->transparent_acceptor : impl_->explicit_acceptor;
+  acceptor.async_accept([self, transparent](const error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      if (self->impl_->sessions.size() >= self->config_.limits.max_connections) {
+        error_code ignored;
+        socket.set_option(asio::socket_base::linger(true, 0), ignored);
+        socket.close(ignored);
+      } else {
+        auto s = std::make_shared<Session>(std::move(socket));
+        self->impl_->sessions.insert(s);
+        auto runner = std::make_shared<SessionRunner>(*self->impl_, self->config_, self->io_);
+        auto work = transparent ? runner->run_transparent(s) : runner->run_explicit(s);
+        asio::co_spawn(self->io_, std::move(work), [self, s, runner](std::exception_ptr e) {
+          if (e) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              log::debug("proxy", std::string("session ended: ") + ex.what());
+            }
+          }
+          // The relay may still run (pumps); they close the session when done.
+          if (s->pumps == 0) s->close();
+          self->impl_->sessions.erase(s);
+        });
+      }
+    }
+    self->accept_loop(transparent);
+  });
+}
+
+void ProxyServer::policy_changed() { SessionRunner(*impl_, config_, io_).reevaluate(); }
+
+}  // namespace openshell::supervisor::proxy

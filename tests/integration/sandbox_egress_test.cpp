@@ -1,0 +1,237 @@
+// Egress end to end: an agent in a sandbox, the supervisor's proxy and policy DNS, and upstream
+// servers in a network namespace this test creates (tests/support/upstream.hpp).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/events.hpp"
+#include "tests/support/harness.hpp"
+#include "tests/support/upstream.hpp"
+
+using namespace openshell::testing;
+
+namespace {
+
+const char* kCurl = "/usr/bin/curl";
+
+std::string endpoint_policy(const std::string& binaries, const std::string& host,
+                            const std::string& ports) {
+  std::string p = test_policy();
+  p += "[network_policies.upstream]\n";
+  if (!binaries.empty()) p += "binaries = [" + binaries + "]\n";
+  p +=
+      "[[network_policies.upstream.endpoints]]\nhost = \"" + host + "\"\nports = [" + ports + "]\n";
+  return p;
+}
+
+struct Sandbox {
+  std::string policy_file;
+  std::string events_file;
+  std::vector<std::string> extra;
+  Outcome run(const std::vector<std::string>& cmd) {
+    std::vector<std::string> argv = {supervisor_bin(), "run",      "--policy-file",
+                                     policy_file,      "--name",   unique_name("egress"),
+                                     "--events",       events_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.emplace_back("--");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run_process(argv, 120);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the explicit proxy passes allowed requests and explains denials") {
+  UpstreamHost up;
+  up.start(8080, "http");
+  up.start(8443, "http");
+  up.start(9090, "http");
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", endpoint_policy("", "upstream.test", "8080, 8443")),
+             dir.path() + "/events.jsonl",
+             {"--resolve", "upstream.test=" + up.address()}};
+  auto r = sb.run({"/bin/sh", "-c",
+                   std::string(kCurl) + " -s -m 10 http://upstream.test:8080/a; echo; " + kCurl +
+                       " -s -m 10 http://upstream.test:8443/b; echo; " + kCurl +
+                       " -s -m 10 -w ' %{http_code}' http://upstream.test:9090/c; echo; " + kCurl +
+                       " -s -m 10 -w ' %{http_code}' http://other.test:8080/d; echo"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  std::vector<std::string> lines;
+  {
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) lines.push_back(line);
+  }
+  REQUIRE(lines.size() == 4);
+  const std::string &a = lines[0], &b = lines[1], &c = lines[2], &d = lines[3];
+  CHECK(a.find("upstream ok: GET /a") != std::string::npos);  // ports = [8080, 8443]: both
+  CHECK(b.find("upstream ok: GET /b") != std::string::npos);
+  CHECK(c.substr(c.size() - 3) == "403");  // a port the rule does not list
+  CHECK(c.find("\"reason\":\"port_not_allowed\"") != std::string::npos);
+  auto denial = nlohmann::json::parse(d.substr(0, d.size() - 4));
+  CHECK(d.substr(d.size() - 3) == "403");
+  CHECK(denial["error"] == "policy_denied");
+  CHECK(denial["host"] == "other.test");
+  CHECK(denial["port"] == 8080);
+  CHECK(denial["binary"] == kCurl);
+  CHECK(denial.contains("reason"));
+  CHECK(denial.contains("policy"));
+  // The upstream saw only the allowed requests.
+  CHECK(up.server_output().find("/c") == std::string::npos);
+
+  auto events = read_events(sb.events_file);
+  int allowed = 0, denied = 0;
+  for (const auto& e : events)
+    if (e["class_uid"] == 4001) (e["disposition"] == "Allowed" ? allowed : denied)++;
+  CHECK(allowed == 2);
+  CHECK(denied == 2);
+}
+
+TEST_CASE(
+    "binaries: curl may, others may not; a child of an allowed binary may; argv counts for "
+    "nothing") {
+  UpstreamHost up;
+  up.start(8080, "http");
+  TempDir dir;
+  Sandbox sb{
+      dir.write("p.toml", endpoint_policy("{ path = \"/usr/bin/curl\" }", "upstream.test", "8080")),
+      dir.path() + "/events.jsonl",
+      {"--resolve", "upstream.test=" + up.address()}};
+  auto curl = sb.run({kCurl, "-s", "-m", "10", "http://upstream.test:8080/curl"});
+  CHECK(curl.out.find("upstream ok") != std::string::npos);
+  // The probe is not curl: through the proxy it is refused (403 body names its binary).
+  auto probe = sb.run({"/bin/bash", "-c",
+                       "exec -a /usr/bin/curl " + helper("connect_tunnel") +
+                           " 10.200.0.1 3128 upstream.test:8080 2"});
+  INFO(probe.out << probe.err);
+  CHECK(probe.out.find("tunnel 403") != std::string::npos);
+
+  // Listed: the shell that starts the probe. The probe is its child, so it may.
+  Sandbox parent{
+      dir.write("q.toml", endpoint_policy("{ path = \"/usr/bin/dash\" }, { path = \"/bin/dash\" }",
+                                          "upstream.test", "8080")),
+      dir.path() + "/events2.jsonl",
+      {"--resolve", "upstream.test=" + up.address()}};
+  auto child =
+      parent.run({"/bin/dash", "-c",
+                  helper("connect_tunnel") + " 10.200.0.1 3128 upstream.test:8080 1; true"});
+  INFO(child.out << child.err);
+  CHECK(child.out.find("tunnel 200") != std::string::npos);
+}
+
+TEST_CASE("SSRF: loopback, metadata and numeric spellings are refused even when named") {
+  TempDir dir;
+  // Rules that appear to allow each address by name; the guard refuses them all the same.
+  std::string p = test_policy();
+  p += "[network_policies.internal]\n";
+  for (const char* host : {"127.0.0.1", "169.254.169.254", "0.0.0.0", "localhost"})
+    p += std::string("[[network_policies.internal.endpoints]]\nhost = \"") + host +
+         "\"\nports = [80]\n";
+  Sandbox sb{dir.write("p.toml", p), dir.path() + "/events.jsonl", {}};
+  std::string script;
+  for (const char* target : {"127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1",
+                             "[::ffff:127.0.0.1]", "169.254.169.254", "localhost", "0.0.0.0"})
+    // Through the proxy even for loopback spellings (NO_PROXY would keep them inside the
+    // sandbox, whose own loopback is not the host's and is no SSRF target).
+    script += std::string(kCurl) +
+              " -s -m 10 --noproxy '' -o /dev/null -w '%{http_code}\\n' http://" + target +
+              ":80/; ";
+  auto r = sb.run({"/bin/sh", "-c", script});
+  INFO(r.out << r.err);
+  std::istringstream lines(r.out);
+  std::string line;
+  int refused = 0;
+  while (std::getline(lines, line)) {
+    CHECK(line == "403");
+    ++refused;
+  }
+  CHECK(refused == 8);
+}
+
+TEST_CASE("an empty network policy denies everything") {
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", test_policy()), dir.path() + "/events.jsonl", {}};
+  auto r = sb.run(
+      {kCurl, "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://example.test/"});
+  CHECK(r.out == "403");
+}
+
+TEST_CASE("policy DNS: allowed names resolve, others get NXDOMAIN; captured connections work") {
+  UpstreamHost up;
+  up.start(8080, "http");
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", endpoint_policy("", "upstream.test", "8080")),
+             dir.path() + "/events.jsonl",
+             {"--resolve", "upstream.test=" + up.address()}};
+  auto r =
+      sb.run({"/bin/sh", "-c",
+              "getent hosts upstream.test; echo \"allowed=$?\"; getent hosts denied.test; "
+              "echo \"denied=$?\"; " +
+                  std::string(kCurl) + " -s -m 10 --noproxy '*' http://upstream.test:8080/direct"});
+  INFO(r.out << r.err);
+  CHECK(r.out.find(up.address() + " ") != std::string::npos);
+  CHECK(r.out.find("allowed=0") != std::string::npos);
+  CHECK(r.out.find("denied=2") != std::string::npos);
+  // Without proxy variables: captured, decided, relayed.
+  CHECK(r.out.find("upstream ok: GET /direct") != std::string::npos);
+  auto events = read_events(sb.events_file);
+  auto dns = find_event(events, 4003, "Query");
+  REQUIRE(dns != nullptr);
+  CHECK(dns["query"]["hostname"] == "denied.test");
+}
+
+TEST_CASE("domain fronting: a tunnel whose TLS name differs from its CONNECT host is refused") {
+  UpstreamHost up;
+  up.start(8443, "echo");
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", endpoint_policy("", "upstream.test", "8443")),
+             dir.path() + "/events.jsonl",
+             {"--resolve", "upstream.test=" + up.address()}};
+  // CONNECT upstream.test:8443, then a ClientHello for denied.test.
+  auto r = sb.run({kCurl, "-s", "-m", "10", "-k", "--connect-to",
+                   "denied.test:8443:upstream.test:8443", "https://denied.test:8443/"});
+  CHECK(r.exit_code != 0);
+  bool mismatch = false;
+  for (const auto& e : read_events(sb.events_file))
+    if (e["class_uid"] == 4001 && e["disposition"] == "Blocked" &&
+        e.value("status_detail", "").find("does not match") != std::string::npos)
+      mismatch = true;
+  CHECK(mismatch);
+}
+
+TEST_CASE(
+    "SIGHUP reloads network_policies: removed endpoints close their tunnels; a broken file changes "
+    "nothing") {
+  UpstreamHost up;
+  up.start(8080, "echo");
+  TempDir dir;
+  const std::string policy_file = dir.write("p.toml", endpoint_policy("", "upstream.test", "8080"));
+  const std::string events_file = dir.path() + "/events.jsonl";
+  const std::string output = dir.path() + "/out.txt";
+  pid_t supervisor = spawn_process(
+      {supervisor_bin(), "run", "--policy-file", policy_file, "--name", unique_name("hup"),
+       "--events", events_file, "--resolve", "upstream.test=" + up.address(), "--",
+       helper("connect_tunnel"), "10.200.0.1", "3128", "upstream.test:8080", "60"},
+      output);
+  REQUIRE(eventually([&] { return read_text(output).find("tunnel 200") != std::string::npos; }));
+
+  // A broken file: rejected, reported, the tunnel stays.
+  dir.write("p.toml", "version = 1\n[network_policies.x\n");
+  REQUIRE(kill(supervisor, SIGHUP) == 0);
+  REQUIRE(
+      eventually([&] { return read_text(events_file).find("\"Rejected\"") != std::string::npos; }));
+  CHECK(read_text(output).find("tunnel closed") == std::string::npos);
+
+  // The endpoint removed: the open tunnel is closed.
+  dir.write("p.toml", test_policy());
+  REQUIRE(kill(supervisor, SIGHUP) == 0);
+  CHECK(eventually([&] { return read_text(output).find("tunnel closed") != std::string::npos; }));
+  CHECK(read_text(events_file).find("\"Reloaded\"") != std::string::npos);
+  int status = 0;
+  REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
+  CHECK(WEXITSTATUS(status) == 0);
+}
