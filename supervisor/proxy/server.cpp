@@ -15,10 +15,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/egress.hpp"
@@ -210,6 +214,8 @@ class SessionRunner {
 
   awaitable<void> run_explicit(std::shared_ptr<ProxyServer::Session> s);
   awaitable<void> send_and_close(std::shared_ptr<ProxyServer::Session> s, std::string response);
+  awaitable<void> tunnel(std::shared_ptr<ProxyServer::Session> s, const std::string& host,
+                         uint16_t port, beast::flat_buffer& buffer, const std::string& problem);
   awaitable<void> run_transparent(std::shared_ptr<ProxyServer::Session> s);
   void reevaluate();
 
@@ -436,41 +442,88 @@ awaitable<void> SessionRunner::send_and_close(std::shared_ptr<ProxyServer::Sessi
   s->close();
 }
 
-awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session> s) {
-  s->mode = "connect";
-  beast::flat_buffer buffer(config_.limits.max_header_bytes + 1024);
-  http::request_parser<http::empty_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
-  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
+// Relays one HTTP message (head already parsed into p) from `from` to `to`, body streamed
+// through a fixed buffer: chunked or sized, Beast does the framing both ways.
+template <bool kIsRequest>
+awaitable<error_code> relay_message(tcp::socket& from, beast::flat_buffer& buffer,
+                                    http::parser<kIsRequest, http::buffer_body>& p,
+                                    tcp::socket& to) {
+  http::serializer<kIsRequest, http::buffer_body> sr{p.get()};
+  std::vector<char> body(kRelayBuffer);
   error_code ec;
-  co_await http::async_read_header(s->client, buffer, parser,
-                                   asio::redirect_error(use_awaitable, ec));
-  s->timer.cancel();
+  do {
+    if (!p.is_done()) {
+      p.get().body().data = body.data();
+      p.get().body().size = body.size();
+      co_await http::async_read(from, buffer, p, asio::redirect_error(use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return ec;
+      p.get().body().size = body.size() - p.get().body().size;
+      p.get().body().data = body.data();
+      p.get().body().more = !p.is_done();
+    } else {
+      p.get().body().data = nullptr;
+      p.get().body().size = 0;
+      p.get().body().more = false;  // buffer_body starts with more = true
+    }
+    co_await http::async_write(to, sr, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return ec;
+  } while (!p.is_done() && !sr.is_done());
+  co_return ec;
+}
+
+awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session> s) {
+  beast::flat_buffer buffer;
+  beast::flat_buffer upstream_buffer;
+  std::string upstream_key;  // host:port the upstream socket serves (forwarding)
   // GCC 12 mishandles temporaries that live across a co_await (double destruction): every
   // response is built into a named local before it is sent.
   std::string response;
-  if (ec) {
-    if (ec == http::error::header_limit) {
-      response = simple_error(431, "Request Header Fields Too Large", "request head too large");
-      co_await send_and_close(s, std::move(response));
-    } else {
-      s->close();
-    }
-    co_return;
-  }
-  const auto& req = parser.get();
-  std::string host;
-  uint16_t port = 0;
-  std::string forward_head;
-  const bool is_connect = req.method() == http::verb::connect;
-  if (is_connect) {
-    if (!split_authority(std::string_view(req.target().data(), req.target().size()), &host, &port,
-                         0)) {
-      response = simple_error(400, "Bad Request", "CONNECT needs host:port");
-      co_await send_and_close(s, std::move(response));
+  std::string problem;
+  bool identified = false;
+  // One decision per request: a kept-alive connection may name another host next time.
+  for (;;) {
+    http::request_parser<http::buffer_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // streamed, never held whole
+    arm_deadline(s, std::chrono::seconds(identified ? config_.limits.idle_timeout_s
+                                                    : config_.limits.header_timeout_s));
+    error_code ec;
+    co_await http::async_read_header(s->client, buffer, parser,
+                                     asio::redirect_error(use_awaitable, ec));
+    s->timer.cancel();
+    if (ec) {
+      if (ec == http::error::header_limit) {
+        response = simple_error(431, "Request Header Fields Too Large", "request head too large");
+        co_await send_and_close(s, std::move(response));
+      } else {
+        s->close();
+      }
       co_return;
     }
-  } else {
+    if (!identified) {
+      error_code lec;
+      auto local = s->client.local_endpoint(lec);
+      s->chain = identify(*s, local, &problem);
+      identified = true;
+    }
+    auto& req = parser.get();
+    std::string host;
+    uint16_t port = 0;
+    if (req.method() == http::verb::connect) {
+      s->mode = "connect";
+      if (!split_authority(std::string_view(req.target().data(), req.target().size()), &host, &port,
+                           0)) {
+        response = simple_error(400, "Bad Request", "CONNECT needs host:port");
+        co_await send_and_close(s, std::move(response));
+        co_return;
+      }
+      error_code ignored;
+      s->upstream.close(ignored);
+      co_await tunnel(s, host, port, buffer, problem);
+      co_return;
+    }
     s->mode = "forward";
     std::string_view target(req.target().data(), req.target().size());
     if (target.rfind("https://", 0) == 0) {
@@ -495,30 +548,74 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
       co_await send_and_close(s, std::move(response));
       co_return;
     }
-    // The request goes on in origin form, one request per connection: a later request on a
-    // kept-alive connection could name another host, so we close after this one.
-    forward_head = std::string(req.method_string()) + " " + path + " HTTP/1.1\r\n";
-    for (const auto& field : req) {
-      std::string name(field.name_string());
-      std::string lower = name;
-      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (lower == "connection" || lower == "proxy-connection" || lower == "keep-alive" ||
-          lower == "proxy-authorization")
-        continue;
-      forward_head += name + ": " + std::string(field.value()) + "\r\n";
+    const std::string key = host + ":" + std::to_string(port);
+    if (key != upstream_key || !s->upstream.is_open()) {
+      error_code ignored;
+      s->upstream.close(ignored);
+      s->established = false;
+      upstream_buffer.consume(upstream_buffer.size());
+      upstream_key.clear();
+      auto dialed = co_await decide_and_dial(*s, host, port);
+      if (!dialed.ok) {
+        if (dialed.status == 502) {
+          response = simple_error(502, "Bad Gateway", dialed.decision.reason_text);
+        } else {
+          if (!problem.empty() && s->chain.empty())
+            dialed.decision.reason_text += " (caller unidentified: " + problem + ")";
+          response = http_response(
+              403, "Forbidden",
+              json_denial(dialed.decision, host, port, s->chain.empty() ? "" : s->chain.front()),
+              dialed.decision.rule);
+        }
+        co_await send_and_close(s, std::move(response));
+        co_return;
+      }
+      upstream_key = key;
     }
-    forward_head += "Connection: close\r\n\r\n";
+    // On in origin form, without the headers that were for us.
+    req.target(path);
+    req.erase(http::field::proxy_authorization);
+    req.erase("Proxy-Connection");
+    req.erase(http::field::keep_alive);
+    const bool client_keeps = req.keep_alive();
+    const bool head = req.method() == http::verb::head;
+    ec = co_await relay_message(s->client, buffer, parser, s->upstream);
+    if (ec) {
+      s->close();
+      co_return;
+    }
+    http::response_parser<http::buffer_body> rp;
+    rp.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
+    rp.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (head) rp.skip(true);
+    arm_deadline(s, std::chrono::seconds(config_.limits.idle_timeout_s));
+    co_await http::async_read_header(s->upstream, upstream_buffer, rp,
+                                     asio::redirect_error(use_awaitable, ec));
+    s->timer.cancel();
+    if (ec) {
+      response =
+          simple_error(502, "Bad Gateway", "upstream sent no valid response head: " + ec.message());
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+    const bool upstream_keeps = rp.get().keep_alive();
+    s->last_activity = std::chrono::steady_clock::now();
+    ec = co_await relay_message(s->upstream, upstream_buffer, rp, s->client);
+    if (ec || !client_keeps || !upstream_keeps || s->closed) {
+      s->close();
+      co_return;
+    }
   }
+}
 
-  error_code lec;
-  auto local = s->client.local_endpoint(lec);
-  std::string problem;
-  s->chain = identify(*s, local, &problem);
+awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
+                                      const std::string& host, uint16_t port,
+                                      beast::flat_buffer& buffer, const std::string& problem) {
+  std::string response;
   auto dialed = co_await decide_and_dial(*s, host, port);
   if (!dialed.ok) {
     if (dialed.status == 502) {
       response = simple_error(502, "Bad Gateway", dialed.decision.reason_text);
-      co_await send_and_close(s, std::move(response));
     } else {
       if (!problem.empty() && s->chain.empty())
         dialed.decision.reason_text += " (caller unidentified: " + problem + ")";
@@ -526,17 +623,12 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
           403, "Forbidden",
           json_denial(dialed.decision, host, port, s->chain.empty() ? "" : s->chain.front()),
           dialed.decision.rule);
-      co_await send_and_close(s, std::move(response));
     }
+    co_await send_and_close(s, std::move(response));
     co_return;
   }
-  // Bytes the client sent after the head (a request body, or an eager TLS hello).
+  // Bytes the client sent after the head (an eager TLS hello).
   std::string leftover(static_cast<const char*>(buffer.data().data()), buffer.size());
-  if (!is_connect) {
-    std::string first = forward_head + leftover;
-    co_await relay(s, std::move(first));
-    co_return;
-  }
   const std::string established = "HTTP/1.1 200 Connection Established\r\n\r\n";
   error_code wec;
   co_await asio::async_write(s->client, asio::buffer(established),

@@ -230,7 +230,8 @@ TEST_CASE(
   dir.write("p.toml", test_policy());
   REQUIRE(kill(supervisor, SIGHUP) == 0);
   CHECK(eventually([&] { return read_text(output).find("tunnel closed") != std::string::npos; }));
-  CHECK(read_text(events_file).find("\"Reloaded\"") != std::string::npos);
+  // The swap closes tunnels first and reports after: wait for the report.
+  CHECK(eventually([&] { return read_text(events_file).find("\"Reloaded\"") != std::string::npos; }));
   int status = 0;
   REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
   CHECK(WEXITSTATUS(status) == 0);

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# bench/proxy_bench.sh [BUILD_DIR]: openshell's egress proxy against no proxy, squid and
+# tinyproxy, in one run, on the same upstream. See bench/README.md.
+#
+# One network namespace with a veth pair (10.77.250.1/30 on the host, .2 inside) holds the
+# upstream: BUILD_DIR/tests/helpers/upstream_server in http mode on :8080 and bulk mode on
+# :9000. BUILD_DIR/bench/http_load then measures, for each column, small GETs with keep-alive
+# (CONNECTIONS connections, REQUESTS requests or DURATION seconds) and one CONNECT tunnel
+# reading BULK_MIB MiB. openshell's column runs http_load inside a sandbox, through the
+# sandbox's explicit proxy. squid and tinyproxy run from configs generated in a temp dir, on
+# loopback only; a missing one is skipped with a hint. Nothing is installed, and everything
+# made here (namespace, veth, daemons, temp dir) is removed on exit.
+#
+# Environment:
+#   REQUESTS=N      requests per rate measurement (default 20000)
+#   DURATION=S      time limit per rate measurement, 1..60 s (default 15)
+#   CONNECTIONS=C   concurrent connections for the rate measurement (default 16)
+#   BULK_MIB=M      MiB through the tunnel, 1..4096 (default 512)
+#   SUPERVISOR=PATH supervisor binary (default BUILD_DIR/supervisor/openshell-supervisor)
+#   EVENTS=0        run the sandbox without an --events file (default: events on, as deployed)
+#   ENFORCE_GOAL=1  exit 3 when a ratio misses its goal (for CI gates)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=$(realpath -m "${1:-$repo/build/dev}")
+supervisor=${SUPERVISOR:-$build_dir/supervisor/openshell-supervisor}
+http_load=$build_dir/bench/http_load
+upstream_server=$build_dir/tests/helpers/upstream_server
+requests=${REQUESTS:-20000}
+duration=${DURATION:-15}
+connections=${CONNECTIONS:-16}
+bulk_mib=${BULK_MIB:-512}
+bulk_goal=0.8  # openshell/direct, bulk MiB/s: at least
+rps_goal=2.0   # openshell/squid, requests/s: at least
+
+netns=osh-bench-$$
+veth=oshb$$  # at most 11 characters: fits IFNAMSIZ
+host_addr=10.77.250.1
+up_addr=10.77.250.2
+http_port=8080
+bulk_port=9000
+squid_port=3129
+tinyproxy_port=8888
+server_seconds=900  # the servers outlive any run of this script, and stop by themselves after
+
+die() {
+  echo "bench/proxy_bench.sh: $*" >&2
+  exit 1
+}
+note() { echo "# $*" >&2; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, the supervisor); try: sudo $0 $*"
+for spec in "requests 1 1000000" "duration 1 60" "connections 1 256" "bulk_mib 1 4096"; do
+  read -r var lo hi <<<"$spec"
+  value=${!var}
+  if ! [[ $value =~ ^[0-9]+$ ]] || ((value < lo || value > hi)); then
+    die "${var^^} must be a number in $lo..$hi, got '$value'"
+  fi
+done
+[[ -x $http_load ]] || die "http_load missing: $http_load
+  build it with: cmake --build $build_dir --target http_load"
+[[ -x $upstream_server ]] || die "upstream_server missing: $upstream_server
+  build it with: cmake --build $build_dir --target upstream_server"
+[[ -x $supervisor ]] || die "supervisor binary missing: $supervisor
+  build it with: cmake --build $build_dir --target openshell-supervisor"
+command -v ip >/dev/null || die "ip not found (apt-get install iproute2)"
+command -v flock >/dev/null || die "flock not found (apt-get install util-linux)"
+
+squid_bin=$(PATH=$PATH:/usr/sbin:/sbin command -v squid || true)
+tinyproxy_bin=$(PATH=$PATH:/usr/sbin:/usr/bin command -v tinyproxy || true)
+[[ -n $squid_bin ]] || note "squid not found: its column is skipped (apt-get install -y squid)"
+[[ -n $tinyproxy_bin ]] ||
+  note "tinyproxy not found: its column is skipped (apt-get install -y tinyproxy)"
+
+tmp=$(mktemp -d /tmp/proxy-bench.XXXXXX)
+chmod 755 "$tmp"  # squid and tinyproxy drop to their own users and write below here
+pids=()           # background processes we started, killed in cleanup
+
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    # squid takes up to shutdown_lifetime to go; give every process 5 s, then force it.
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  ip link del "$veth" 2>/dev/null || true
+  ip netns del "$netns" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for WHAT CMD...: polls CMD for up to 10 s.
+wait_for() {
+  local what=$1
+  shift
+  for _ in $(seq 100); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  die "$what did not come up within 10 s"
+}
+
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
+
+# --- the upstream namespace -----------------------------------------------------------------
+# As tests/support/upstream.cpp does it, under the same host-wide lock, so a test creating an
+# UpstreamHost at the same moment cannot pick our addresses (it skips slots whose address any
+# interface holds). Namespaces of earlier runs that died are removed first.
+exec {lock_fd}>>/run/openshell-test-upstream.lock
+flock -w 30 "$lock_fd" || die "timed out waiting for /run/openshell-test-upstream.lock"
+for stale in $(ip netns list | awk '{print $1}' | grep '^osh-bench-' || true); do
+  owner=${stale#osh-bench-}
+  if [[ $owner =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then ip netns del "$stale"; fi
+done
+if ip -o -4 addr show | grep -q " inet ${host_addr%.*}\."; then
+  die "${host_addr%.*}.0/30 is in use on this host:
+$(ip -o -4 addr show | grep " inet ${host_addr%.*}\.")"
+fi
+ip netns add "$netns"
+ip link add "$veth" type veth peer name up0 netns "$netns"
+ip addr add "$host_addr/30" dev "$veth"
+ip -n "$netns" addr add "$up_addr/30" dev up0
+ip link set "$veth" up
+ip -n "$netns" link set up0 up
+ip -n "$netns" link set lo up
+exec {lock_fd}>&-
+wait_for "$veth" sh -c "ip -o link show dev $veth | grep -q 'state UP'"
+
+start_upstream() {  # PORT MODE...
+  local port=$1 log=$tmp/upstream-$1.log
+  shift
+  ip netns exec "$netns" "$upstream_server" "$up_addr" "$port" "$@" "$server_seconds" \
+    >"$log" 2>&1 &
+  pids+=($!)
+  wait_for "upstream_server $* on :$port" grep -q '^listening ' "$log"
+}
+start_upstream "$http_port" http
+start_upstream "$bulk_port" bulk "$bulk_mib"
+
+# --- the proxies under comparison -----------------------------------------------------------
+if [[ -n $squid_bin ]]; then
+  mkdir -p "$tmp/squid"
+  chown proxy:proxy "$tmp/squid" 2>/dev/null || chmod 777 "$tmp/squid"
+  # A plain forward proxy: no cache, no access log, no helpers. Squid's stock ACLs (Safe_ports,
+  # SSL_ports for CONNECT) are absent, so it allows CONNECT to :9000 like the others.
+  cat >"$tmp/squid/squid.conf" <<EOF
+http_port 127.0.0.1:$squid_port
+http_access allow all
+cache deny all
+cache_mem 0 MB
+access_log none
+cache_store_log none
+cache_log $tmp/squid/cache.log
+pid_filename $tmp/squid/squid.pid
+coredump_dir $tmp/squid
+netdb_filename none
+pinger_enable off
+icp_port 0
+htcp_port 0
+shutdown_lifetime 1 seconds
+max_filedescriptors 4096
+EOF
+  "$squid_bin" -N -f "$tmp/squid/squid.conf" >"$tmp/squid/stdout.log" 2>&1 &
+  pids+=($!)
+  if ! (wait_for squid listening "$squid_port") 2>/dev/null; then
+    note "squid did not start; its column is skipped. Its log:"
+    cat "$tmp/squid/stdout.log" "$tmp/squid/cache.log" 2>/dev/null | tail -20 >&2 || true
+    squid_bin=
+  fi
+fi
+if [[ -n $tinyproxy_bin ]]; then
+  mkdir -p "$tmp/tinyproxy"
+  chmod 777 "$tmp/tinyproxy"
+  # No ConnectPort line: CONNECT to any port. Warnings only, to a file: logging every
+  # connection would measure the log.
+  cat >"$tmp/tinyproxy/tinyproxy.conf" <<EOF
+User nobody
+Group nogroup
+Port $tinyproxy_port
+Listen 127.0.0.1
+Timeout 60
+MaxClients 1024
+Allow 127.0.0.1
+Syslog Off
+LogFile "$tmp/tinyproxy/tinyproxy.log"
+LogLevel Warning
+PidFile "$tmp/tinyproxy/tinyproxy.pid"
+EOF
+  "$tinyproxy_bin" -d -c "$tmp/tinyproxy/tinyproxy.conf" >"$tmp/tinyproxy/stdout.log" 2>&1 &
+  pids+=($!)
+  if ! (wait_for tinyproxy listening "$tinyproxy_port") 2>/dev/null; then
+    note "tinyproxy did not start; its column is skipped. Its log:"
+    tail -20 "$tmp/tinyproxy/stdout.log" >&2 || true
+    tinyproxy_bin=
+  fi
+fi
+
+cat >"$tmp/policy.toml" <<EOF
+version = 1
+[filesystem_policy]
+read_only = ["/usr", "/lib", "/lib64", "/bin", "/etc",
+             "$build_dir/bench", "$build_dir/tests/helpers"]
+
+[network_policies.upstream]
+[[network_policies.upstream.endpoints]]
+host = "upstream.test"
+ports = [$http_port, $bulk_port]
+EOF
+sandbox=("$supervisor" run --policy-file "$tmp/policy.toml" --resolve "upstream.test=$up_addr")
+[[ ${EVENTS:-1} == 0 ]] || sandbox+=(--events "$tmp/events.jsonl")
+sandbox+=(--)
+# shellcheck disable=SC2034  # measure() reads it through a nameref
+no_prefix=()
+
+# --- measurements ---------------------------------------------------------------------------
+# measure NAME KIND PREFIX HTTP_LOAD_ARGS...: runs http_load after the command in the array
+# named PREFIX (the sandbox, or nothing) and prints its key=value line, or "failed" after
+# showing why on stderr. KIND rate runs a short unmeasured warm-up first (it also turns a
+# broken setup into a readable error before the long run).
+measure() {
+  local name=$1 kind=$2 out
+  local -n prefix=$3
+  shift 3
+  if [[ $kind == rate ]]; then
+    if ! out=$("${prefix[@]}" "$http_load" "$@" --requests 200 --seconds 10 2>&1); then
+      note "$name warm-up failed: $out"
+      echo failed
+      return
+    fi
+    set -- "$@" --requests "$requests" --seconds "$duration"
+  fi
+  if ! out=$("${prefix[@]}" "$http_load" "$@" 2>"$tmp/stderr"); then
+    note "$name $kind failed: $(tail -5 "$tmp/stderr")"
+    [[ $out == *=* ]] || out=failed  # a partial result still shows its errors= count
+  fi
+  note "$name $kind: $out"
+  echo "$out"
+}
+
+rate_args=(--connections "$connections" --keepalive)
+
+note "upstream $up_addr in namespace $netns; $connections connections, $requests requests or" \
+  "${duration} s, $bulk_mib MiB tunnel"
+declare -A result=([squid,rate]=skipped [squid,bulk]=skipped [tinyproxy,rate]=skipped
+  [tinyproxy,bulk]=skipped)
+result[direct,rate]=$(measure direct rate no_prefix --direct "$up_addr:$http_port" \
+  --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+result[direct,bulk]=$(measure direct bulk no_prefix --direct "$up_addr:$bulk_port" \
+  --bytes "$bulk_mib")
+if [[ -n $squid_bin ]]; then
+  result[squid,rate]=$(measure squid rate no_prefix --proxy "127.0.0.1:$squid_port" \
+    --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+  result[squid,bulk]=$(measure squid bulk no_prefix --tunnel "127.0.0.1:$squid_port" \
+    --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
+fi
+if [[ -n $tinyproxy_bin ]]; then
+  result[tinyproxy,rate]=$(measure tinyproxy rate no_prefix --proxy "127.0.0.1:$tinyproxy_port" \
+    --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+  result[tinyproxy,bulk]=$(measure tinyproxy bulk no_prefix --tunnel "127.0.0.1:$tinyproxy_port" \
+    --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
+fi
+result[openshell,rate]=$(measure openshell rate sandbox --proxy 10.200.0.1:3128 \
+  --url "http://upstream.test:$http_port/x" "${rate_args[@]}")
+result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128 \
+  --target "upstream.test:$bulk_port" --bytes "$bulk_mib")
+
+# --- the table ------------------------------------------------------------------------------
+{
+  for column in direct squid tinyproxy openshell; do
+    echo "$column rate ${result[$column,rate]}"
+    echo "$column bulk ${result[$column,bulk]}"
+  done
+} | awk -v bulk_goal="$bulk_goal" -v rps_goal="$rps_goal" -v conns="$connections" \
+  -v mib="$bulk_mib" '
+  {
+    name = $1; kind = $2
+    if (!(name in seen)) { names[++n] = name; seen[name] = 1 }
+    if ($3 == "skipped" || $3 == "failed") { state[name, kind] = $3; next }
+    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[name, kind, kv[1]] = kv[2] }
+    state[name, kind] = "ok"
+  }
+  function cell(name, kind, key, fmt) {
+    if (state[name, kind] != "ok") return sprintf("%10s", state[name, kind])
+    return sprintf(fmt, v[name, kind, key])
+  }
+  function ratio_line(what, num, den, goal,   r) {
+    if (num == "" || den == "" || den + 0 == 0) {
+      printf "%-32s %s\n", what, "n/a (a column is missing)"
+      return 0
+    }
+    r = num / den
+    printf "%-32s %6.2fx  (goal >= %.1fx) %s\n", what, r, goal,
+           (r >= goal ? "ok" : "OVER GOAL")
+    return (r >= goal ? 0 : 3)
+  }
+  function per_request(name,   r) {
+    if (state[name, "rate"] != "ok") return sprintf("%8s", state[name, "rate"])
+    r = v[name, "rate", "requests"] + v[name, "rate", "errors"]
+    return r > 0 ? sprintf("%8.2f", v[name, "rate", "connects"] / r) : sprintf("%8s", "-")
+  }
+  function val(name, kind, key) {
+    return state[name, kind] == "ok" ? v[name, kind, key] : ""
+  }
+  END {
+    printf "egress proxies, keep-alive GETs over %d connections and one %d MiB CONNECT tunnel\n",
+           conns, mib
+    printf "%-10s %10s %10s %10s %7s %8s %12s\n", "proxy", "req/s", "p50_us", "p99_us",
+           "errors", "conn/req", "bulk MiB/s"
+    for (i = 1; i <= n; i++) {
+      name = names[i]
+      printf "%-10s %s %s %s %s %s %s%s\n", name, cell(name, "rate", "rps", "%10.0f"),
+             cell(name, "rate", "p50_us", "%10.0f"), cell(name, "rate", "p99_us", "%10.0f"),
+             cell(name, "rate", "errors", "%7d"), per_request(name),
+             cell(name, "bulk", "mib_per_s", "%12.0f"), (name == "openshell" ? "  *" : "")
+    }
+    print "conn/req: client connections opened per request (1.00: no keep-alive at all)."
+    print "Every column pays one upstream connection per request: upstream_server http closes"
+    print "after each answer, so only the client side of a proxy can be kept alive."
+    print "* openshell forwards plain HTTP one request per connection for now (it answers"
+    print "  Connection: close), so its keep-alive req/s measures a reconnect per request."
+    status = 0
+    s = ratio_line("bulk openshell/direct:", val("openshell", "bulk", "mib_per_s"),
+                   val("direct", "bulk", "mib_per_s"), bulk_goal)
+    if (s) status = s
+    s = ratio_line("req/s openshell/squid:", val("openshell", "rate", "rps"),
+                   val("squid", "rate", "rps"), rps_goal)
+    if (s) status = s
+    exit status
+  }' || status=$?
+
+case ${status:-0} in
+  0) ;;
+  3) [[ ${ENFORCE_GOAL:-0} != 1 ]] || exit 3 ;;
+  *) die "formatting the table failed" ;;
+esac
