@@ -152,6 +152,27 @@ TEST_CASE("SSRF: loopback, metadata and numeric spellings are refused even when 
   CHECK(refused == 8);
 }
 
+TEST_CASE("a name that resolves to loopback or metadata is refused even when allowed") {
+  TempDir dir;
+  std::string p = test_policy();
+  p += "[network_policies.names]\n";
+  for (const char* host : {"evil.example.test", "meta.example.test"})
+    p += std::string("[[network_policies.names.endpoints]]\nhost = \"") + host +
+         "\"\nports = [80]\n";
+  Sandbox sb{dir.write("p.toml", p),
+             dir.path() + "/events.jsonl",
+             {"--resolve", "evil.example.test=127.0.0.1", "--resolve",
+              "meta.example.test=169.254.169.254"}};
+  auto r = sb.run({"/bin/sh", "-c",
+                   std::string(kCurl) + " -s -m 10 http://evil.example.test/; echo; " + kCurl +
+                       " -s -m 10 http://meta.example.test/; echo"});
+  INFO(r.out << r.err);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 2);
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);)
+    CHECK(nlohmann::json::parse(line)["error"] == "ssrf_denied");
+}
+
 TEST_CASE("an empty network policy denies everything") {
   TempDir dir;
   Sandbox sb{dir.write("p.toml", test_policy()), dir.path() + "/events.jsonl", {}};
@@ -231,7 +252,8 @@ TEST_CASE(
   REQUIRE(kill(supervisor, SIGHUP) == 0);
   CHECK(eventually([&] { return read_text(output).find("tunnel closed") != std::string::npos; }));
   // The swap closes tunnels first and reports after: wait for the report.
-  CHECK(eventually([&] { return read_text(events_file).find("\"Reloaded\"") != std::string::npos; }));
+  CHECK(
+      eventually([&] { return read_text(events_file).find("\"Reloaded\"") != std::string::npos; }));
   int status = 0;
   REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
   CHECK(WEXITSTATUS(status) == 0);
