@@ -121,7 +121,7 @@ for stale in $(ip netns list | awk '{print $1}' | grep '^osh-bench-' || true); d
   if [[ $owner =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then ip netns del "$stale"; fi
 done
 if ip -o -4 addr show | grep -q " inet ${host_addr%.*}\."; then
-  die "${host_addr%.*}.0/30 is in use on this host:
+  die "an address in ${host_addr%.*}.0/24 is in use on this host (an earlier run? a test?):
 $(ip -o -4 addr show | grep " inet ${host_addr%.*}\.")"
 fi
 ip netns add "$netns"
@@ -287,9 +287,9 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
     for (i = 3; i <= NF; i++) { split($i, kv, "="); v[name, kind, kv[1]] = kv[2] }
     state[name, kind] = "ok"
   }
-  function cell(name, kind, key, fmt) {
-    if (state[name, kind] != "ok") return sprintf("%10s", state[name, kind])
-    return sprintf(fmt, v[name, kind, key])
+  function cell(name, kind, key, width) {
+    if (state[name, kind] != "ok") return sprintf("%" width "s", state[name, kind])
+    return sprintf("%" width ".0f", v[name, kind, key])
   }
   function ratio_line(what, num, den, goal,   r) {
     if (num == "" || den == "" || den + 0 == 0) {
@@ -304,7 +304,12 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
   function per_request(name,   r) {
     if (state[name, "rate"] != "ok") return sprintf("%8s", state[name, "rate"])
     r = v[name, "rate", "requests"] + v[name, "rate", "errors"]
-    return r > 0 ? sprintf("%8.2f", v[name, "rate", "connects"] / r) : sprintf("%8s", "-")
+    return r > 0 ? sprintf("%8.3f", v[name, "rate", "connects"] / r) : sprintf("%8s", "-")
+  }
+  # Whether a column opened a client connection for (nearly) every request.
+  function reconnects(name) {
+    return state[name, "rate"] == "ok" && \
+           v[name, "rate", "connects"] >= 0.5 * v[name, "rate", "requests"]
   }
   function val(name, kind, key) {
     return state[name, kind] == "ok" ? v[name, kind, key] : ""
@@ -316,16 +321,20 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
            "errors", "conn/req", "bulk MiB/s"
     for (i = 1; i <= n; i++) {
       name = names[i]
-      printf "%-10s %s %s %s %s %s %s%s\n", name, cell(name, "rate", "rps", "%10.0f"),
-             cell(name, "rate", "p50_us", "%10.0f"), cell(name, "rate", "p99_us", "%10.0f"),
-             cell(name, "rate", "errors", "%7d"), per_request(name),
-             cell(name, "bulk", "mib_per_s", "%12.0f"), (name == "openshell" ? "  *" : "")
+      printf "%-10s %s %s %s %s %s %s%s\n", name, cell(name, "rate", "rps", 10),
+             cell(name, "rate", "p50_us", 10), cell(name, "rate", "p99_us", 10),
+             cell(name, "rate", "errors", 7), per_request(name),
+             cell(name, "bulk", "mib_per_s", 12),
+             (name == "openshell" && reconnects(name) ? "  *" : "")
     }
-    print "conn/req: client connections opened per request (1.00: no keep-alive at all)."
-    print "Every column pays one upstream connection per request: upstream_server http closes"
-    print "after each answer, so only the client side of a proxy can be kept alive."
-    print "* openshell forwards plain HTTP one request per connection for now (it answers"
-    print "  Connection: close), so its keep-alive req/s measures a reconnect per request."
+    print "conn/req: client connections opened per request (1.000: none was kept alive)."
+    print "upstream_server http closes after every answer, so every proxy opens one upstream"
+    print "connection per request; only the client side can be kept alive."
+    if (reconnects("openshell")) {
+      print "* openshell reconnected for (nearly) every request: its proxy forwards plain HTTP"
+      print "  one request per connection for now, ending the client connection together with"
+      print "  the upstream one, so its req/s includes a reconnect to the sandbox proxy each time."
+    }
     status = 0
     s = ratio_line("bulk openshell/direct:", val("openshell", "bulk", "mib_per_s"),
                    val("direct", "bulk", "mib_per_s"), bulk_goal)
