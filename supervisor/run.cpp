@@ -159,11 +159,12 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
 
   // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
   auto listeners = network->take_listeners();
-  proxy::EgressService egress(io, options.name, proxy::prepare_policy(policy), events,
-                              launched->init.pid(), cgroup->procs_file(), options.static_hosts,
-                              {std::move(listeners.explicit_proxy),
-                               std::move(listeners.transparent), std::move(listeners.dns)},
-                              *network);
+  proxy::EgressService egress(
+      io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
+      cgroup->procs_file(), options.static_hosts,
+      {std::move(listeners.explicit_proxy), std::move(listeners.transparent),
+       std::move(listeners.dns), std::move(listeners.diag)},
+      *network);
   // SIGHUP re-reads the policy file: validate, then swap; a broken file changes nothing.
   auto reload = [&] {
     auto parsed = policy::parse_policy_file(options.policy_file);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -179,6 +180,8 @@ Status SandboxNetwork::open_listeners() {
   listeners_.explicit_proxy = std::move(*explicit_proxy);
   listeners_.transparent = std::move(*transparent);
   listeners_.dns = std::move(*dns);
+  listeners_.diag.reset(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!listeners_.diag) return Error::from_errno("opening sock_diag");
   return {};
 }
 

@@ -56,6 +56,7 @@ class SandboxNetwork {
     UniqueFd explicit_proxy;  // TCP kExplicitProxyPort
     UniqueFd transparent;     // TCP kTransparentPort
     UniqueFd dns;             // UDP kDnsPort
+    UniqueFd diag;            // NETLINK_SOCK_DIAG, for finding a connection's client socket
   };
   Listeners take_listeners() { return std::move(listeners_); }
 

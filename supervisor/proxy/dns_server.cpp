@@ -220,16 +220,13 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
   }
 
   void receive() {
-    socket.async_receive_from(
-        asio::buffer(buffer), sender,
-        [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-          self->on_datagram(ec, n);
-        });
+    socket.async_receive_from(asio::buffer(buffer), sender,
+                              [self = shared_from_this()](const boost::system::error_code& ec,
+                                                          size_t n) { self->on_datagram(ec, n); });
   }
 
   void on_datagram(const boost::system::error_code& ec, size_t n) {
-    if (!open.load() || ec == asio::error::operation_aborted ||
-        ec == asio::error::bad_descriptor) {
+    if (!open.load() || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
       return;
     }
     if (ec) {
@@ -297,10 +294,10 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
     try {
       asio::post(resolvers, [self = shared_from_this(), query, from]() mutable {
         Outcome outcome = run_resolver(self->resolve, query.question.name);
-        asio::post(self->strand, [self, query = std::move(query), from,
-                                  outcome = std::move(outcome)]() mutable {
-          self->finish(query, from, std::move(outcome));
-        });
+        asio::post(self->strand,
+                   [self, query = std::move(query), from, outcome = std::move(outcome)]() mutable {
+                     self->finish(query, from, std::move(outcome));
+                   });
       });
     } catch (...) {
       --in_flight;

@@ -68,7 +68,7 @@ using DeniedName = std::function<void(const std::string& name, uint16_t qtype)>;
 class DnsServer {
  public:
   // At most this many resolutions run at once; a query beyond that gets SERVFAIL at once.
-  static constexpr size_t kMaxInFlight = 16;
+  static constexpr size_t kMaxInFlight = 8;
   static constexpr uint32_t kTtlSeconds = 60;
 
   // socket_fd: a UDP socket already bound inside the sandbox's namespace (10.200.0.1:53). The
@@ -84,6 +84,8 @@ class DnsServer {
 
  private:
   // Declared first: state_ is built with its executor.
+  // One thread per resolution in flight (getaddrinfo blocks). Every thread costs sandbox start
+  // and stop time, so the bound is modest: beyond it a query gets SERVFAIL and is retried.
   boost::asio::thread_pool resolvers_{kMaxInFlight};
   struct State;  // shared with in-flight handlers, so that none outlives what it touches
   std::shared_ptr<State> state_;

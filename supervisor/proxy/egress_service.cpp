@@ -75,8 +75,10 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
     }
     return v4;
   };
-  if (auto st = network_.set_policy_destinations(policy_destinations(*policy_)); !st)
-    log::warn("proxy", st.error().message());
+  // The set starts empty: only a policy that names addresses costs an nftables commit here.
+  if (auto blocks = policy_destinations(*policy_); !blocks.empty())
+    if (auto st = network_.set_policy_destinations(blocks); !st)
+      log::warn("proxy", st.error().message());
   ProxyConfig config;
   config.sandbox = sandbox;
   config.policy = [this] { return this->policy(); };
@@ -85,6 +87,8 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   config.sandbox_init = sandbox_init;
   config.procs_file = std::move(procs_file);
   config.resolve = resolve;
+  diag_ = std::move(sockets.diag);
+  config.diag_fd = diag_.get();
   proxy_ = std::make_shared<ProxyServer>(io, std::move(config), sockets.explicit_proxy.release(),
                                          sockets.transparent.release());
   proxy_->start();

@@ -40,7 +40,7 @@ std::vector<Cidr> policy_destinations(const policy::Policy& policy);
 class EgressService {
  public:
   struct Sockets {
-    UniqueFd explicit_proxy, transparent, dns;
+    UniqueFd explicit_proxy, transparent, dns, diag;
   };
   EgressService(boost::asio::io_context& io, std::string sandbox,
                 std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,
@@ -57,6 +57,7 @@ class EgressService {
   std::shared_ptr<PinTable> pins_;
   std::shared_ptr<ProxyServer> proxy_;
   std::unique_ptr<DnsServer> dns_;
+  UniqueFd diag_;
 };
 
 }  // namespace openshell::supervisor::proxy

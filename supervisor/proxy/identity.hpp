@@ -32,7 +32,10 @@ struct PeerIdentity {
 // the errno of a /proc read that failed for a reason other than a process exiting (a process
 // we cannot inspect could be a second owner). chain stops before sandbox_init, at pid 1, or
 // after 64 entries; paths are as the owning process's mount namespace names them.
+// diag_fd: a NETLINK_SOCK_DIAG socket opened in the sandbox's namespace; the socket is then
+// found with one exact sock_diag request. -1 reads /proc/<sandbox_init>/net/tcp{,6} instead.
 Result<PeerIdentity> identify_peer(pid_t sandbox_init, const std::string& procs_file,
-                                   const sockaddr_storage& client, const sockaddr_storage& server);
+                                   const sockaddr_storage& client, const sockaddr_storage& server,
+                                   int diag_fd = -1);
 
 }  // namespace openshell::supervisor::proxy

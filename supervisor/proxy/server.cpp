@@ -255,7 +255,7 @@ std::vector<std::string> SessionRunner::identify(ProxyServer::Session& s,
     return {};
   }
   auto who = identify_peer(config_.sandbox_init, config_.procs_file, to_sockaddr(peer),
-                           to_sockaddr(server));
+                           to_sockaddr(server), config_.diag_fd);
   if (!who) {
     *problem = who.error().message();
     return {};

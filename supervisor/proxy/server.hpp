@@ -40,6 +40,7 @@ struct ProxyConfig {
   EventSink* events = nullptr;
   pid_t sandbox_init = -1;  // host pid of the sandbox's init (its /proc/net view)
   std::string procs_file;   // the sandbox cgroup's cgroup.procs
+  int diag_fd = -1;         // sock_diag socket in the sandbox\'s namespace (see identity.hpp)
   Resolve resolve;          // name -> addresses, blocking; run off the io thread
   Limits limits;
 };
