@@ -204,6 +204,19 @@ struct Dialed {
   std::string address;
 };
 
+// What an explicit-proxy client gets when its connection was not made: 502 when the upstream
+// did not answer, otherwise 403 with the JSON an agent can act on.
+std::string refusal(const Dialed& dialed, const std::string& host, uint16_t port,
+                    const std::vector<std::string>& chain, const std::string& problem) {
+  if (dialed.status == 502) return simple_error(502, "Bad Gateway", dialed.decision.reason_text);
+  egress::Decision decision = dialed.decision;
+  if (!problem.empty() && chain.empty())
+    decision.reason_text += " (caller unidentified: " + problem + ")";
+  return http_response(403, "Forbidden",
+                       json_denial(decision, host, port, chain.empty() ? "" : chain.front()),
+                       decision.rule);
+}
+
 }  // namespace
 
 // All session logic lives here so the header stays small.
@@ -557,16 +570,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
       upstream_key.clear();
       auto dialed = co_await decide_and_dial(*s, host, port);
       if (!dialed.ok) {
-        if (dialed.status == 502) {
-          response = simple_error(502, "Bad Gateway", dialed.decision.reason_text);
-        } else {
-          if (!problem.empty() && s->chain.empty())
-            dialed.decision.reason_text += " (caller unidentified: " + problem + ")";
-          response = http_response(
-              403, "Forbidden",
-              json_denial(dialed.decision, host, port, s->chain.empty() ? "" : s->chain.front()),
-              dialed.decision.rule);
-        }
+        response = refusal(dialed, host, port, s->chain, problem);
         co_await send_and_close(s, std::move(response));
         co_return;
       }
@@ -614,16 +618,7 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
   std::string response;
   auto dialed = co_await decide_and_dial(*s, host, port);
   if (!dialed.ok) {
-    if (dialed.status == 502) {
-      response = simple_error(502, "Bad Gateway", dialed.decision.reason_text);
-    } else {
-      if (!problem.empty() && s->chain.empty())
-        dialed.decision.reason_text += " (caller unidentified: " + problem + ")";
-      response = http_response(
-          403, "Forbidden",
-          json_denial(dialed.decision, host, port, s->chain.empty() ? "" : s->chain.front()),
-          dialed.decision.rule);
-    }
+    response = refusal(dialed, host, port, s->chain, problem);
     co_await send_and_close(s, std::move(response));
     co_return;
   }
