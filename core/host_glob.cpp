@@ -14,18 +14,6 @@ bool is_host_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 }
 
-std::vector<std::string_view> split_labels(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = s.find('.', start);
-    out.push_back(s.substr(start, dot == std::string_view::npos ? dot : dot - start));
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return out;
-}
-
 std::string lower_strip_dot(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), lower);
@@ -145,6 +133,18 @@ bool HostPattern::matches(std::string_view host) const {
     if (!label_glob_match(labels_[i], got[offset + i - first])) return false;
   }
   return true;
+}
+
+std::vector<std::string_view> split_labels(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = s.find('.', start);
+    out.push_back(s.substr(start, dot == std::string_view::npos ? dot : dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return out;
 }
 
 }  // namespace openshell::policy

@@ -44,4 +44,7 @@ class HostPattern {
 // Lower-cases and strips one trailing dot; empty on a malformed host (see matches()).
 [[nodiscard]] std::string normalize_host(std::string_view host);
 
+// "a.b.c" -> {"a", "b", "c"}; empty labels are kept ("a..b" -> {"a", "", "b"}).
+std::vector<std::string_view> split_labels(std::string_view s);
+
 }  // namespace openshell::policy

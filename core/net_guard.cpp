@@ -108,18 +108,6 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
 
-std::vector<std::string_view> split_labels(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = s.find('.', start);
-    out.push_back(s.substr(start, dot == std::string_view::npos ? dot : dot - start));
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return out;
-}
-
 // The WHATWG URL parser's "ends in a number" test: a last label of decimal digits, or "0x"
 // followed by hex digits, makes it parse the whole host as IPv4 (lower-cased input).
 bool is_numeric_label(std::string_view label) {
@@ -296,7 +284,7 @@ HostCheck check_host(std::string_view raw) {
   for (const char c : host) {
     if (!is_name_char(c)) return invalid("contains " + describe_byte(c));
   }
-  const std::vector<std::string_view> labels = split_labels(host);
+  const std::vector<std::string_view> labels = policy::split_labels(host);
   for (const std::string_view label : labels) {
     if (label.empty()) return invalid("has an empty label ('..' or a leading dot)");
     if (label.size() > policy::kMaxHostLabelLength) {
