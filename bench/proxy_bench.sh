@@ -3,10 +3,11 @@
 # tinyproxy, in one run, on the same upstream. See bench/README.md.
 #
 # One network namespace with a veth pair (10.77.250.1/30 on the host, .2 inside) holds the
-# upstream: BUILD_DIR/tests/helpers/upstream_server in http mode on :8080 and bulk mode on
-# :9000. BUILD_DIR/bench/http_load then measures, for each column, small GETs with keep-alive
-# (CONNECTIONS connections, REQUESTS requests or DURATION seconds) and one CONNECT tunnel
-# reading BULK_MIB MiB. openshell's column runs http_load inside a sandbox, through the
+# upstream: BUILD_DIR/tests/helpers/upstream_server in http-keepalive mode on :8080, in http
+# mode (one answer per connection, then close) on :8081 and in bulk mode on :9000.
+# BUILD_DIR/bench/http_load then measures, for each column, small GETs with client keep-alive
+# (CONNECTIONS connections, REQUESTS requests or DURATION seconds) to each of the two HTTP
+# upstreams, and one CONNECT tunnel reading BULK_MIB MiB. openshell's column runs http_load inside a sandbox, through the
 # sandbox's explicit proxy. squid and tinyproxy run from configs generated in a temp dir, on
 # loopback only; a missing one is skipped with a hint. Nothing is installed, and everything
 # made here (namespace, veth, daemons, temp dir) is removed on exit.
@@ -37,7 +38,8 @@ netns=osh-bench-$$
 veth=oshb$$  # at most 11 characters: fits IFNAMSIZ
 host_addr=10.77.250.1
 up_addr=10.77.250.2
-http_port=8080
+http_port=8080        # keeps connections alive: the proxy's own cost per request
+close_port=8081       # closes after every answer: adds an upstream connect per request
 bulk_port=9000
 squid_port=3129
 tinyproxy_port=8888
@@ -142,7 +144,8 @@ start_upstream() {  # PORT MODE...
   pids+=($!)
   wait_for "upstream_server $* on :$port" grep -q '^listening ' "$log"
 }
-start_upstream "$http_port" http
+start_upstream "$http_port" http-keepalive
+start_upstream "$close_port" http
 start_upstream "$bulk_port" bulk "$bulk_mib"
 
 # --- the proxies under comparison -----------------------------------------------------------
@@ -212,7 +215,7 @@ read_only = ["/usr", "/lib", "/lib64", "/bin", "/etc",
 [network_policies.upstream]
 [[network_policies.upstream.endpoints]]
 host = "upstream.test"
-ports = [$http_port, $bulk_port]
+ports = [$http_port, $close_port, $bulk_port]
 EOF
 sandbox=("$supervisor" run --policy-file "$tmp/policy.toml" --resolve "upstream.test=$up_addr")
 [[ ${EVENTS:-1} == 0 ]] || sandbox+=(--events "$tmp/events.jsonl")
@@ -249,26 +252,34 @@ rate_args=(--connections "$connections" --keepalive)
 
 note "upstream $up_addr in namespace $netns; $connections connections, $requests requests or" \
   "${duration} s, $bulk_mib MiB tunnel"
-declare -A result=([squid,rate]=skipped [squid,bulk]=skipped [tinyproxy,rate]=skipped
-  [tinyproxy,bulk]=skipped)
+declare -A result=([squid,rate]=skipped [squid,close]=skipped [squid,bulk]=skipped
+  [tinyproxy,rate]=skipped [tinyproxy,close]=skipped [tinyproxy,bulk]=skipped)
 result[direct,rate]=$(measure direct rate no_prefix --direct "$up_addr:$http_port" \
   --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+result[direct,close]=$(measure direct rate no_prefix --direct "$up_addr:$close_port" \
+  --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
 result[direct,bulk]=$(measure direct bulk no_prefix --direct "$up_addr:$bulk_port" \
   --bytes "$bulk_mib")
 if [[ -n $squid_bin ]]; then
   result[squid,rate]=$(measure squid rate no_prefix --proxy "127.0.0.1:$squid_port" \
     --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+  result[squid,close]=$(measure squid rate no_prefix --proxy "127.0.0.1:$squid_port" \
+    --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
   result[squid,bulk]=$(measure squid bulk no_prefix --tunnel "127.0.0.1:$squid_port" \
     --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
 fi
 if [[ -n $tinyproxy_bin ]]; then
   result[tinyproxy,rate]=$(measure tinyproxy rate no_prefix --proxy "127.0.0.1:$tinyproxy_port" \
     --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+  result[tinyproxy,close]=$(measure tinyproxy rate no_prefix \
+    --proxy "127.0.0.1:$tinyproxy_port" --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
   result[tinyproxy,bulk]=$(measure tinyproxy bulk no_prefix --tunnel "127.0.0.1:$tinyproxy_port" \
     --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
 fi
 result[openshell,rate]=$(measure openshell rate sandbox --proxy 10.200.0.1:3128 \
   --url "http://upstream.test:$http_port/x" "${rate_args[@]}")
+result[openshell,close]=$(measure openshell rate sandbox --proxy 10.200.0.1:3128 \
+  --url "http://upstream.test:$close_port/x" "${rate_args[@]}")
 result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128 \
   --target "upstream.test:$bulk_port" --bytes "$bulk_mib")
 
@@ -276,6 +287,7 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
 {
   for column in direct squid tinyproxy openshell; do
     echo "$column rate ${result[$column,rate]}"
+    echo "$column close ${result[$column,close]}"
     echo "$column bulk ${result[$column,bulk]}"
   done
 } | awk -v bulk_goal="$bulk_goal" -v rps_goal="$rps_goal" -v conns="$connections" \
@@ -301,40 +313,37 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
            (r >= goal ? "ok" : "OVER GOAL")
     return (r >= goal ? 0 : 3)
   }
-  function per_request(name,   r) {
-    if (state[name, "rate"] != "ok") return sprintf("%8s", state[name, "rate"])
-    r = v[name, "rate", "requests"] + v[name, "rate", "errors"]
-    return r > 0 ? sprintf("%8.3f", v[name, "rate", "connects"] / r) : sprintf("%8s", "-")
-  }
-  # Whether a column opened a client connection for (nearly) every request.
-  function reconnects(name) {
-    return state[name, "rate"] == "ok" && \
-           v[name, "rate", "connects"] >= 0.5 * v[name, "rate", "requests"]
+  function per_request(name, kind,   r) {
+    if (state[name, kind] != "ok") return sprintf("%8s", state[name, kind])
+    r = v[name, kind, "requests"] + v[name, kind, "errors"]
+    return r > 0 ? sprintf("%8.3f", v[name, kind, "connects"] / r) : sprintf("%8s", "-")
   }
   function val(name, kind, key) {
     return state[name, kind] == "ok" ? v[name, kind, key] : ""
   }
   END {
-    printf "egress proxies, keep-alive GETs over %d connections and one %d MiB CONNECT tunnel\n",
+    printf "egress proxies: keep-alive GETs over %d connections; one %d MiB CONNECT tunnel\n",
            conns, mib
-    printf "%-10s %10s %10s %10s %7s %8s %12s\n", "proxy", "req/s", "p50_us", "p99_us",
-           "errors", "conn/req", "bulk MiB/s"
+    printf "%-10s %-37s | %-28s | %10s\n", "", "upstream keeps alive", "upstream closes",
+           "tunnel"
+    printf "%-10s %10s %8s %8s %8s | %10s %8s %8s | %10s\n", "proxy", "req/s", "p50_us",
+           "p99_us", "conn/req", "req/s", "p50_us", "p99_us", "bulk MiB/s"
     for (i = 1; i <= n; i++) {
       name = names[i]
-      printf "%-10s %s %s %s %s %s %s%s\n", name, cell(name, "rate", "rps", 10),
-             cell(name, "rate", "p50_us", 10), cell(name, "rate", "p99_us", 10),
-             cell(name, "rate", "errors", 7), per_request(name),
-             cell(name, "bulk", "mib_per_s", 12),
-             (name == "openshell" && reconnects(name) ? "  *" : "")
+      printf "%-10s %s %s %s %s | %s %s %s | %s\n", name, cell(name, "rate", "rps", 10),
+             cell(name, "rate", "p50_us", 8), cell(name, "rate", "p99_us", 8),
+             per_request(name, "rate"), cell(name, "close", "rps", 10),
+             cell(name, "close", "p50_us", 8), cell(name, "close", "p99_us", 8),
+             cell(name, "bulk", "mib_per_s", 10)
+      for (k = 1; k <= 3; k++) {
+        kind = (k == 1 ? "rate" : (k == 2 ? "close" : "bulk"))
+        if (state[name, kind] == "ok" && v[name, kind, "errors"] + 0 > 0)
+          printf "  %s %s: %d errors\n", name, kind, v[name, kind, "errors"]
+      }
     }
     print "conn/req: client connections opened per request (1.000: none was kept alive)."
-    print "upstream_server http closes after every answer, so every proxy opens one upstream"
-    print "connection per request; only the client side can be kept alive."
-    if (reconnects("openshell")) {
-      print "* openshell reconnected for (nearly) every request: its proxy forwards plain HTTP"
-      print "  one request per connection for now, ending the client connection together with"
-      print "  the upstream one, so its req/s includes a reconnect to the sandbox proxy each time."
-    }
+    print "upstream keeps alive: a proxy may reuse its upstream connection; upstream closes:"
+    print "every proxy opens one upstream connection per request (the client side stays)."
     status = 0
     s = ratio_line("bulk openshell/direct:", val("openshell", "bulk", "mib_per_s"),
                    val("direct", "bulk", "mib_per_s"), bulk_goal)
@@ -342,6 +351,9 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
     s = ratio_line("req/s openshell/squid:", val("openshell", "rate", "rps"),
                    val("squid", "rate", "rps"), rps_goal)
     if (s) status = s
+    if (val("openshell", "close", "rps") != "" && val("squid", "close", "rps") + 0 > 0)
+      printf "%-32s %6.2fx  (no goal: shows the cost of an upstream connect per request)\n",
+             "req/s openshell/squid, closing:", val("openshell", "close", "rps") / val("squid", "close", "rps")
     exit status
   }' || status=$?
 

@@ -23,6 +23,8 @@ namespace {
 
 // A fork bomb must not take the host down even when the policy sets no limit.
 constexpr uint64_t kDefaultPidsMax = 4096;
+// The proxy's connection limit (512) times its descriptors per connection (6), with room.
+constexpr uint64_t kOpenFileLimit = 8192;
 
 sys::CgroupLimits limits_for(const policy::Resources& r, const sys::CgroupLayout& layout) {
   sys::CgroupLimits limits;
@@ -156,6 +158,15 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   agent.exe = plan->argv_storage[0];
   agent.uid = plan->inside_uid;
   events.emit(ocsf::process_launch(options.name, agent));
+
+  // Every proxied connection holds two sockets and, while it tunnels, two pipe ends each way;
+  // the default soft limit of 1024 would run out before the connection limit does. Raised only
+  // now, so the agent keeps the limits it was started with.
+  if (auto raised = sys::raise_open_file_limit(kOpenFileLimit); !raised)
+    log::warn("supervisor", raised.error().message());
+  else if (*raised < kOpenFileLimit)
+    log::warn("supervisor", "open-file limit is " + std::to_string(*raised) +
+                                "; the proxy may refuse connections before its own limit");
 
   // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
   auto listeners = network->take_listeners();

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #ifndef P_PIDFD
@@ -15,10 +17,20 @@
 
 namespace openshell::sys {
 
-Result<std::array<UniqueFd, 2>> make_pipe() {
+Result<std::array<UniqueFd, 2>> make_pipe(int extra_flags) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
+  if (::pipe2(fds, O_CLOEXEC | extra_flags) != 0) return Error::from_errno("pipe2");
   return std::array<UniqueFd, 2>{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+Result<uint64_t> raise_open_file_limit(uint64_t want) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return Error::from_errno("getrlimit NOFILE");
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < want) {
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? want : std::min<rlim_t>(want, limit.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return Error::from_errno("setrlimit NOFILE");
+  }
+  return static_cast<uint64_t>(limit.rlim_cur);
 }
 
 Result<CloneResult> clone3_fork(uint64_t flags, int cgroup_fd) {

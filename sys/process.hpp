@@ -11,8 +11,12 @@
 
 namespace openshell::sys {
 
-// Both ends O_CLOEXEC. [0] reads, [1] writes.
-Result<std::array<UniqueFd, 2>> make_pipe();
+// Both ends O_CLOEXEC (plus `extra_flags`, e.g. O_NONBLOCK). [0] reads, [1] writes.
+Result<std::array<UniqueFd, 2>> make_pipe(int extra_flags = 0);
+
+// Raises this process's soft RLIMIT_NOFILE to `want` (at most the hard limit); returns the
+// soft limit in force afterwards. Call after children that should keep the default have forked.
+Result<uint64_t> raise_open_file_limit(uint64_t want);
 
 struct CloneResult {
   pid_t pid = -1;  // 0 in the child

@@ -136,6 +136,29 @@ size_t PinTable::size() const {
 // ---------------------------------------------------------------------------------------------
 // Host resolver
 
+std::optional<std::vector<IpAddress>> NameCache::find(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.expires <= std::chrono::steady_clock::now())
+    return std::nullopt;
+  return it->second.addresses;
+}
+
+void NameCache::store(const std::string& name, std::vector<IpAddress> addresses) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  if (entries_.size() >= capacity_ && !entries_.contains(name)) {
+    std::erase_if(entries_, [now](const auto& entry) { return entry.second.expires <= now; });
+    if (entries_.size() >= capacity_) entries_.clear();
+  }
+  entries_[name] = Entry{std::move(addresses), now + ttl_};
+}
+
+size_t NameCache::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
 std::vector<IpAddress> resolve_with_host(const std::string& name) {
   // The question name is already fully qualified (the sandbox's stub applied its own search
   // list); a numeric form is not a DNS name at all, and getaddrinfo would hand it back as an

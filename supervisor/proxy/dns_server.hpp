@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,31 @@ using NameAllowed = std::function<bool(const std::string& name)>;
 // Told about every denied name (for DNS Activity events), on the io thread, before the NXDOMAIN
 // is sent.
 using DeniedName = std::function<void(const std::string& name, uint16_t qtype)>;
+
+// Recent answers of the host resolver. The proxy decides and dials every forwarded request
+// anew (a kept-alive client connection may name another host each time), and a resolver round
+// trip per request would cost more than the rest of it; the sandbox's DNS asks the same names.
+// Answers (including "no such name") are kept for `ttl`; resolver failures are not kept.
+// Thread-safe. Bounded: when full, expired entries go, and if none has, everything does.
+class NameCache {
+ public:
+  explicit NameCache(std::chrono::steady_clock::duration ttl = std::chrono::seconds(30),
+                     size_t capacity = 1024)
+      : ttl_(ttl), capacity_(capacity == 0 ? 1 : capacity) {}
+  [[nodiscard]] std::optional<std::vector<IpAddress>> find(const std::string& name) const;
+  void store(const std::string& name, std::vector<IpAddress> addresses);
+  [[nodiscard]] size_t size() const;
+
+ private:
+  struct Entry {
+    std::vector<IpAddress> addresses;
+    std::chrono::steady_clock::time_point expires;
+  };
+  mutable std::mutex mu_;
+  std::chrono::steady_clock::duration ttl_;
+  size_t capacity_;
+  std::map<std::string, Entry, std::less<>> entries_;
+};
 
 // The production Resolve: getaddrinfo (AF_UNSPEC, SOCK_STREAM, AI_ADDRCONFIG) in the calling
 // thread's namespace, deduplicated, in getaddrinfo's order, at most 16 addresses per family.

@@ -57,9 +57,16 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
                              Sockets sockets, SandboxNetwork& network)
     : policy_(std::move(policy)), network_(network), pins_(std::make_shared<PinTable>()) {
   auto hosts = std::make_shared<StaticHosts>(std::move(static_hosts));
-  Resolve resolve = [hosts](const std::string& name) -> std::vector<IpAddress> {
+  auto cache = std::make_shared<NameCache>();
+  auto lookup = [hosts, cache](const std::string& name) -> std::optional<std::vector<IpAddress>> {
     if (auto it = hosts->find(name); it != hosts->end()) return it->second;
-    return resolve_with_host(name);
+    return cache->find(name);
+  };
+  Resolve resolve = [lookup, cache](const std::string& name) -> std::vector<IpAddress> {
+    if (auto known = lookup(name)) return std::move(*known);
+    auto addresses = resolve_with_host(name);
+    cache->store(name, addresses);
+    return addresses;
   };
   // What the sandbox's DNS hands out: IPv4 only (the capture path is IPv4), and each address
   // opened in nftables before the answer leaves, so the connection that follows reaches us.
@@ -87,6 +94,7 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   config.sandbox_init = sandbox_init;
   config.procs_file = std::move(procs_file);
   config.resolve = resolve;
+  config.lookup = lookup;
   diag_ = std::move(sockets.diag);
   config.diag_fd = diag_.get();
   proxy_ = std::make_shared<ProxyServer>(io, std::move(config), sockets.explicit_proxy.release(),

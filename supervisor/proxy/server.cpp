@@ -2,6 +2,7 @@
 
 #include "supervisor/proxy/server.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,8 @@
 #include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <limits>
+#include <memory>
+#include <span>
 #include <nlohmann/json.hpp>
 
 #include "core/egress.hpp"
@@ -30,6 +33,7 @@
 #include "core/net_guard.hpp"
 #include "core/tls_peek.hpp"
 #include "supervisor/proxy/identity.hpp"
+#include "sys/process.hpp"
 
 namespace openshell::supervisor::proxy {
 namespace {
@@ -44,6 +48,7 @@ using boost::system::error_code;
 
 constexpr int kSoOriginalDst = 80;  // linux/netfilter_ipv4.h; that header clashes with netinet/in.h
 constexpr size_t kRelayBuffer = 64 * 1024;
+constexpr size_t kPipeBuffer = 256 * 1024;  // per tunnel direction, kernel memory
 
 IpAddress to_ip(const asio::ip::address& a) {
   IpAddress ip;
@@ -283,6 +288,8 @@ awaitable<std::vector<IpAddress>> SessionRunner::resolve(const std::string& host
   if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
     bare = bare.substr(1, bare.size() - 2);
   if (auto literal = parse_ip(bare); literal.ok()) co_return std::vector<IpAddress>{*literal};
+  if (config_.lookup)
+    if (auto known = config_.lookup(bare)) co_return std::move(*known);
   co_return co_await asio::co_spawn(impl_.resolver_pool, resolve_blocking(config_.resolve, bare),
                                     use_awaitable);
 }
@@ -401,20 +408,61 @@ awaitable<std::string> SessionRunner::read_initial(ProxyServer::Session& s, std:
   co_return data;
 }
 
+// One direction of a tunnel. The bytes go socket -> pipe -> socket with splice(2), so they
+// never cross into this process; a copy through a buffer is the fallback when no pipe can be
+// had (the open-file limit).
 awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
                                     bool upstream_to_client) {
   tcp::socket& from = upstream_to_client ? s->upstream : s->client;
   tcp::socket& to = upstream_to_client ? s->client : s->upstream;
-  std::vector<char> buf(kRelayBuffer);
-  for (;;) {
-    error_code ec;
-    size_t n =
-        co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
-    s->last_activity = std::chrono::steady_clock::now();
-    co_await asio::async_write(to, asio::buffer(buf.data(), n),
-                               asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
+  error_code ec;
+  from.native_non_blocking(true, ec);
+  if (!ec) to.native_non_blocking(true, ec);
+  auto pipe = sys::make_pipe(O_NONBLOCK);
+  if (pipe.ok() && !ec) {
+    const int in = from.native_handle();
+    const int out = to.native_handle();
+    const int pipe_read = (*pipe)[0].get();
+    const int pipe_write = (*pipe)[1].get();
+    // A larger pipe moves more per wake-up; the default (64 KiB) is kept if this fails.
+    const int pipe_size = ::fcntl(pipe_write, F_SETPIPE_SZ, static_cast<int>(kPipeBuffer));
+    const size_t chunk = pipe_size > 0 ? static_cast<size_t>(pipe_size) : kRelayBuffer;
+    constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    bool open = true;
+    while (open && !s->closed) {
+      // The pipe is empty here, so EAGAIN means the socket has nothing to read.
+      const ssize_t got = ::splice(in, nullptr, pipe_write, nullptr, chunk, kFlags);
+      if (got < 0 && errno == EAGAIN) {
+        co_await from.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+        open = !ec;
+        continue;
+      }
+      if (got <= 0) break;  // EOF or an error
+      s->last_activity = std::chrono::steady_clock::now();
+      // The pipe holds data here, so EAGAIN means the socket cannot take more yet.
+      for (auto left = static_cast<size_t>(got); left > 0 && open && !s->closed;) {
+        const ssize_t put = ::splice(pipe_read, nullptr, out, nullptr, left, kFlags);
+        if (put < 0 && errno == EAGAIN) {
+          co_await to.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+          open = !ec;
+        } else if (put <= 0) {
+          open = false;
+        } else {
+          left -= static_cast<size_t>(put);
+        }
+      }
+    }
+  } else {
+    auto buf = std::make_unique_for_overwrite<char[]>(kRelayBuffer);
+    for (;;) {
+      size_t n = co_await from.async_read_some(asio::buffer(buf.get(), kRelayBuffer),
+                                               asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      s->last_activity = std::chrono::steady_clock::now();
+      co_await asio::async_write(to, asio::buffer(buf.get(), n),
+                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
   }
   error_code ignored;
   to.shutdown(tcp::socket::shutdown_send, ignored);
@@ -456,13 +504,13 @@ awaitable<void> SessionRunner::send_and_close(std::shared_ptr<ProxyServer::Sessi
 }
 
 // Relays one HTTP message (head already parsed into p) from `from` to `to`, body streamed
-// through a fixed buffer: chunked or sized, Beast does the framing both ways.
+// through `body` (the connection's, reused for every message): chunked or sized, Beast does the
+// framing both ways.
 template <bool kIsRequest>
 awaitable<error_code> relay_message(tcp::socket& from, beast::flat_buffer& buffer,
-                                    http::parser<kIsRequest, http::buffer_body>& p,
-                                    tcp::socket& to) {
+                                    http::parser<kIsRequest, http::buffer_body>& p, tcp::socket& to,
+                                    std::span<char> body) {
   http::serializer<kIsRequest, http::buffer_body> sr{p.get()};
-  std::vector<char> body(kRelayBuffer);
   error_code ec;
   do {
     if (!p.is_done()) {
@@ -489,6 +537,8 @@ awaitable<error_code> relay_message(tcp::socket& from, beast::flat_buffer& buffe
 awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session> s) {
   beast::flat_buffer buffer;
   beast::flat_buffer upstream_buffer;
+  const auto body_buffer = std::make_unique_for_overwrite<char[]>(kRelayBuffer);
+  const std::span<char> body(body_buffer.get(), kRelayBuffer);
   std::string upstream_key;  // host:port the upstream socket serves (forwarding)
   // GCC 12 mishandles temporaries that live across a co_await (double destruction): every
   // response is built into a named local before it is sent.
@@ -583,7 +633,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     req.erase(http::field::keep_alive);
     const bool client_keeps = req.keep_alive();
     const bool head = req.method() == http::verb::head;
-    ec = co_await relay_message(s->client, buffer, parser, s->upstream);
+    ec = co_await relay_message(s->client, buffer, parser, s->upstream, body);
     if (ec) {
       s->close();
       co_return;
@@ -602,12 +652,25 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
       co_await send_and_close(s, std::move(response));
       co_return;
     }
-    const bool upstream_keeps = rp.get().keep_alive();
+    // Connection persistence is hop-by-hop: the upstream closing its side does not end the
+    // client's, as long as the client can tell where this answer ends without an EOF.
+    auto& res = rp.get();
+    const bool upstream_keeps = res.keep_alive();
+    const bool delimited = rp.is_done() || rp.chunked() || rp.content_length().has_value();
+    const bool keep_client = client_keeps && delimited;
+    res.keep_alive(keep_client);
+    res.erase(http::field::keep_alive);
     s->last_activity = std::chrono::steady_clock::now();
-    ec = co_await relay_message(s->upstream, upstream_buffer, rp, s->client);
-    if (ec || !client_keeps || !upstream_keeps || s->closed) {
+    ec = co_await relay_message(s->upstream, upstream_buffer, rp, s->client, body);
+    if (ec || !keep_client || s->closed) {
       s->close();
       co_return;
+    }
+    if (!upstream_keeps) {
+      error_code ignored;
+      s->upstream.close(ignored);
+      s->established = false;
+      upstream_key.clear();
     }
   }
 }
@@ -757,7 +820,17 @@ void ProxyServer::accept_loop(bool transparent) {
   tcp::acceptor& acceptor = transparent ? impl_->transparent_acceptor : impl_->explicit_acceptor;
   acceptor.async_accept([self, transparent](const error_code& ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (ec) {
+      // Out of file descriptors or memory: accepting again at once would only spin. The
+      // connection waits in the backlog meanwhile.
+      log::warn("proxy", "accept failed, retrying in 100 ms: " + ec.message());
+      auto pause = std::make_shared<asio::steady_timer>(self->io_, std::chrono::milliseconds(100));
+      pause->async_wait([self, pause, transparent](const error_code&) {
+        self->accept_loop(transparent);
+      });
+      return;
+    }
+    {
       if (self->impl_->sessions.size() >= self->config_.limits.max_connections) {
         error_code ignored;
         socket.set_option(asio::socket_base::linger(true, 0), ignored);

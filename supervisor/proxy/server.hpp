@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ struct ProxyConfig {
   std::string procs_file;   // the sandbox cgroup's cgroup.procs
   int diag_fd = -1;         // sock_diag socket in the sandbox\'s namespace (see identity.hpp)
   Resolve resolve;          // name -> addresses, blocking; run off the io thread
+  // name -> addresses when known without blocking (a static map, recent answers), else nullopt.
+  std::function<std::optional<std::vector<IpAddress>>(const std::string&)> lookup;
   Limits limits;
 };
 

@@ -5,12 +5,14 @@
 // MODE is one of
 //   http     read one request head (at most 16 KiB), answer 200 with the body
 //            "upstream ok: METHOD TARGET host=HOST\n", close
+//   http-keepalive  the same, but answer request after request on one connection (each reply
+//            says "Connection: keep-alive" and has a Content-Length) until the client closes
 //   echo     send every byte back until the client closes (CONNECT tunnels, throughput)
 //   bulk N   send N MiB of zeros, then close (throughput benchmarks); N in 1..4096
 //
 // Prints "listening ADDR:PORT" once it accepts connections, one "request METHOD TARGET host=HOST
-// peer=ADDR" line per HTTP request (so a test can tell whether a request reached the upstream at
-// all), and "served N" at exit; every line flushed. Exits 0 after SECONDS (default 60), 1 if it
+// peer=ADDR conn=N" line per HTTP request (so a test can tell whether a request reached the
+// upstream at all, and N, the connection's number in accept order, whether requests shared one), and "served N" at exit; every line flushed. Exits 0 after SECONDS (default 60), 1 if it
 // cannot listen, 2 on bad arguments. One thread, poll(): at most 64 clients at a time (more wait
 // in the backlog), and a connection idle for 10 s (2 s once the server's side is done) is
 // dropped, so nothing here blocks forever.
@@ -37,7 +39,8 @@ using openshell::probe::parse_long;
 using openshell::probe::usage_exit;
 
 constexpr const char* kUsage =
-    "upstream_server ADDR PORT http|echo|bulk N [SECONDS] (ADDR numeric IPv4 or IPv6)";
+    "upstream_server ADDR PORT http|http-keepalive|echo|bulk N [SECONDS] (ADDR numeric IPv4 or "
+    "IPv6)";
 constexpr std::size_t kMaxClients = 64;
 constexpr std::size_t kMaxHead = 16UL * 1024;
 constexpr long kIdleTimeoutMs = 10L * 1000;
@@ -50,7 +53,9 @@ constexpr long kDefaultSeconds = 60;
 constexpr std::size_t kEchoBacklog = 256UL * 1024;
 constexpr std::size_t kChunk = 64UL * 1024;
 
-enum class Mode { kHttp, kEcho, kBulk };
+enum class Mode { kHttp, kHttpKeepAlive, kEcho, kBulk };
+
+bool is_http(Mode mode) { return mode == Mode::kHttp || mode == Mode::kHttpKeepAlive; }
 
 enum class Phase {
   kServing,   // reading the request / echoing / sending the bulk payload
@@ -61,6 +66,7 @@ enum class Phase {
 struct Client {
   int fd = -1;
   std::string peer;
+  long serial = 0;  // 1 for the first connection accepted, and so on
   Phase phase = Phase::kServing;
   std::string in;   // http: the request head so far
   std::string out;  // bytes still to send (http reply, echo backlog)
@@ -100,14 +106,14 @@ std::string trim(const std::string& s) {
   return s.substr(first, last - first + 1);
 }
 
-std::string http_reply(const char* status, const std::string& body) {
-  return std::string("HTTP/1.1 ") + status +
-         "\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
+std::string http_reply(const char* status, const std::string& body, bool keep_alive = false) {
+  return std::string("HTTP/1.1 ") + status + "\r\nContent-Type: text/plain\r\nConnection: " +
+         (keep_alive ? "keep-alive" : "close") +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 // Builds the reply for a complete head (ending in CRLFCRLF) and logs the request.
-std::string answer_head(const std::string& head, const std::string& peer) {
+std::string answer_head(const std::string& head, const Client& c, bool keep_alive) {
   const auto line_end = head.find("\r\n");
   const std::string request_line = head.substr(0, line_end);
   const auto sp1 = request_line.find(' ');
@@ -128,10 +134,11 @@ std::string answer_head(const std::string& head, const std::string& peer) {
     }
     pos = end + 2;
   }
-  std::printf("request %s %s host=%s peer=%s\n", method.c_str(), target.c_str(), host.c_str(),
-              peer.c_str());
+  std::printf("request %s %s host=%s peer=%s conn=%ld\n", method.c_str(), target.c_str(),
+              host.c_str(), c.peer.c_str(), c.serial);
   std::fflush(stdout);
-  return http_reply("200 OK", "upstream ok: " + method + " " + target + " host=" + host + "\n");
+  return http_reply("200 OK", "upstream ok: " + method + " " + target + " host=" + host + "\n",
+                    keep_alive);
 }
 
 // Our side is done: the client sees EOF, and we read until it closes so that unread request
@@ -148,7 +155,7 @@ bool on_readable(Client& c, Mode mode) {
   if (n < 0) return errno == EAGAIN || errno == EINTR;
   if (n == 0) {
     // http: closed before a complete head, nothing to answer.
-    if (c.phase == Phase::kDraining || mode == Mode::kHttp) return false;
+    if (c.phase == Phase::kDraining || is_http(mode)) return false;
     // echo, bulk: a half-close is a normal end of the request side; finish sending what is
     // due (the echo backlog, the rest of the payload), then close.
     c.peer_closed = true;
@@ -164,11 +171,25 @@ bool on_readable(Client& c, Mode mode) {
     c.out.append(buf, got);
     return true;
   }
+  if (mode == Mode::kHttpKeepAlive) {
+    c.in.append(buf, got);
+    // Every complete head is answered in turn (pipelined ones too); the connection stays.
+    for (auto end = c.in.find("\r\n\r\n"); end != std::string::npos && end + 4 <= kMaxHead;
+         end = c.in.find("\r\n\r\n")) {
+      c.out += answer_head(c.in.substr(0, end + 4), c, true);
+      c.in.erase(0, end + 4);
+    }
+    if (c.in.size() >= kMaxHead) {
+      c.out += http_reply("431 Request Header Fields Too Large", "request head too large\n");
+      c.phase = Phase::kFlushing;
+    }
+    return true;
+  }
   if (mode == Mode::kHttp && c.phase == Phase::kServing) {
     c.in.append(buf, got);
     const auto end = c.in.find("\r\n\r\n");
     if (end != std::string::npos && end + 4 <= kMaxHead) {
-      c.out = answer_head(c.in.substr(0, end + 4), c.peer);
+      c.out = answer_head(c.in.substr(0, end + 4), c, false);
       c.phase = Phase::kFlushing;
     } else if (c.in.size() >= kMaxHead) {
       c.out = http_reply("431 Request Header Fields Too Large", "request head too large\n");
@@ -205,6 +226,7 @@ bool wants_read(const Client& c, Mode mode) {
   if (c.phase == Phase::kDraining) return true;
   if (c.peer_closed) return false;
   if (mode == Mode::kEcho) return c.out.size() < kEchoBacklog;
+  if (mode == Mode::kHttpKeepAlive) return c.phase == Phase::kServing && c.out.size() < kEchoBacklog;
   return c.phase == Phase::kServing;
 }
 
@@ -240,6 +262,8 @@ int main(int argc, char** argv) {
   int next_arg = 4;
   if (mode_name == "http") {
     mode = Mode::kHttp;
+  } else if (mode_name == "http-keepalive") {
+    mode = Mode::kHttpKeepAlive;
   } else if (mode_name == "echo") {
     mode = Mode::kEcho;
   } else if (mode_name == "bulk") {
@@ -323,6 +347,7 @@ int main(int argc, char** argv) {
         Client c;
         c.fd = fd;
         c.peer = peer_name(peer);
+        c.serial = served + 1;
         c.last_activity_ms = after;
         if (mode == Mode::kBulk) c.bulk_left = static_cast<std::uint64_t>(bulk_mib) << 20;
         clients.push_back(std::move(c));

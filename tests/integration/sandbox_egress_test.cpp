@@ -1,9 +1,11 @@
 // Egress end to end: an agent in a sandbox, the supervisor's proxy and policy DNS, and upstream
 // servers in a network namespace this test creates (tests/support/upstream.hpp).
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -257,4 +259,60 @@ TEST_CASE(
   int status = 0;
   REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE(
+    "keep-alive: the client connection outlives upstreams that close; a tunnel relays bytes "
+    "exactly") {
+  UpstreamHost up;
+  up.start(8080, "http");
+  up.start(8081, "http-keepalive");
+  up.start(9000, "echo");
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", endpoint_policy("", "upstream.test", "8080, 8081, 9000")),
+             dir.path() + "/events.jsonl",
+             {"--resolve", "upstream.test=" + up.address()}};
+  // A low limit to start from, as a login session has: the supervisor must raise its own
+  // (for the proxy) without passing that on to the agent.
+  rlimit original{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &original) == 0);
+  rlimit low = original;
+  low.rlim_cur = std::min<rlim_t>(original.rlim_cur, 1024);
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  // One curl, four transfers: it reuses its proxy connection when the proxy keeps it open.
+  auto r = sb.run({"/bin/sh", "-c",
+                   std::string(kCurl) +
+                       " -s -m 10 -w ' connects=%{num_connects}\\n' http://upstream.test:8080/a "
+                       "http://upstream.test:8080/b http://upstream.test:8081/c "
+                       "http://upstream.test:8081/d; " +
+                       helper("connect_tunnel") + " 10.200.0.1 3128 upstream.test:9000 30 " +
+                       std::to_string(8 << 20) + "; grep 'Max open files' /proc/self/limits"});
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &original) == 0);
+  INFO(r.out << r.err << up.server_output());
+  REQUIRE(r.exit_code == 0);
+  for (const char* path : {"/a", "/b", "/c", "/d"})
+    CHECK(r.out.find(std::string("upstream ok: GET ") + path) != std::string::npos);
+  // Only the first transfer connected to the proxy, although the 8080 upstream closed after
+  // each answer and the third transfer went to another upstream.
+  CHECK(r.out.find("connects=1") != std::string::npos);
+  size_t reused = 0;
+  for (size_t at = r.out.find("connects=0"); at != std::string::npos;
+       at = r.out.find("connects=0", at + 1))
+    ++reused;
+  CHECK(reused == 3);
+  // The closing upstream saw two connections; the kept-alive one served both on one.
+  const std::string seen = up.server_output();
+  CHECK(seen.find("GET /a host=upstream.test:8080 peer=" + up.host_address() + " conn=1\n") !=
+        std::string::npos);
+  CHECK(seen.find("GET /b host=upstream.test:8080 peer=" + up.host_address() + " conn=2\n") !=
+        std::string::npos);
+  CHECK(seen.find("GET /c host=upstream.test:8081 peer=" + up.host_address() + " conn=1\n") !=
+        std::string::npos);
+  CHECK(seen.find("GET /d host=upstream.test:8081 peer=" + up.host_address() + " conn=1\n") !=
+        std::string::npos);
+  // 8 MiB of a pattern through a CONNECT tunnel and back, byte for byte.
+  CHECK(r.out.find("tunnel 200\necho ok " + std::to_string(8 << 20) + "\n") != std::string::npos);
+  // The supervisor raised its own open-file limit for the proxy, not the agent's.
+  CHECK(r.out.find("Max open files            " + std::to_string(low.rlim_cur) + " ") !=
+        std::string::npos);
 }

@@ -142,7 +142,7 @@ TEST_CASE("an upstream in http mode answers from its own namespace") {
   CHECK(body_of(reply) == "upstream ok: GET /hello?x=1 host=api.example.test\n");
   // The request came over the veth from the host side, not over loopback.
   CHECK(up.server_output().find("request GET /hello?x=1 host=api.example.test peer=" +
-                                up.host_address() + "\n") != std::string::npos);
+                                up.host_address() + " conn=1\n") != std::string::npos);
   // The server's address lives in the namespace only: the host has just the other end.
   const std::string host_addrs = run_process({"/usr/sbin/ip", "-o", "addr", "show"}).out;
   CHECK(host_addrs.find(" " + up.address() + "/") == std::string::npos);
@@ -155,7 +155,8 @@ TEST_CASE("an upstream in http mode answers from its own namespace") {
     const std::string reply6 = http_get(up.address6(), 8080, "/v6", "v6.example.test");
     CHECK(reply6.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(body_of(reply6) == "upstream ok: GET /v6 host=v6.example.test\n");
-    CHECK(up.server_output().find("peer=" + up.host_address6() + "\n") != std::string::npos);
+    CHECK(up.server_output().find("peer=" + up.host_address6() + " conn=1\n") !=
+          std::string::npos);
   }
 }
 

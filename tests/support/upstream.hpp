@@ -31,9 +31,9 @@ class UpstreamHost {
   UpstreamHost& operator=(const UpstreamHost&) = delete;
 
   // Runs upstream_server on address() and, when IPv6 is up, on address6(), both at `port`;
-  // `mode` is "http", "echo" or "bulk N". Returns once every server listens; the servers exit
-  // by themselves after `seconds`. Throws with the server's output if one does not come up
-  // within 10 s.
+  // `mode` is "http", "http-keepalive", "echo" or "bulk N". Returns once every server listens;
+  // the servers exit by themselves after `seconds`. Throws with the server's output if one does
+  // not come up within 10 s.
   void start(std::uint16_t port, const std::string& mode, int seconds = 60);
 
   // The namespace side: where the servers listen.

@@ -27,6 +27,7 @@ using openshell::IpAddress;
 using openshell::UniqueFd;
 using openshell::supervisor::proxy::DnsServer;
 using openshell::supervisor::proxy::NameAllowed;
+using openshell::supervisor::proxy::NameCache;
 using openshell::supervisor::proxy::PinTable;
 using openshell::supervisor::proxy::Resolve;
 using openshell::supervisor::proxy::resolve_with_host;
@@ -513,4 +514,28 @@ TEST_CASE("the server refuses a socket that is not a datagram socket", "[dns_ser
   // The server owns the fd even when it refuses it (and closes it).
   CHECK_THROWS(DnsServer(io, tcp, allow_only("x"), resolve_to({}), std::make_shared<PinTable>(),
                          [](const std::string&, uint16_t) {}));
+}
+
+TEST_CASE("NameCache keeps answers (and no-such-name) until they expire, within its capacity") {
+  NameCache cache(std::chrono::hours(1), 2);
+  CHECK_FALSE(cache.find("a.test").has_value());
+  cache.store("a.test", {ip("10.0.0.1")});
+  cache.store("gone.test", {});  // "no such name" is an answer too
+  REQUIRE(cache.find("a.test").has_value());
+  CHECK(cache.find("a.test")->front() == ip("10.0.0.1"));
+  REQUIRE(cache.find("gone.test").has_value());
+  CHECK(cache.find("gone.test")->empty());
+  // Replacing an entry does not count against the capacity.
+  cache.store("a.test", {ip("10.0.0.2")});
+  CHECK(cache.size() == 2);
+  CHECK(cache.find("a.test")->front() == ip("10.0.0.2"));
+  // Full, nothing expired: the table starts over rather than growing.
+  cache.store("b.test", {ip("10.0.0.3")});
+  CHECK(cache.size() == 1);
+  CHECK(cache.find("b.test").has_value());
+  CHECK_FALSE(cache.find("a.test").has_value());
+
+  NameCache expired(std::chrono::seconds(0));
+  expired.store("a.test", {ip("10.0.0.1")});
+  CHECK_FALSE(expired.find("a.test").has_value());
 }
