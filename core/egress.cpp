@@ -396,6 +396,8 @@ std::string_view to_string(DenyReason reason) {
       return "unknown_binary";
     case DenyReason::kEmptyPolicy:
       return "empty_policy";
+    case DenyReason::kNameMismatch:
+      return "name_mismatch";
   }
   return "unknown";
 }
@@ -416,6 +418,7 @@ std::string_view error_class(DenyReason reason) {
     case DenyReason::kInvalidHost:
     case DenyReason::kUnknownBinary:
     case DenyReason::kEmptyPolicy:
+    case DenyReason::kNameMismatch:
       return "policy_denied";
   }
   return "policy_denied";

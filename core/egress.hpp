@@ -43,6 +43,9 @@ enum class DenyReason {
   kControlPlanePort,
   kUnknownBinary,
   kEmptyPolicy,
+  // The name a connection claims (TLS SNI, HTTP Host) is not the one it was allowed for: a
+  // tunnel's CONNECT host, or the name our DNS gave for a captured destination.
+  kNameMismatch,
 };
 
 struct Decision {

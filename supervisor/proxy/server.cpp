@@ -704,6 +704,8 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
       (peek.status == tls::PeekStatus::kSni && peek.sni != dialed.decision.host)) {
     egress::Decision d = dialed.decision;
     d.verdict = egress::Verdict::kDeny;
+    d.reason = peek.status == tls::PeekStatus::kSni ? egress::DenyReason::kNameMismatch
+                                                    : egress::DenyReason::kInvalidHost;
     d.reason_text = peek.status == tls::PeekStatus::kSni
                         ? "TLS server name " + peek.sni + " does not match the tunnel's host " +
                               dialed.decision.host
@@ -762,7 +764,7 @@ awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Sess
     auto checked = net::check_host(said);
     if (pinned && checked.host != *pinned) {
       egress::Decision d;
-      d.reason = egress::DenyReason::kInvalidHost;
+      d.reason = egress::DenyReason::kNameMismatch;
       d.host = checked.host;
       d.reason_text = "server name " + checked.host + " does not match the DNS name " + *pinned +
                       " for " + to_string(original_ip);

@@ -194,7 +194,9 @@ TEST_CASE("policy DNS: allowed names resolve, others get NXDOMAIN; captured conn
       sb.run({"/bin/sh", "-c",
               "getent hosts upstream.test; echo \"allowed=$?\"; getent hosts denied.test; "
               "echo \"denied=$?\"; " +
-                  std::string(kCurl) + " -s -m 10 --noproxy '*' http://upstream.test:8080/direct"});
+                  std::string(kCurl) + " -s -m 10 --noproxy '*' http://upstream.test:8080/direct; " +
+                  kCurl + " -s -m 10 --noproxy '*' -H 'Host: other.test' " +
+                  "http://upstream.test:8080/claims-other; echo \"claims_other=$?\""});
   INFO(r.out << r.err);
   CHECK(r.out.find(up.address() + " ") != std::string::npos);
   CHECK(r.out.find("allowed=0") != std::string::npos);
@@ -205,6 +207,15 @@ TEST_CASE("policy DNS: allowed names resolve, others get NXDOMAIN; captured conn
   auto dns = find_event(events, 4003, "Query");
   REQUIRE(dns != nullptr);
   CHECK(dns["query"]["hostname"] == "denied.test");
+  // A captured connection to upstream.test's address that claims another name is reset.
+  CHECK(up.server_output().find("/claims-other") == std::string::npos);
+  CHECK(r.out.find("claims_other=0") == std::string::npos);
+  bool mismatch = false;
+  for (const auto& e : events)
+    if (e["class_uid"] == 4001 && e["disposition"] == "Blocked" &&
+        e["unmapped"]["reason"] == "name_mismatch")
+      mismatch = true;
+  CHECK(mismatch);
 }
 
 TEST_CASE("domain fronting: a tunnel whose TLS name differs from its CONNECT host is refused") {
@@ -221,7 +232,8 @@ TEST_CASE("domain fronting: a tunnel whose TLS name differs from its CONNECT hos
   bool mismatch = false;
   for (const auto& e : read_events(sb.events_file))
     if (e["class_uid"] == 4001 && e["disposition"] == "Blocked" &&
-        e.value("status_detail", "").find("does not match") != std::string::npos)
+        e.value("status_detail", "").find("does not match") != std::string::npos &&
+        e["unmapped"]["reason"] == "name_mismatch")
       mismatch = true;
   CHECK(mismatch);
 }

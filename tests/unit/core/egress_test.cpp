@@ -548,11 +548,13 @@ TEST_CASE("deny reasons have stable snake_case codes", "[egress]") {
   CHECK(to_string(DenyReason::kControlPlanePort) == "control_plane_port");
   CHECK(to_string(DenyReason::kUnknownBinary) == "unknown_binary");
   CHECK(to_string(DenyReason::kEmptyPolicy) == "empty_policy");
+  CHECK(to_string(DenyReason::kNameMismatch) == "name_mismatch");
 
   CHECK(error_class(DenyReason::kAlwaysBlockedAddress) == "ssrf_denied");
   CHECK(error_class(DenyReason::kPrivateAddress) == "ssrf_denied");
   CHECK(error_class(DenyReason::kControlPlanePort) == "ssrf_denied");
   CHECK(error_class(DenyReason::kBinaryNotAllowed) == "policy_denied");
   CHECK(error_class(DenyReason::kEmptyPolicy) == "policy_denied");
+  CHECK(error_class(DenyReason::kNameMismatch) == "policy_denied");
   CHECK(error_class(DenyReason::kNone).empty());
 }
