@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <set>
+#include <sstream>
+#include <string>
 
 #include "tests/support/events.hpp"
 #include "tests/support/harness.hpp"
@@ -12,13 +15,23 @@
 namespace openshell::testing {
 namespace {
 
+// The host's mount points (mountinfo field 5), without /run/netns/*: tests running in parallel
+// create and remove network namespaces, which are bind mounts there.
+std::set<std::string> host_mount_points() {
+  std::set<std::string> points;
+  std::istringstream in(read_text("/proc/self/mountinfo"));
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string field, point;
+    for (int i = 0; i < 5 && fields >> field; ++i) point = field;
+    if (point.rfind("/run/netns/", 0) != 0) points.insert(point);
+  }
+  return points;
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-size_t count_lines(const std::string& s) {
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
 }  // namespace
@@ -62,7 +75,7 @@ void check_kill9_cleanup(std::optional<sys::CgroupVersion> version) {
   auto policy = dir.write("p.toml", test_policy());
   const std::string name = unique_name("k9");
   const std::string events_file = dir.path() + "/events.jsonl";
-  const size_t mounts_before = count_lines(read_text("/proc/self/mountinfo"));
+  const std::set<std::string> mounts_before = host_mount_points();
   std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", policy,
                                    "--name",         name,  "--events",      events_file};
   if (version) argv.push_back(*version == sys::CgroupVersion::kV2 ? "--cgroup=v2" : "--cgroup=v1");
@@ -88,7 +101,7 @@ void check_kill9_cleanup(std::optional<sys::CgroupVersion> version) {
 
   CHECK(eventually([&] { return kill(agent, 0) != 0 && errno == ESRCH; }));
   for (const auto& d : dirs) CHECK(eventually([&] { return !path_exists(d); }));
-  CHECK(count_lines(read_text("/proc/self/mountinfo")) == mounts_before);
+  CHECK(host_mount_points() == mounts_before);
   // Nothing of this sandbox is left running, the reaper included.
   CHECK(eventually([&] {
     return run_process({"/bin/ps", "-eo", "args"}).out.find(name) == std::string::npos;
