@@ -243,7 +243,11 @@ class SessionRunner {
   awaitable<std::vector<IpAddress>> resolve(const std::string& host);
   awaitable<Dialed> decide_and_dial(ProxyServer::Session& s, const std::string& host,
                                     uint16_t port);
-  awaitable<void> relay(std::shared_ptr<ProxyServer::Session> s, std::string to_upstream);
+  // Sends to_upstream, then relays both ways until both sides are done or the tunnel idles out.
+  // upstream_flowing: the upstream -> client direction was started already (start_downstream).
+  awaitable<void> relay(std::shared_ptr<ProxyServer::Session> s, std::string to_upstream,
+                        bool upstream_flowing = false);
+  void start_downstream(const std::shared_ptr<ProxyServer::Session>& s);
   awaitable<void> pump(std::shared_ptr<ProxyServer::Session> s, bool upstream_to_client);
   awaitable<std::string> read_initial(ProxyServer::Session& s, std::string already);
   void emit(const ProxyServer::Session& s, const egress::Decision& d, const std::string& address,
@@ -469,8 +473,16 @@ awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
   if (--s->pumps == 0) s->close();
 }
 
+// The upstream -> client pump; the count of two includes the client -> upstream pump that
+// relay() starts, so the session is not closed before that one ran.
+void SessionRunner::start_downstream(const std::shared_ptr<ProxyServer::Session>& s) {
+  s->pumps = 2;
+  asio::co_spawn(io_, pump(s, true), [](std::exception_ptr) {});
+}
+
 awaitable<void> SessionRunner::relay(std::shared_ptr<ProxyServer::Session> s,
-                                     std::string to_upstream) {
+                                     std::string to_upstream, bool upstream_flowing) {
+  if (!upstream_flowing) start_downstream(s);
   if (!to_upstream.empty()) {
     error_code ec;
     co_await asio::async_write(s->upstream, asio::buffer(to_upstream),
@@ -480,10 +492,7 @@ awaitable<void> SessionRunner::relay(std::shared_ptr<ProxyServer::Session> s,
       co_return;
     }
   }
-  s->pumps = 2;
-  auto on_done = [](std::exception_ptr) {};
-  asio::co_spawn(io_, pump(s, false), on_done);
-  asio::co_spawn(io_, pump(s, true), on_done);
+  asio::co_spawn(io_, pump(s, false), [](std::exception_ptr) {});
   // Idle watchdog: a tunnel nobody uses is closed.
   const auto idle = std::chrono::seconds(config_.limits.idle_timeout_s);
   while (!s->closed) {
@@ -696,7 +705,10 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
     co_return;
   }
   // No domain fronting: a TLS hello inside the tunnel must name the host the tunnel was
-  // allowed for.
+  // allowed for, so nothing the client sends goes upstream before it was looked at. What the
+  // upstream sends flows at once: a server-first protocol (SSH, SMTP) gets its banner through
+  // without waiting out the peek, and a TLS server says nothing before the hello anyway.
+  start_downstream(s);
   std::string initial = co_await read_initial(*s, std::move(leftover));
   auto peek = tls::peek_client_hello(
       std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));
@@ -715,7 +727,7 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
     s->reset();
     co_return;
   }
-  co_await relay(s, std::move(initial));
+  co_await relay(s, std::move(initial), true);
 }
 
 awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Session> s) {
