@@ -168,13 +168,17 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     log::warn("supervisor", "open-file limit is " + std::to_string(*raised) +
                                 "; the proxy may refuse connections before its own limit");
 
+  if (launched->connect_listener_error != 0)
+    log::warn("supervisor", std::string("no seccomp notification for connect(2) (") +
+                                std::strerror(launched->connect_listener_error) +
+                                "): the proxy finds its callers by searching /proc");
   // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
   auto listeners = network->take_listeners();
   proxy::EgressService egress(
       io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
       cgroup->procs_file(), options.static_hosts,
       {std::move(listeners.explicit_proxy), std::move(listeners.transparent),
-       std::move(listeners.dns), std::move(listeners.diag)},
+       std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener)},
       *network);
   // SIGHUP re-reads the policy file: validate, then swap; a broken file changes nothing.
   auto reload = [&] {

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/netlink.h>
@@ -90,6 +91,23 @@ int add(void* ctx, uint32_t action, int nr, unsigned count, const scmp_arg_cmp* 
   return seccomp_rule_add_array(ctx, action, nr, count, args);
 }
 
+// Exports the compiled program so the child only has to hand it to the kernel.
+Result<SeccompProgram> export_program(scmp_filter_ctx ctx) {
+  UniqueFd mem(::memfd_create("openshell-seccomp", MFD_CLOEXEC));
+  if (!mem) return Error::from_errno("memfd_create for seccomp export");
+  if (int rc = seccomp_export_bpf(ctx, mem.get()); rc < 0)
+    return Error{std::error_code(-rc, std::generic_category()), "exporting seccomp program"};
+  struct stat st;
+  if (::fstat(mem.get(), &st) != 0) return Error::from_errno("sizing seccomp program");
+  SeccompProgram program;
+  program.instructions.resize(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
+  ssize_t n = ::pread(mem.get(), program.instructions.data(),
+                      program.instructions.size() * sizeof(sock_filter), 0);
+  if (n != static_cast<ssize_t>(program.instructions.size() * sizeof(sock_filter)))
+    return Error::from_errno("reading seccomp program");
+  return program;
+}
+
 }  // namespace
 
 Result<SeccompProgram> build_seccomp_baseline(const SeccompOptions& options) {
@@ -167,20 +185,25 @@ Result<SeccompProgram> build_seccomp_baseline(const SeccompOptions& options) {
       return fail(rc, "socket(AF_NETLINK)");
   }
 
-  // Export the compiled program so the child only has to hand it to the kernel.
-  UniqueFd mem(::memfd_create("openshell-seccomp", MFD_CLOEXEC));
-  if (!mem) return Error::from_errno("memfd_create for seccomp export");
-  if (int rc = seccomp_export_bpf(ctx.get(), mem.get()); rc < 0)
-    return Error{std::error_code(-rc, std::generic_category()), "exporting seccomp program"};
-  struct stat st;
-  if (::fstat(mem.get(), &st) != 0) return Error::from_errno("sizing seccomp program");
-  SeccompProgram program;
-  program.instructions.resize(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
-  ssize_t n = ::pread(mem.get(), program.instructions.data(),
-                      program.instructions.size() * sizeof(sock_filter), 0);
-  if (n != static_cast<ssize_t>(program.instructions.size() * sizeof(sock_filter)))
-    return Error::from_errno("reading seccomp program");
-  return program;
+  return export_program(ctx.get());
+}
+
+Result<SeccompProgram> build_connect_notify() {
+  CtxPtr ctx(seccomp_init(SCMP_ACT_ALLOW), &seccomp_release);
+  if (!ctx) return Error::invalid("seccomp_init failed");
+  if (int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_NOTIFY, SCMP_SYS(connect), 0); rc < 0)
+    return Error{std::error_code(-rc, std::generic_category()), "seccomp notify rule for connect"};
+  return export_program(ctx.get());
+}
+
+int seccomp_install_listener_in_child(const SeccompProgram& program, int* listener) {
+  sock_fprog prog{static_cast<unsigned short>(program.instructions.size()),
+                  const_cast<sock_filter*>(program.instructions.data())};  // NOLINT
+  const long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                            SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+  if (fd < 0) return errno;
+  *listener = static_cast<int>(fd);
+  return 0;
 }
 
 int seccomp_install_in_child(const SeccompProgram& program) {

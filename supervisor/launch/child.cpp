@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -21,6 +22,7 @@
 
 #include "supervisor/launch/stage.hpp"
 #include "sys/mount.hpp"
+#include "sys/process.hpp"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -241,6 +243,20 @@ void build_root_in_child(LaunchPlan& plan, int error_fd) {
     fail(error_fd, Stage::kRootReadOnly, err);
 }
 
+// Installs the connect filter and sends its listener to the supervisor over the launch socket
+// (SCM_RIGHTS), then closes our copy: nothing in the sandbox may answer its own connects. A
+// kernel without user notification is reported, not fatal: the proxy then finds callers by
+// searching /proc instead.
+void hand_over_connect_listener(const LaunchPlan& plan, int error_fd) {
+  int listener = -1;
+  StageRecord record{Stage::kConnectListener, 0, -1};
+  record.err = sys::seccomp_install_listener_in_child(plan.connect_notify, &listener);
+  const int send_err = sys::send_with_fd(error_fd, &record, sizeof record, listener);
+  if (listener >= 0) ::close(listener);
+  // With the filter in place and nobody holding its listener, every connect would fail.
+  if (send_err != 0 && listener >= 0) fail(error_fd, Stage::kConnectListener, send_err);
+}
+
 int exec_agent(const LaunchPlan& plan) {
   const char* cmd = plan.argv[0];
   if (std::strchr(cmd, '/') != nullptr) {
@@ -314,6 +330,7 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   int failed_rule = -1;
   if (int err = sys::landlock_apply_in_child(plan.landlock, &failed_rule); err != 0)
     fail(error_fd, Stage::kLandlock, err, failed_rule);
+  hand_over_connect_listener(plan, error_fd);
   if (int err = sys::seccomp_install_in_child(plan.seccomp); err != 0)
     fail(error_fd, Stage::kSeccomp, err);
 

@@ -36,10 +36,11 @@ Wait wait_readable(int fd, int timeout_ms) {
   return rc == 0 ? Wait::kTimeout : Wait::kReadable;
 }
 
-// Reads one StageRecord and the sender's pid (SO_PASSCRED); false on EOF or error.
-bool read_record(int fd, StageRecord* record, pid_t* sender) {
+// Reads one StageRecord, the sender's pid (SO_PASSCRED) and a descriptor sent with it (into
+// *received when given; closed otherwise); false on EOF or error.
+bool read_record(int fd, StageRecord* record, pid_t* sender, UniqueFd* received = nullptr) {
   iovec iov{record, sizeof *record};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int))];
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -49,14 +50,20 @@ bool read_record(int fd, StageRecord* record, pid_t* sender) {
   do {
     n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  if (n != static_cast<ssize_t>(sizeof *record)) return false;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
       ucred cred;
       std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
       *sender = cred.pid;
+    } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+               c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int passed = -1;
+      std::memcpy(&passed, CMSG_DATA(c), sizeof passed);
+      UniqueFd owned(passed);
+      if (received != nullptr) *received = std::move(owned);
     }
-  return true;
+  }
+  return n == static_cast<ssize_t>(sizeof *record);
 }
 
 std::string describe(const LaunchPlan& plan, const StageRecord& r) {
@@ -156,9 +163,18 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
         return Error::from_errno("waiting for the agent's exec");
     }
     StageRecord record;
-    if (!read_record(error_fd, &record, &sender)) break;
+    UniqueFd passed;
+    if (!read_record(error_fd, &record, &sender, &passed)) break;
     if (record.stage == Stage::kAboutToExec) {
       out.agent_pid = sender;
+      continue;
+    }
+    if (record.stage == Stage::kConnectListener && record.err == 0 && passed) {
+      out.connect_listener = std::move(passed);
+      continue;
+    }
+    if (record.stage == Stage::kConnectListener && record.err != 0 && !passed) {
+      out.connect_listener_error = record.err;
       continue;
     }
     *failure = record;

@@ -18,6 +18,11 @@ struct LaunchedSandbox {
   sys::ChildProcess init;  // pid 1 of the sandbox; killed and reaped if dropped
   UniqueFd status_read;    // the agent's raw wait status arrives here
   pid_t agent_pid = -1;    // host pid of the agent, -1 if it could not be found
+  // The seccomp listener for the sandbox's connect(2) calls (sys::build_connect_notify); every
+  // connect in the sandbox waits until it is answered. Empty when the kernel could not install
+  // the filter, and connect_listener_error then says why.
+  UniqueFd connect_listener;
+  int connect_listener_error = 0;
 };
 
 // On failure the Error names the stage and errno, and *failure holds the child's report

@@ -245,6 +245,9 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   auto seccomp = sys::build_seccomp_baseline({});
   if (!seccomp) return seccomp.error().wrap("compiling seccomp baseline");
   plan.seccomp = std::move(*seccomp);
+  auto connect_notify = sys::build_connect_notify();
+  if (!connect_notify) return connect_notify.error().wrap("compiling the connect filter");
+  plan.connect_notify = std::move(*connect_notify);
   auto caps = sys::CapDropPlan::create();
   if (!caps) return caps.error();
   plan.caps = std::make_unique<sys::CapDropPlan>(std::move(*caps));

@@ -65,6 +65,7 @@ struct LaunchPlan {
   uint32_t outside_gid = 0;
   sys::LandlockPlan landlock;
   sys::SeccompProgram seccomp;
+  sys::SeccompProgram connect_notify;  // see sys::build_connect_notify
   std::unique_ptr<sys::CapDropPlan> caps;
   std::string cwd;
   std::vector<std::string> argv_storage;

@@ -72,6 +72,8 @@ std::string_view stage_name(Stage stage) {
       return "exec";
     case Stage::kAboutToExec:
       return "about-to-exec";
+    case Stage::kConnectListener:
+      return "connect-listener";
   }
   return "unknown";
 }

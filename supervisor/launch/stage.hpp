@@ -42,6 +42,9 @@ enum class Stage : int32_t {
   kChdir,
   kExec,
   kAboutToExec,  // not a failure: the agent announces itself (its pid travels as credentials)
+  // Not a failure either: init hands over the connect listener (SCM_RIGHTS), or says with err
+  // why there is none (a kernel without seccomp user notification); the sandbox runs either way.
+  kConnectListener,
 };
 
 struct StageRecord {

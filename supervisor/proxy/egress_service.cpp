@@ -97,6 +97,13 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   config.lookup = lookup;
   diag_ = std::move(sockets.diag);
   config.diag_fd = diag_.get();
+  if (sockets.connect_listener) {
+    auto tracker = ConnectTracker::start(std::move(sockets.connect_listener), sandbox_init);
+    if (tracker)
+      config.tracker = std::move(*tracker);
+    else
+      log::warn("proxy", tracker.error().message() + "; callers are found by searching /proc");
+  }
   proxy_ = std::make_shared<ProxyServer>(io, std::move(config), sockets.explicit_proxy.release(),
                                          sockets.transparent.release());
   proxy_->start();

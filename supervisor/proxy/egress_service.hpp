@@ -16,6 +16,7 @@
 #include "core/policy.hpp"
 #include "core/unique_fd.hpp"
 #include "supervisor/launch/network.hpp"
+#include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/dns_server.hpp"
 #include "supervisor/proxy/server.hpp"
 
@@ -41,6 +42,7 @@ class EgressService {
  public:
   struct Sockets {
     UniqueFd explicit_proxy, transparent, dns, diag;
+    UniqueFd connect_listener;  // may be empty: callers are then found by searching /proc
   };
   EgressService(boost::asio::io_context& io, std::string sandbox,
                 std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,

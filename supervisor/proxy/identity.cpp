@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/unique_fd.hpp"
+#include "supervisor/proxy/connect_tracker.hpp"
 #include "sys/file_util.hpp"
 
 namespace openshell::supervisor::proxy {
@@ -521,6 +522,15 @@ Status append_ancestors(UniqueFd dir, pid_t pid, pid_t sandbox_init,
   return {};
 }
 
+// Whether the process that connected still has the socket at the descriptor it connected.
+bool still_holds(const ConnectRecord& seen, std::uint64_t inode) {
+  const std::string path = "/proc/" + std::to_string(seen.pid) + "/fd/" + std::to_string(seen.fd);
+  char link[64];
+  const ssize_t n = ::readlink(path.c_str(), link, sizeof link);
+  return n > 0 &&
+         std::string_view(link, static_cast<size_t>(n)) == "socket:[" + std::to_string(inode) + "]";
+}
+
 std::string join_pids(const std::vector<Owner>& owners) {
   std::string out;
   for (const Owner& o : owners) {
@@ -532,9 +542,20 @@ std::string join_pids(const std::vector<Owner>& owners) {
 
 }  // namespace
 
+Result<std::vector<std::string>> exe_chain(pid_t pid, pid_t sandbox_init) {
+  UniqueFd dir = open_proc_dir(pid);
+  if (!dir) return Error::from_errno("opening /proc/" + std::to_string(pid));
+  auto exe = read_exe(dir.get(), pid);
+  if (!exe) return exe.error();
+  std::vector<std::string> chain{std::move(*exe)};
+  if (auto st = append_ancestors(std::move(dir), pid, sandbox_init, &chain); !st)
+    return st.error().wrap("ancestors of pid " + std::to_string(pid));
+  return chain;
+}
+
 Result<PeerIdentity> identify_peer(pid_t sandbox_init, const std::string& procs_file,
                                    const sockaddr_storage& client, const sockaddr_storage& server,
-                                   int diag_fd) {
+                                   int diag_fd, const ConnectTracker* tracker) {
   auto client_end = endpoint_of(client);
   if (!client_end) return client_end.error();
   auto server_end = endpoint_of(server);
@@ -562,6 +583,11 @@ Result<PeerIdentity> identify_peer(pid_t sandbox_init, const std::string& procs_
     inode = find_socket_inode(sandbox_init, *client_end, *server_end);
   }
   if (!inode) return inode.error();
+
+  if (tracker != nullptr) {
+    if (auto seen = tracker->find(*inode); seen && still_holds(*seen, *inode))
+      return PeerIdentity{seen->pid, std::move(seen->chain)};
+  }
 
   auto owners = find_owners(procs_file, *inode);
   if (!owners) return owners.error();

@@ -19,6 +19,8 @@ struct PeerIdentity {
   std::vector<std::string> chain;  // exe of pid, then its ancestors' exes (nearest first)
 };
 
+class ConnectTracker;
+
 // sandbox_init: host pid of the sandbox's init (its /proc/<pid>/net is the sandbox's
 // namespace). procs_file: the sandbox cgroup's cgroup.procs (every process of the sandbox).
 // client: the peer address of the accepted connection (the client socket's local address).
@@ -34,8 +36,18 @@ struct PeerIdentity {
 // after 64 entries; paths are as the owning process's mount namespace names them.
 // diag_fd: a NETLINK_SOCK_DIAG socket opened in the sandbox's namespace; the socket is then
 // found with one exact sock_diag request. -1 reads /proc/<sandbox_init>/net/tcp{,6} instead.
+//
+// tracker: when it saw the connect(2) of this socket and the connecting process still holds it
+// at the same descriptor, the answer is that process as it was when it connected (its exe and
+// ancestors then), without searching the sandbox's processes; see connect_tracker.hpp for why
+// that is the identity. Otherwise (no tracker, a socket it did not see, a socket its connecting
+// process gave up) the search above decides, with its one-owner rule.
 Result<PeerIdentity> identify_peer(pid_t sandbox_init, const std::string& procs_file,
                                    const sockaddr_storage& client, const sockaddr_storage& server,
-                                   int diag_fd = -1);
+                                   int diag_fd = -1, const ConnectTracker* tracker = nullptr);
+
+// The exe of pid, then its ancestors' exes up to (not including) sandbox_init, as identify_peer
+// reports them. Fails when pid is gone or a /proc read fails.
+Result<std::vector<std::string>> exe_chain(pid_t pid, pid_t sandbox_init);
 
 }  // namespace openshell::supervisor::proxy

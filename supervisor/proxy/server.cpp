@@ -277,7 +277,7 @@ std::vector<std::string> SessionRunner::identify(ProxyServer::Session& s,
     return {};
   }
   auto who = identify_peer(config_.sandbox_init, config_.procs_file, to_sockaddr(peer),
-                           to_sockaddr(server), config_.diag_fd);
+                           to_sockaddr(server), config_.diag_fd, config_.tracker.get());
   if (!who) {
     *problem = who.error().message();
     return {};

@@ -20,6 +20,7 @@
 #include "core/cidr.hpp"
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
+#include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/dns_server.hpp"
 
 namespace openshell::supervisor::proxy {
@@ -41,7 +42,8 @@ struct ProxyConfig {
   EventSink* events = nullptr;
   pid_t sandbox_init = -1;  // host pid of the sandbox's init (its /proc/net view)
   std::string procs_file;   // the sandbox cgroup's cgroup.procs
-  int diag_fd = -1;         // sock_diag socket in the sandbox\'s namespace (see identity.hpp)
+  int diag_fd = -1;         // sock_diag socket in the sandbox's namespace (see identity.hpp)
+  std::shared_ptr<const ConnectTracker> tracker;  // who connected what (connect_tracker.hpp)
   Resolve resolve;          // name -> addresses, blocking; run off the io thread
   // name -> addresses when known without blocking (a static map, recent answers), else nullopt.
   std::function<std::optional<std::vector<IpAddress>>(const std::string&)> lookup;

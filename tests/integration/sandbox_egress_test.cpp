@@ -123,6 +123,22 @@ TEST_CASE(
                   helper("connect_tunnel") + " 10.200.0.1 3128 upstream.test:8080 1; true"});
   INFO(child.out << child.err);
   CHECK(child.out.find("tunnel 200") != std::string::npos);
+
+  // A connection made by the probe and then used by dash (allowed here) is the probe's: the
+  // caller is the process that connected, as it was when it connected.
+  const std::string dash_script =
+      "printf 'CONNECT upstream.test:8080 HTTP/1.1\\r\\nHost: upstream.test:8080\\r\\n\\r\\n' "
+      ">&3; read -r line <&3; echo \"answer: $line\"";
+  auto handed = parent.run({helper("connect_exec"), "10.200.0.1", "3128", "/bin/dash", "-c",
+                            dash_script});
+  INFO(handed.out << handed.err);
+  CHECK(handed.out.find("answer: HTTP/1.1 403") != std::string::npos);
+  bool named_probe = false;
+  for (const auto& e : read_events(parent.events_file))
+    if (e["class_uid"] == 4001 && e["disposition"] == "Blocked" &&
+        e.dump().find("connect_exec") != std::string::npos)
+      named_probe = true;
+  CHECK(named_probe);
 }
 
 TEST_CASE("SSRF: loopback, metadata and numeric spellings are refused even when named") {
