@@ -185,6 +185,7 @@ nlohmann::json connection_fields(const ConnectionInfo& c) {
   j["disposition"] = c.allowed ? "Allowed" : "Blocked";
   j["disposition_id"] = c.allowed ? 1 : 2;
   if (!c.rule.empty()) j["firewall_rule"] = {{"name", c.rule}, {"type", "network_policies"}};
+  if (!c.protocol.empty()) j["connection_info"] = {{"protocol_name", c.protocol}};
   j["unmapped"]["mode"] = c.mode;
   if (c.audit) j["unmapped"]["audit"] = true;
   if (!c.reason.empty()) j["unmapped"]["reason"] = c.reason;

@@ -89,7 +89,8 @@ struct ConnectionInfo {
   std::string rule;    // network_policies key that decided
   std::string reason;  // stable code, e.g. "binary_not_allowed"
   std::string detail;  // human text for agents
-  std::string mode;    // "connect", "forward" or "transparent"
+  std::string mode;      // "connect", "forward", "transparent" or "raw" (refused by the firewall)
+  std::string protocol;  // "tcp", "udp", "icmp", ... (connection_info.protocol_name)
 };
 Event network_activity(std::string_view sandbox, const ConnectionInfo& c);
 // A DNS query the policy refused (DNS Activity 4003).

@@ -178,7 +178,8 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
       cgroup->procs_file(), options.static_hosts,
       {std::move(listeners.explicit_proxy), std::move(listeners.transparent),
-       std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener)},
+       std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener),
+       std::move(listeners.refused_log)},
       *network);
   // SIGHUP re-reads the policy file: validate, then swap; a broken file changes nothing.
   auto reload = [&] {

@@ -11,7 +11,9 @@
 #include <cstring>
 #include <future>
 
+#include "core/log.hpp"
 #include "sys/netns.hpp"
+#include "sys/nflog.hpp"
 #include "sys/nft.hpp"
 
 namespace openshell::supervisor {
@@ -55,7 +57,11 @@ std::string capture_ruleset() {
          "    ip daddr " +
          addr + " udp dport " + dns +
          " accept\n"
-         // Refused, not dropped: the agent learns at once instead of waiting for a timeout.
+         // Reported (a bypass attempt; rate-limited so a flood costs little), then refused, not
+         // dropped: the agent learns at once instead of waiting for a timeout.
+         "    limit rate 20/second burst 50 packets log group " +
+         std::to_string(kRefusedLogGroup) +
+         "\n"
          "    meta l4proto tcp reject with tcp reset\n"
          "    reject with icmpx admin-prohibited\n"
          "  }\n"
@@ -182,6 +188,11 @@ Status SandboxNetwork::open_listeners() {
   listeners_.dns = std::move(*dns);
   listeners_.diag.reset(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!listeners_.diag) return Error::from_errno("opening sock_diag");
+  // Without it, refused packets are still refused, only not reported.
+  if (auto refused = sys::open_nflog(kRefusedLogGroup, kRefusedLogBytes); refused)
+    listeners_.refused_log = std::move(*refused);
+  else
+    log::warn("network", refused.error().message() + ": refused packets will not be reported");
   return {};
 }
 

@@ -29,6 +29,10 @@ inline constexpr const char* kSandboxAddressText = "10.200.0.1";
 inline constexpr uint16_t kExplicitProxyPort = 3128;
 inline constexpr uint16_t kTransparentPort = 15001;
 inline constexpr uint16_t kDnsPort = 53;
+// The NFLOG group the firewall reports refused packets to (per namespace: no clash with the
+// host's), and how much of each packet it copies (the IP and transport headers).
+inline constexpr uint16_t kRefusedLogGroup = 7;
+inline constexpr uint32_t kRefusedLogBytes = 80;
 
 // The nftables ruleset (one atomic transaction).
 std::string capture_ruleset();
@@ -57,6 +61,7 @@ class SandboxNetwork {
     UniqueFd transparent;     // TCP kTransparentPort
     UniqueFd dns;             // UDP kDnsPort
     UniqueFd diag;            // NETLINK_SOCK_DIAG, for finding a connection's client socket
+    UniqueFd refused_log;     // NFLOG kRefusedLogGroup (empty if the kernel has no nflog)
   };
   Listeners take_listeners() { return std::move(listeners_); }
 

@@ -2,12 +2,18 @@
 
 #include "supervisor/proxy/egress_service.hpp"
 
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <span>
 
 #include "core/host_glob.hpp"
 #include "core/log.hpp"
 #include "core/net_guard.hpp"
+#include "core/nflog.hpp"
 
 namespace openshell::supervisor::proxy {
 
@@ -55,7 +61,11 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
                              std::shared_ptr<const policy::Policy> policy, EventSink& events,
                              pid_t sandbox_init, std::string procs_file, StaticHosts static_hosts,
                              Sockets sockets, SandboxNetwork& network)
-    : policy_(std::move(policy)), network_(network), pins_(std::make_shared<PinTable>()) {
+    : policy_(std::move(policy)),
+      network_(network),
+      pins_(std::make_shared<PinTable>()),
+      sandbox_(sandbox),
+      events_(events) {
   auto hosts = std::make_shared<StaticHosts>(std::move(static_hosts));
   auto cache = std::make_shared<NameCache>();
   auto lookup = [hosts, cache](const std::string& name) -> std::optional<std::vector<IpAddress>> {
@@ -116,6 +126,52 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
         sink->emit(ocsf::dns_denied(sandbox, name, qtype));
       });
   dns_->start();
+  if (sockets.refused_log) {
+    refused_ = std::make_unique<boost::asio::posix::stream_descriptor>(
+        io, sockets.refused_log.release());
+    watch_refusals();
+  }
+}
+
+EgressService::~EgressService() {
+  if (refused_) report_refusals();
+}
+
+void EgressService::watch_refusals() {
+  refused_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [this](const boost::system::error_code& ec) {
+                         if (ec) return;  // closed: the sandbox is going
+                         report_refusals();
+                         watch_refusals();
+                       });
+}
+
+void EgressService::report_refusals() {
+  alignas(16) std::array<uint8_t, 65536> buf;
+  for (;;) {
+    const ssize_t n = ::recv(refused_->native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n <= 0) {
+      // ENOBUFS: the kernel dropped reports while we were busy; the packets were refused anyway.
+      if (n < 0 && errno == ENOBUFS) continue;
+      return;
+    }
+    for (const auto& p : nflog::parse_messages(std::span(buf.data(), static_cast<size_t>(n)))) {
+      ocsf::ConnectionInfo c;
+      c.address = to_string(p.dst);
+      c.host = c.address;
+      c.port = p.dst_port;
+      c.src_address = to_string(p.src);
+      c.src_port = p.src_port;
+      c.protocol = nflog::protocol_name(p.protocol);
+      c.mode = "raw";
+      c.reason = "refused_by_firewall";
+      c.detail = "the sandbox's firewall refused " + c.protocol + " to " + c.address +
+                 (p.dst_port != 0 ? ":" + std::to_string(p.dst_port) : "") +
+                 ": only TCP through the proxy and DNS to the policy DNS leave the sandbox" +
+                 (p.uid ? " (socket uid " + std::to_string(*p.uid) + ")" : "");
+      events_.emit(ocsf::bypass_finding(sandbox_, c));
+    }
+  }
 }
 
 void EgressService::set_policy(std::shared_ptr<const policy::Policy> policy) {

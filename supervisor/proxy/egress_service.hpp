@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,11 +44,17 @@ class EgressService {
   struct Sockets {
     UniqueFd explicit_proxy, transparent, dns, diag;
     UniqueFd connect_listener;  // may be empty: callers are then found by searching /proc
+    UniqueFd refused_log;       // NFLOG of the firewall's refusals; may be empty (not reported)
   };
   EgressService(boost::asio::io_context& io, std::string sandbox,
                 std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,
                 std::string procs_file, StaticHosts static_hosts, Sockets sockets,
                 SandboxNetwork& network);
+  // Reports refused packets still queued: a sandbox that ends right after a refusal still
+  // gets its finding.
+  ~EgressService();
+  EgressService(const EgressService&) = delete;
+  EgressService& operator=(const EgressService&) = delete;
   // Swaps in a new policy (validated by the caller) and closes connections it refuses.
   void set_policy(std::shared_ptr<const policy::Policy> policy);
   [[nodiscard]] std::shared_ptr<const policy::Policy> policy() const;
@@ -60,6 +67,12 @@ class EgressService {
   std::shared_ptr<ProxyServer> proxy_;
   std::unique_ptr<DnsServer> dns_;
   UniqueFd diag_;
+  // Packets the firewall refused, reported as Detection Findings (bypass attempts).
+  void watch_refusals();
+  void report_refusals();
+  std::string sandbox_;
+  EventSink& events_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> refused_;
 };
 
 }  // namespace openshell::supervisor::proxy

@@ -318,6 +318,7 @@ void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& 
   c.reason = allowed && !d.audit_only ? "" : std::string(egress::to_string(d.reason));
   c.detail = d.reason_text;
   c.mode = s.mode;
+  c.protocol = "tcp";
   config_.events->emit(ocsf::network_activity(config_.sandbox, c));
   if (!allowed && s.mode == "transparent")
     config_.events->emit(ocsf::bypass_finding(config_.sandbox, c));

@@ -344,3 +344,25 @@ TEST_CASE(
   CHECK(r.out.find("Max open files            " + std::to_string(low.rlim_cur) + " ") !=
         std::string::npos);
 }
+
+TEST_CASE("packets the firewall refuses are reported as bypass findings") {
+  TempDir dir;
+  Sandbox sb{dir.write("p.toml", test_policy()), dir.path() + "/events.jsonl", {}};
+  auto r = sb.run({"/bin/sh", "-c",
+                   helper("try_udp") + " 198.51.100.1 123 2000; " + helper("try_connect") +
+                       " 198.51.100.2 80 5000; " + helper("try_udp") + " 2001:db8::1 5353 2000"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto found = [&](const std::string& ip, int port, const std::string& protocol) {
+    for (const auto& e : read_events(sb.events_file))
+      if (e["class_uid"] == 2004 && e["dst_endpoint"]["ip"] == ip &&
+          e["dst_endpoint"]["port"] == port &&
+          e["connection_info"]["protocol_name"] == protocol &&
+          e["unmapped"]["reason"] == "refused_by_firewall")
+        return true;
+    return false;
+  };
+  CHECK(found("198.51.100.1", 123, "udp"));
+  CHECK(found("198.51.100.2", 80, "tcp"));
+  CHECK(found("2001:db8::1", 5353, "udp"));
+}

@@ -77,3 +77,17 @@ TEST_CASE("the JSONL sink appends one line per event") {
   CHECK(nlohmann::json::parse(l2)["unmapped"]["sandbox"] == "b");
   unlink(tmpl);
 }
+
+TEST_CASE("connection events name the protocol only when known") {
+  openshell::ocsf::ConnectionInfo c;
+  c.host = "198.51.100.1";
+  c.port = 123;
+  c.protocol = "udp";
+  c.mode = "raw";
+  auto with = nlohmann::json::parse(openshell::ocsf::bypass_finding("s", c).to_json_line());
+  CHECK(with["class_uid"] == 2004);
+  CHECK(with["connection_info"]["protocol_name"] == "udp");
+  c.protocol.clear();
+  auto without = nlohmann::json::parse(openshell::ocsf::network_activity("s", c).to_json_line());
+  CHECK_FALSE(without.contains("connection_info"));
+}
