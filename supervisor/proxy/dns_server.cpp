@@ -221,14 +221,14 @@ std::vector<IpAddress> resolve_with_host(const std::string& name) {
 struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
   State(asio::io_context& io, int fd, NameAllowed allowed_in, Resolve resolve_in,
         std::shared_ptr<PinTable> pins_in, DeniedName denied_in,
-        asio::thread_pool::executor_type resolvers_in)
+        std::shared_ptr<LazyPool> resolvers_in)
       : strand(asio::make_strand(io)),
         socket(strand),
         allowed(std::move(allowed_in)),
         resolve(std::move(resolve_in)),
         pins(std::move(pins_in)),
         denied(std::move(denied_in)),
-        resolvers(resolvers_in) {
+        resolvers(std::move(resolvers_in)) {
     // The server owns fd from here on, failure included.
     try {
       const udp protocol = protocol_of(fd);
@@ -315,7 +315,7 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
 
     ++in_flight;
     try {
-      asio::post(resolvers, [self = shared_from_this(), query, from]() mutable {
+      asio::post(resolvers->executor(), [self = shared_from_this(), query, from]() mutable {
         Outcome outcome = run_resolver(self->resolve, query.question.name);
         asio::post(self->strand,
                    [self, query = std::move(query), from, outcome = std::move(outcome)]() mutable {
@@ -385,7 +385,7 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
   const Resolve resolve;
   const std::shared_ptr<PinTable> pins;
   const DeniedName denied;
-  const asio::thread_pool::executor_type resolvers;
+  const std::shared_ptr<LazyPool> resolvers;
 
   std::atomic<bool> open{true};
   bool started = false;
@@ -397,8 +397,7 @@ struct DnsServer::State : std::enable_shared_from_this<DnsServer::State> {
 DnsServer::DnsServer(asio::io_context& io, int socket_fd, NameAllowed allowed, Resolve resolve,
                      std::shared_ptr<PinTable> pins, DeniedName denied)
     : state_(std::make_shared<State>(io, socket_fd, std::move(allowed), std::move(resolve),
-                                     std::move(pins), std::move(denied),
-                                     resolvers_.get_executor())) {}
+                                     std::move(pins), std::move(denied), resolvers_)) {}
 
 DnsServer::~DnsServer() {
   // The socket is closed here rather than through the strand: posting would leave it open when
@@ -407,7 +406,7 @@ DnsServer::~DnsServer() {
   state_->shut_down();
   // Resolutions already running call `resolve`, which the caller may tear down next; wait for
   // them. Their replies are dropped (open is false).
-  resolvers_.join();
+  resolvers_->join();
 }
 
 void DnsServer::start() {

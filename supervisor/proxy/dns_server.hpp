@@ -4,7 +4,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "core/cidr.hpp"
+#include "supervisor/proxy/lazy_pool.hpp"
 
 namespace openshell::supervisor::proxy {
 
@@ -109,10 +109,9 @@ class DnsServer {
   void start();
 
  private:
-  // Declared first: state_ is built with its executor.
-  // One thread per resolution in flight (getaddrinfo blocks). Every thread costs sandbox start
-  // and stop time, so the bound is modest: beyond it a query gets SERVFAIL and is retried.
-  boost::asio::thread_pool resolvers_{kMaxInFlight};
+  // Declared first: state_ is built with it. One thread per resolution in flight (getaddrinfo
+  // blocks), started on the first query; beyond the bound a query gets SERVFAIL and is retried.
+  std::shared_ptr<LazyPool> resolvers_ = std::make_shared<LazyPool>(kMaxInFlight);
   struct State;  // shared with in-flight handlers, so that none outlives what it touches
   std::shared_ptr<State> state_;
 };

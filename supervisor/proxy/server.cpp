@@ -196,7 +196,7 @@ struct ProxyServer::Impl {
         resolver_pool(2) {}
   tcp::acceptor explicit_acceptor;
   tcp::acceptor transparent_acceptor;
-  asio::thread_pool resolver_pool;  // name resolution blocks: never on the io thread
+  LazyPool resolver_pool;  // name resolution blocks: never on the io thread
   std::set<std::shared_ptr<Session>> sessions;
 };
 
@@ -294,7 +294,8 @@ awaitable<std::vector<IpAddress>> SessionRunner::resolve(const std::string& host
   if (auto literal = parse_ip(bare); literal.ok()) co_return std::vector<IpAddress>{*literal};
   if (config_.lookup)
     if (auto known = config_.lookup(bare)) co_return std::move(*known);
-  co_return co_await asio::co_spawn(impl_.resolver_pool, resolve_blocking(config_.resolve, bare),
+  co_return co_await asio::co_spawn(impl_.resolver_pool.executor(),
+                                    resolve_blocking(config_.resolve, bare),
                                     use_awaitable);
 }
 
@@ -822,7 +823,6 @@ ProxyServer::ProxyServer(asio::io_context& io, ProxyConfig config, int explicit_
 ProxyServer::~ProxyServer() {
   for (const auto& s : impl_->sessions) s->close();
   impl_->resolver_pool.stop();
-  impl_->resolver_pool.join();
 }
 
 void ProxyServer::start() {
