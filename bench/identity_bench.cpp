@@ -42,7 +42,7 @@
 #include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/identity.hpp"
 #include "sys/cgroup.hpp"
-#include "sys/process.hpp"
+#include "sys/unix_socket.hpp"
 #include "sys/seccomp.hpp"
 
 namespace {
@@ -106,24 +106,6 @@ struct Result {
   std::string binary;
 };
 
-// The connect filter's listener, from the init (which installs the filter) to the bench.
-UniqueFd receive_fd(int socket) {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  if (::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) != 1) return UniqueFd();
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return UniqueFd();
-  int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return UniqueFd(fd);
-}
-
 Result measure(const sys::CgroupLayout& layout, long processes, long lookups,
                const policy::Policy& policy, bool use_tracker) {
   auto cgroup = sys::Cgroup::create(layout, "openshell-bench",
@@ -159,7 +141,8 @@ Result measure(const sys::CgroupLayout& layout, long processes, long lookups,
       if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
           sys::seccomp_install_listener_in_child(*filter, &notify_fd) != 0)
         _exit(1);
-      if (sys::send_with_fd(handover[1], "l", 1, notify_fd) != 0) _exit(1);
+      const int passed[1] = {notify_fd};
+      if (sys::send_message(handover[1], "l", 1, passed) != 0) _exit(1);
       ::close(notify_fd);
     }
     sandbox_init(processes - 2, ntohs(addr.sin_port), ready[1]);
@@ -168,9 +151,11 @@ Result measure(const sys::CgroupLayout& layout, long processes, long lookups,
   if (::write(go[1], "g", 1) != 1) die("starting the sandbox init");
   std::unique_ptr<supervisor::proxy::ConnectTracker> tracker;
   if (use_tracker) {
-    UniqueFd notify_fd = receive_fd(handover[0]);
-    if (!notify_fd) die("the init sent no connect listener");
-    auto started = supervisor::proxy::ConnectTracker::start(std::move(notify_fd), init);
+    auto message = sys::receive_message(handover[0], 1, 1);
+    if (!message || !*message || (*message)->fds.size() != 1)
+      die("the init sent no connect listener");
+    auto started =
+        supervisor::proxy::ConnectTracker::start(std::move((*message)->fds.front()), init);
     if (!started) die(started.error().message());
     tracker = std::move(*started);
   }

@@ -4,7 +4,6 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,29 +22,6 @@ Result<std::array<UniqueFd, 2>> make_pipe(int extra_flags) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | extra_flags) != 0) return Error::from_errno("pipe2");
   return std::array<UniqueFd, 2>{UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-int send_with_fd(int socket, const void* data, size_t size, int fd) {
-  iovec iov{const_cast<void*>(data), size};  // NOLINT: sendmsg does not write through it
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return errno;
-  return n == static_cast<ssize_t>(size) ? 0 : EPIPE;
 }
 
 Result<uint64_t> raise_open_file_limit(uint64_t want) {

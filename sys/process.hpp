@@ -15,11 +15,6 @@ namespace openshell::sys {
 // Both ends O_CLOEXEC (plus `extra_flags`, e.g. O_NONBLOCK). [0] reads, [1] writes.
 Result<std::array<UniqueFd, 2>> make_pipe(int extra_flags = 0);
 
-// Sends `size` bytes on a unix socket with `fd` attached (SCM_RIGHTS; none when fd < 0), in one
-// sendmsg. No allocation: usable in a pre-exec child. Returns 0 or an errno (EPIPE when the
-// message went short).
-int send_with_fd(int socket, const void* data, size_t size, int fd);
-
 // Raises this process's soft RLIMIT_NOFILE to `want` (at most the hard limit); returns the
 // soft limit in force afterwards. Call after children that should keep the default have forked.
 Result<uint64_t> raise_open_file_limit(uint64_t want);

@@ -19,10 +19,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <span>
 
 #include "supervisor/launch/stage.hpp"
 #include "sys/mount.hpp"
 #include "sys/process.hpp"
+#include "sys/unix_socket.hpp"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -251,7 +253,9 @@ void hand_over_connect_listener(const LaunchPlan& plan, int error_fd) {
   int listener = -1;
   StageRecord record{Stage::kConnectListener, 0, -1};
   record.err = sys::seccomp_install_listener_in_child(plan.connect_notify, &listener);
-  const int send_err = sys::send_with_fd(error_fd, &record, sizeof record, listener);
+  const int passed[1] = {listener};
+  const int send_err = sys::send_message(error_fd, &record, sizeof record,
+                                         std::span(passed, listener >= 0 ? 1 : 0));
   if (listener >= 0) ::close(listener);
   // With the filter in place and nobody holding its listener, every connect would fail.
   if (send_err != 0 && listener >= 0) fail(error_fd, Stage::kConnectListener, send_err);

@@ -1,0 +1,115 @@
+#include "sys/unix_socket.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <string>
+
+using namespace openshell;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/osh-unix-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    ::unlink((path + "/s").c_str());
+    ::unlink((path + "/file").c_str());
+    ::rmdir(path.c_str());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("unix_socket: frames keep their boundaries and descriptors travel with them") {
+  int sp[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0);
+  UniqueFd a(sp[0]), b(sp[1]);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+  const int pass[2] = {r.get(), w.get()};
+  REQUIRE(sys::send_message(a.get(), "one", 3, pass) == 0);
+  REQUIRE(sys::send_message(a.get(), "two!", 4, {}) == 0);
+
+  auto first = sys::receive_message(b.get(), 64, 2);
+  REQUIRE(first.ok());
+  REQUIRE(first->has_value());
+  CHECK((*first)->frame == "one");
+  REQUIRE((*first)->fds.size() == 2);
+  // The received write end feeds the original read end: the same pipe.
+  REQUIRE(::write((*first)->fds[1].get(), "x", 1) == 1);
+  char c = 0;
+  REQUIRE(::read(r.get(), &c, 1) == 1);
+  CHECK(c == 'x');
+  CHECK((::fcntl((*first)->fds[0].get(), F_GETFD) & FD_CLOEXEC) != 0);
+
+  auto second = sys::receive_message(b.get(), 64, 2);
+  REQUIRE(second.ok());
+  CHECK((*second)->frame == "two!");
+  CHECK((*second)->fds.empty());
+
+  a.reset();
+  auto closed = sys::receive_message(b.get(), 64, 2);
+  REQUIRE(closed.ok());
+  CHECK_FALSE(closed->has_value());
+}
+
+TEST_CASE("unix_socket: oversize frames and surplus descriptors are errors, nothing leaks") {
+  int sp[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0);
+  UniqueFd a(sp[0]), b(sp[1]);
+  const std::string big(100, 'x');
+  REQUIRE(sys::send_message(a.get(), big.data(), big.size(), {}) == 0);
+  CHECK_FALSE(sys::receive_message(b.get(), 99, 0).ok());
+
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+  const int pass[3] = {r.get(), w.get(), r.get()};
+  REQUIRE(sys::send_message(a.get(), "m", 1, pass) == 0);
+  CHECK_FALSE(sys::receive_message(b.get(), 64, 1).ok());
+  // The three copies were closed: with ours closed too, the pipe's write side is gone.
+  w.reset();
+  char c = 0;
+  CHECK(::read(r.get(), &c, 1) == 0);
+
+  const int too_many[sys::kMaxPassedFds + 1] = {0, 0, 0, 0, 0};
+  CHECK(sys::send_message(a.get(), "m", 1, too_many) == E2BIG);
+}
+
+TEST_CASE("unix_socket: listen at a path, replace a stale socket, refuse a live one or a file") {
+  TempDir dir;
+  const std::string path = dir.path + "/s";
+  {
+    auto listener = sys::listen_seqpacket(path, 0600);
+    REQUIRE(listener.ok());
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    // A second server on a live socket is refused.
+    CHECK_FALSE(sys::listen_seqpacket(path, 0600).ok());
+    auto client = sys::connect_seqpacket(path);
+    REQUIRE(client.ok());
+    auto creds = sys::peer_credentials(client->get());
+    REQUIRE(creds.ok());
+    CHECK(creds->uid == ::getuid());
+    CHECK(creds->pid == ::getpid());
+  }
+  // The listener is gone; its file is stale and is replaced.
+  CHECK(sys::listen_seqpacket(path, 0600).ok());
+  // Not a socket: refused, and left alone.
+  const std::string file = dir.path + "/file";
+  UniqueFd f(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  REQUIRE(f);
+  CHECK_FALSE(sys::listen_seqpacket(file, 0600).ok());
+  CHECK(::access(file.c_str(), F_OK) == 0);
+}
