@@ -40,6 +40,7 @@ struct RunArgs {
   std::string name;
   std::string workdir;
   std::string events_file;
+  std::string control_socket;
   std::string cgroup = "auto";
   std::vector<std::string> env;
   std::vector<std::string> resolve;
@@ -78,6 +79,7 @@ int run_command(const RunArgs& args) {
     options.static_hosts[name].push_back(*ip);
   }
   options.policy_file = args.policy_file;
+  options.control_socket = args.control_socket;
   options.workdir = args.workdir;
   options.env = args.env;
   options.command = args.command;
@@ -152,6 +154,8 @@ int supervisor_main(int argc, char** argv) {
   run_cmd->add_option("--resolve", run.resolve,
                       "NAME=ADDRESS: answer NAME with ADDRESS instead of the host's resolver");
   run_cmd->add_option("--events", run.events_file, "Append OCSF events (JSON lines) to FILE");
+  run_cmd->add_option("--control", run.control_socket,
+                      "Serve the control protocol on a unix socket at PATH (root only)");
   run_cmd->add_option("--cgroup", run.cgroup, "cgroup hierarchy: auto, v1 or v2 (hybrid hosts)")
       ->check(CLI::IsMember({"auto", "v1", "v2"}));
   run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();

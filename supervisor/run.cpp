@@ -9,14 +9,18 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstring>
 #include <functional>
 
 #include "core/log.hpp"
+#include "supervisor/control_server.hpp"
 #include "supervisor/launch/launcher.hpp"
 #include "supervisor/proxy/egress_service.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/process.hpp"
+#include "sys/unix_socket.hpp"
 
 namespace openshell::supervisor {
 namespace {
@@ -25,6 +29,8 @@ namespace {
 constexpr uint64_t kDefaultPidsMax = 4096;
 // The proxy's connection limit (512) times its descriptors per connection (6), with room.
 constexpr uint64_t kOpenFileLimit = 8192;
+// A shutdown over the control socket: how long the agent has after SIGTERM.
+constexpr std::chrono::seconds kShutdownGrace{10};
 
 sys::CgroupLimits limits_for(const policy::Resources& r, const sys::CgroupLayout& layout) {
   sys::CgroupLimits limits;
@@ -89,6 +95,14 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                                     ocsf::StatusId::kFailure, error.message(), fields));
     return error;
   };
+
+  // The control socket first: a daemon that cannot reach the sandbox must not start it.
+  UniqueFd control_listener;
+  if (!options.control_socket.empty()) {
+    auto listener = sys::listen_seqpacket(options.control_socket, 0600);
+    if (!listener) return failed("control", listener.error());
+    control_listener = std::move(*listener);
+  }
 
   // Order: cgroup and reaper first (the reaper is forked while we are single-threaded), then
   // the network namespace's thread, whose work overlaps with the plan and the launch.
@@ -181,34 +195,73 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
        std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener),
        std::move(listeners.refused_log)},
       *network);
-  // SIGHUP re-reads the policy file: validate, then swap; a broken file changes nothing.
-  auto reload = [&] {
-    auto parsed = policy::parse_policy_file(options.policy_file);
+  // A new policy from SIGHUP (the file again) or the control socket: validate, then swap; a
+  // broken one changes nothing. Only network_policies change in a running sandbox; the rest was
+  // fixed at creation.
+  auto apply = [&](const policy::ParseResult& parsed, const std::string& source) {
+    control::Reply reply;
     if (!parsed.ok()) {
       nlohmann::json diagnostics = nlohmann::json::array();
       for (const auto& d : parsed.diagnostics) {
-        log::error("supervisor", "policy reload rejected: " + d.to_string());
+        log::error("supervisor", "policy update rejected: " + d.to_string());
         diagnostics.push_back(d.to_string());
+        reply.details.push_back(d.to_string());
       }
-      events.emit(ocsf::config_change(
-          options.name, "Rejected", ocsf::Severity::kMedium, ocsf::StatusId::kFailure,
-          "policy reload rejected; the previous policy stays in force",
-          {{"policy", {{"source", options.policy_file}}}, {"diagnostics", diagnostics}}));
-      return;
+      reply.error = "policy rejected; the previous policy stays in force";
+      events.emit(ocsf::config_change(options.name, "Rejected", ocsf::Severity::kMedium,
+                                      ocsf::StatusId::kFailure, reply.error,
+                                      {{"policy", {{"source", source}}}, {"diagnostics", diagnostics}}));
+      return reply;
     }
-    // Only network_policies change in a running sandbox; the rest was fixed at creation.
     policy::Policy next = policy;
     next.network_policies = parsed.policy->network_policies;
     egress.set_policy(proxy::prepare_policy(next));
-    log::info("supervisor", "policy reloaded from " + options.policy_file);
+    log::info("supervisor", "network_policies updated from " + source);
     events.emit(ocsf::config_change(
         options.name, "Reloaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
-        "network_policies reloaded from " + options.policy_file,
-        {{"policy",
-          {{"source", options.policy_file}, {"network_rules", next.network_policies.size()}}}}));
+        "network_policies reloaded from " + source,
+        {{"policy", {{"source", source}, {"network_rules", next.network_policies.size()}}}}));
+    reply.ok = true;
+    reply.data = {{"network_rules", next.network_policies.size()}};
+    return reply;
   };
-  if (!options.policy_file.empty()) forwarder.on_hangup = reload;
+  if (!options.policy_file.empty())
+    forwarder.on_hangup = [&] {
+      (void)apply(policy::parse_policy_file(options.policy_file), options.policy_file);
+    };
+
+  std::unique_ptr<ControlServer> control_server;
+  boost::asio::steady_timer shutdown_grace(io);
+  if (control_listener) {
+    const auto started = std::chrono::system_clock::now();
+    ControlHandlers handlers;
+    handlers.status = [&, started] {
+      return nlohmann::json{
+          {"name", options.name},
+          {"supervisor_pid", ::getpid()},
+          {"agent_pid", launched->agent_pid},
+          {"started_unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  started.time_since_epoch())
+                                  .count()},
+          {"network_rules", egress.policy()->network_policies.size()}};
+    };
+    handlers.update_policy = [&](const std::string& text) {
+      return apply(policy::parse_policy_string(text, "control socket"), "control socket");
+    };
+    // As a service manager stops things: SIGTERM (init passes it to the agent), then SIGKILL.
+    handlers.shutdown = [&] {
+      (void)launched->init.signal(SIGTERM);
+      shutdown_grace.expires_after(kShutdownGrace);
+      shutdown_grace.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) (void)launched->init.signal(SIGKILL);
+      });
+    };
+    control_server = std::make_unique<ControlServer>(io, std::move(control_listener),
+                                                     options.control_socket, std::move(handlers));
+    control_server->start();
+  }
   io.run();
+  control_server.reset();
   auto init_status = launched->init.wait();
   int agent_status = 0;
   ssize_t n = ::read(launched->status_read.get(), &agent_status, sizeof agent_status);

@@ -52,6 +52,7 @@ struct RunOptions {
   std::optional<sys::CgroupVersion> cgroup_version;  // nullopt: the host's primary hierarchy
   std::string policy_file;  // re-read on SIGHUP; empty when the built-in default is used
   std::map<std::string, std::vector<IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
+  std::string control_socket;  // --control PATH: the daemon's way in (control_server.hpp)
 };
 
 struct LaunchPlan {

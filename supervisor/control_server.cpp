@@ -1,0 +1,152 @@
+#include <utility>  // before Asio (see proxy/server.cpp)
+
+#include "supervisor/control_server.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+
+#include "core/log.hpp"
+#include "sys/unix_socket.hpp"
+
+namespace openshell::supervisor {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr std::string_view kComponent = "control";
+}  // namespace
+
+struct ControlServer::Listener {
+  explicit Listener(asio::io_context& io, int fd) : socket(io, fd) {}
+  asio::posix::stream_descriptor socket;
+};
+
+struct ControlServer::Client {
+  Client(asio::io_context& io, int fd) : socket(io, fd) {}
+  asio::posix::stream_descriptor socket;
+  bool closed = false;
+};
+
+ControlServer::ControlServer(asio::io_context& io, UniqueFd listener, std::string path,
+                             ControlHandlers handlers)
+    : io_(io),
+      listener_(std::make_unique<Listener>(io, listener.release())),
+      path_(std::move(path)),
+      handlers_(std::move(handlers)) {}
+
+ControlServer::~ControlServer() {
+  for (const auto& c : clients_) {
+    error_code ec;
+    c->socket.close(ec);
+  }
+  error_code ec;
+  listener_->socket.close(ec);
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+void ControlServer::start() {
+  listener_->socket.async_wait(asio::posix::stream_descriptor::wait_read,
+                               [this](const error_code& ec) {
+                                 if (ec) return;  // closed: the supervisor is going
+                                 accept_ready();
+                                 start();
+                               });
+}
+
+void ControlServer::accept_ready() {
+  while (clients_.size() < kMaxClients) {
+    const int fd = ::accept4(listener_->socket.native_handle(), nullptr, nullptr,
+                             SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;  // EAGAIN: nothing more waiting; anything else: try on the next wake-up
+    UniqueFd owned(fd);
+    auto creds = sys::peer_credentials(fd);
+    if (!creds || creds->uid != 0) {
+      control::Reply refused;
+      refused.error = "permission denied: the control socket is for root only";
+      const std::string frame = control::encode_reply(refused);
+      (void)sys::send_message(fd, frame.data(), frame.size(), {});
+      log::warn(kComponent, "refused a control connection from uid " +
+                                (creds ? std::to_string(creds->uid) : std::string("?")));
+      continue;
+    }
+    auto client = std::make_shared<Client>(io_, owned.release());
+    clients_.insert(client);
+    serve(client);
+  }
+}
+
+void ControlServer::serve(const std::shared_ptr<Client>& client) {
+  client->socket.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this, client](const error_code& ec) {
+                              if (ec || client->closed) {
+                                drop(client);
+                                return;
+                              }
+                              answer(client);
+                            });
+}
+
+void ControlServer::answer(const std::shared_ptr<Client>& client) {
+  const int fd = client->socket.native_handle();
+  auto message = sys::receive_message(fd, control::kMaxFrame, control::kMaxFds);
+  if (message.ok() && !message->has_value()) {  // the peer closed
+    drop(client);
+    return;
+  }
+  if (!message.ok() && message.error().code == std::errc::resource_unavailable_try_again) {
+    serve(client);
+    return;
+  }
+  control::Reply reply;
+  bool keep = true;
+  bool shut_down = false;
+  auto request = message.ok() ? control::parse_request((*message)->frame)
+                              : Result<control::Request>(message.error());
+  if (!request) {
+    reply.error = "bad request: " + request.error().message();
+    keep = false;
+  } else {
+    switch (request->op) {
+      case control::Op::kStatus:
+        reply.ok = true;
+        reply.data = handlers_.status();
+        break;
+      case control::Op::kPolicyUpdate:
+        reply = handlers_.update_policy(request->policy_toml);
+        break;
+      case control::Op::kShutdown:
+        reply.ok = true;
+        shut_down = true;
+        break;
+      case control::Op::kExec:
+        // The descriptors that came with it close with `message`.
+        reply.error = "exec is not supported by this supervisor yet";
+        break;
+    }
+  }
+  const std::string frame = control::encode_reply(reply);
+  if (sys::send_message(fd, frame.data(), frame.size(), {}) != 0) keep = false;
+  if (shut_down) asio::post(io_, [this] { handlers_.shutdown(); });
+  if (keep) {
+    serve(client);
+  } else {
+    drop(client);
+  }
+}
+
+void ControlServer::drop(const std::shared_ptr<Client>& client) {
+  if (!client->closed) {
+    client->closed = true;
+    error_code ec;
+    client->socket.close(ec);
+  }
+  clients_.erase(client);
+  // A slot is free: clients waiting in the backlog can be taken now.
+  accept_ready();
+}
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,54 @@
+// The supervisor's control socket (DESIGN.md §1): how openshelld reaches a running sandbox —
+// status, policy updates, shutdown — with the frames of core/control on a unix SOCK_SEQPACKET
+// socket. Root only: the socket file is 0600 and every peer's SO_PEERCRED uid must be 0. A frame
+// that does not parse gets an error reply and costs its sender the connection; the server and
+// every other connection go on.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "core/control.hpp"
+#include "core/unique_fd.hpp"
+
+namespace openshell::supervisor {
+
+struct ControlHandlers {
+  std::function<nlohmann::json()> status;
+  std::function<control::Reply(const std::string& policy_toml)> update_policy;
+  std::function<void()> shutdown;  // after the reply went out
+};
+
+class ControlServer {
+ public:
+  static constexpr size_t kMaxClients = 8;  // more wait in the backlog
+
+  // listener: from sys::listen_seqpacket; `path` is unlinked when the server goes.
+  ControlServer(boost::asio::io_context& io, UniqueFd listener, std::string path,
+                ControlHandlers handlers);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  void start();
+
+ private:
+  struct Client;
+  void accept_ready();
+  void serve(const std::shared_ptr<Client>& client);
+  void answer(const std::shared_ptr<Client>& client);
+  void drop(const std::shared_ptr<Client>& client);
+
+  boost::asio::io_context& io_;
+  struct Listener;
+  std::unique_ptr<Listener> listener_;
+  std::string path_;
+  ControlHandlers handlers_;
+  std::set<std::shared_ptr<Client>> clients_;
+};
+
+}  // namespace openshell::supervisor

@@ -1,0 +1,199 @@
+// The supervisor's control socket (issue 4 item 3): status, policy updates, shutdown, and what
+// garbage and strangers get. The upstream is a namespace the test makes (tests/support/upstream).
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "core/control.hpp"
+#include "sys/unix_socket.hpp"
+#include "tests/support/events.hpp"
+#include "tests/support/harness.hpp"
+#include "tests/support/upstream.hpp"
+
+using namespace openshell;
+using namespace openshell::testing;
+
+namespace {
+
+std::string endpoint_policy(const std::string& host, const std::string& port) {
+  std::string p = test_policy();
+  p += "[network_policies.upstream]\n[[network_policies.upstream.endpoints]]\nhost = \"" + host +
+       "\"\nports = [" + port + "]\n";
+  return p;
+}
+
+// One request on a fresh connection; the reply, or the error that stood in its way.
+Result<control::Reply> ask(const std::string& socket, const std::string& frame) {
+  auto fd = sys::connect_seqpacket(socket);
+  if (!fd) return fd.error();
+  if (int err = sys::send_message(fd->get(), frame.data(), frame.size(), {}); err != 0)
+    return Error::from_errno("send", err);
+  auto message = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+  if (!message) return message.error();
+  if (!message->has_value()) return Error::invalid("closed without a reply");
+  return control::parse_reply((*message)->frame);
+}
+
+Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
+  auto frame = control::encode_request(request);
+  if (!frame) return frame.error();
+  return ask(socket, *frame);
+}
+
+}  // namespace
+
+TEST_CASE("control socket: status, policy updates that close tunnels, garbage, shutdown") {
+  UpstreamHost up;
+  up.start(8080, "echo");
+  TempDir dir;
+  const std::string socket = dir.path() + "/control.sock";
+  const std::string events_file = dir.path() + "/events.jsonl";
+  const std::string output = dir.path() + "/out.txt";
+  pid_t supervisor = spawn_process(
+      {supervisor_bin(), "run", "--policy-file",
+       dir.write("p.toml", endpoint_policy("upstream.test", "8080")), "--name",
+       unique_name("ctl"), "--events", events_file, "--control", socket, "--resolve",
+       "upstream.test=" + up.address(), "--", "/bin/sh", "-c",
+       helper("connect_tunnel") + " 10.200.0.1 3128 upstream.test:8080 60; exec /bin/sleep 60"},
+      output);
+  REQUIRE(eventually([&] { return read_text(output).find("tunnel 200") != std::string::npos; }));
+  struct stat st {};
+  REQUIRE(::stat(socket.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+
+  // Status names the sandbox and its agent.
+  control::Request status;
+  status.op = control::Op::kStatus;
+  auto s = ask(socket, status);
+  REQUIRE(s.ok());
+  REQUIRE(s->ok);
+  CHECK(s->data["supervisor_pid"] == supervisor);
+  CHECK(s->data["agent_pid"].get<int>() > 0);
+  CHECK(s->data["network_rules"] == 1);
+
+  // Garbage and wrong requests: an error reply each; the server goes on.
+  for (const std::string& frame :
+       {std::string("not json"), std::string(R"({"op":"reboot"})"),
+        std::string(R"({"op":"exec","argv":"sh"})"), std::string(R"({"op":"status","x":1})")}) {
+    auto r = ask(socket, frame);
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->ok);
+    CHECK(r->error.find("bad request") != std::string::npos);
+  }
+  // A frame larger than the protocol allows, and one with too many descriptors.
+  {
+    auto fd = sys::connect_seqpacket(socket);
+    REQUIRE(fd.ok());
+    const std::string big(control::kMaxFrame + 10, 'x');
+    REQUIRE(sys::send_message(fd->get(), big.data(), big.size(), {}) == 0);
+    auto reply = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+    REQUIRE(reply.ok());
+    REQUIRE(reply->has_value());
+    CHECK_FALSE(control::parse_reply((*reply)->frame)->ok);
+    // ... and then the connection is closed.
+    auto after = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+    REQUIRE(after.ok());
+    CHECK_FALSE(after->has_value());
+  }
+  {
+    auto fd = sys::connect_seqpacket(socket);
+    REQUIRE(fd.ok());
+    const int many[4] = {0, 1, 2, 0};
+    const std::string frame = R"({"op":"status"})";
+    REQUIRE(sys::send_message(fd->get(), frame.data(), frame.size(), many) == 0);
+    auto reply = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+    REQUIRE(reply.ok());
+    REQUIRE(reply->has_value());
+    CHECK_FALSE(control::parse_reply((*reply)->frame)->ok);
+  }
+  // exec is not there yet, and says so.
+  control::Request exec;
+  exec.op = control::Op::kExec;
+  exec.exec.argv = {"/bin/true"};
+  auto e = ask(socket, exec);
+  REQUIRE(e.ok());
+  CHECK_FALSE(e->ok);
+
+  // A non-root caller is refused.
+  {
+    int sp[2];
+    REQUIRE(::pipe(sp) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      ::close(sp[0]);
+      if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) _exit(3);
+      // The socket file is 0600 root: connecting is refused by the file system already.
+      auto fd = sys::connect_seqpacket(socket);
+      _exit(fd.ok() ? 1 : 0);
+    }
+    ::close(sp[1]);
+    ::close(sp[0]);
+    int wstatus = 0;
+    REQUIRE(::waitpid(child, &wstatus, 0) == child);
+    CHECK(WEXITSTATUS(wstatus) == 0);
+  }
+
+  // A broken policy: rejected with file:line:col, nothing changes, the tunnel stays.
+  control::Request broken;
+  broken.op = control::Op::kPolicyUpdate;
+  broken.policy_toml = "version = 1\n[network_policies.x\n";
+  auto b = ask(socket, broken);
+  REQUIRE(b.ok());
+  CHECK_FALSE(b->ok);
+  REQUIRE_FALSE(b->details.empty());
+  CHECK(b->details.front().find("control socket:2:") != std::string::npos);
+  CHECK(read_text(output).find("tunnel closed") == std::string::npos);
+
+  // A policy without the endpoint: applied, and the open tunnel is closed.
+  control::Request without;
+  without.op = control::Op::kPolicyUpdate;
+  without.policy_toml = test_policy();
+  auto w = ask(socket, without);
+  REQUIRE(w.ok());
+  CHECK(w->ok);
+  CHECK(w->data["network_rules"] == 0);
+  CHECK(eventually([&] { return read_text(output).find("tunnel closed") != std::string::npos; }));
+
+  // Shutdown: the agent gets SIGTERM, the supervisor exits with its status, the socket goes.
+  control::Request shutdown;
+  shutdown.op = control::Op::kShutdown;
+  auto d = ask(socket, shutdown);
+  REQUIRE(d.ok());
+  CHECK(d->ok);
+  int wstatus = 0;
+  REQUIRE(::waitpid(supervisor, &wstatus, 0) == supervisor);
+  CHECK(WIFEXITED(wstatus));
+  CHECK(WEXITSTATUS(wstatus) == 128 + SIGTERM);
+  CHECK_FALSE(path_exists(socket));
+  auto events = read_events(events_file);
+  CHECK(find_event(events, 5019, "Rejected") != nullptr);
+}
+
+TEST_CASE("control socket: a path held by a live supervisor is refused; a stale one is reused") {
+  TempDir dir;
+  const std::string socket = dir.path() + "/control.sock";
+  const std::string output = dir.path() + "/out.txt";
+  const std::string policy = dir.write("p.toml", test_policy());
+  pid_t first = spawn_process({supervisor_bin(), "run", "--policy-file", policy, "--control",
+                               socket, "--", "/bin/sleep", "30"},
+                              output);
+  REQUIRE(eventually([&] { return path_exists(socket); }));
+  auto second = run_process(
+      {supervisor_bin(), "run", "--policy-file", policy, "--control", socket, "--", "/bin/true"});
+  CHECK(second.exit_code == 125);
+  CHECK(second.err.find("in use") != std::string::npos);
+  // SIGKILL leaves the socket file behind; the next supervisor takes the path over.
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  int wstatus = 0;
+  REQUIRE(::waitpid(first, &wstatus, 0) == first);
+  REQUIRE(path_exists(socket));
+  auto third = run_process(
+      {supervisor_bin(), "run", "--policy-file", policy, "--control", socket, "--", "/bin/true"});
+  CHECK(third.exit_code == 0);
+  CHECK_FALSE(path_exists(socket));
+}
