@@ -28,6 +28,8 @@ enum class Op {
   kPolicyUpdate,  // policy_toml: a whole policy; its network_policies replace the running ones
   kShutdown,      // stop the agent (SIGTERM, then SIGKILL after the grace period) and exit
   kExec,          // run a command in the sandbox with the frame's descriptors as its stdio
+                  // (stdin, stdout, stderr, or one tty); replies come as it goes:
+                  // {event: started, pid}, then {event: exited, exit_code, signal}, or an error
 };
 
 struct ExecRequest {

@@ -122,10 +122,18 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
         reply.ok = true;
         shut_down = true;
         break;
-      case control::Op::kExec:
-        // The descriptors that came with it close with `message`.
-        reply.error = "exec is not supported by this supervisor yet";
-        break;
+      case control::Op::kExec: {
+        std::weak_ptr<Client> weak = client;
+        ReplySink sink = [weak](const control::Reply& r) {
+          auto c = weak.lock();
+          if (!c || c->closed) return;
+          const std::string frame = control::encode_reply(r);
+          (void)sys::send_message(c->socket.native_handle(), frame.data(), frame.size(), {});
+        };
+        handlers_.exec(request->exec, std::move((*message)->fds), std::move(sink));
+        serve(client);  // the replies come from the exec, as it goes
+        return;
+      }
     }
   }
   const std::string frame = control::encode_reply(reply);

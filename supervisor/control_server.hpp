@@ -11,16 +11,24 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/control.hpp"
 #include "core/unique_fd.hpp"
 
 namespace openshell::supervisor {
 
+// Sends one reply frame to the client that asked, if it is still connected.
+using ReplySink = std::function<void(const control::Reply&)>;
+
 struct ControlHandlers {
   std::function<nlohmann::json()> status;
   std::function<control::Reply(const std::string& policy_toml)> update_policy;
   std::function<void()> shutdown;  // after the reply went out
+  // Replies through `reply`, later: {event: started, pid}, then {event: exited, ...} or an
+  // error. The request's descriptors are the command's stdio.
+  std::function<void(const control::ExecRequest&, std::vector<UniqueFd> stdio, ReplySink reply)>
+      exec;
 };
 
 class ControlServer {

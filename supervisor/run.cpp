@@ -16,6 +16,7 @@
 
 #include "core/log.hpp"
 #include "supervisor/control_server.hpp"
+#include "supervisor/exec_channel.hpp"
 #include "supervisor/launch/launcher.hpp"
 #include "supervisor/proxy/egress_service.hpp"
 #include "sys/cgroup.hpp"
@@ -230,6 +231,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       (void)apply(policy::parse_policy_file(options.policy_file), options.policy_file);
     };
 
+  ExecChannel exec_channel(io, std::move(launched->exec_channel));
   std::unique_ptr<ControlServer> control_server;
   boost::asio::steady_timer shutdown_grace(io);
   if (control_listener) {
@@ -255,6 +257,39 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       shutdown_grace.async_wait([&](const boost::system::error_code& ec) {
         if (!ec) (void)launched->init.signal(SIGKILL);
       });
+    };
+    handlers.exec = [&](const control::ExecRequest& request, std::vector<UniqueFd> stdio,
+                        ReplySink reply) {
+      std::vector<int> fds;
+      for (const auto& fd : stdio) fds.push_back(fd.get());
+      auto handed = exec_channel.start(
+          request, fds,
+          {[reply](int pid) {
+             control::Reply r;
+             r.ok = true;
+             r.data = {{"event", "started"}, {"pid", pid}};
+             reply(r);
+           },
+           [reply](int status) {
+             control::Reply r;
+             r.ok = true;
+             r.data = {{"event", "exited"},
+                       {"exit_code", sys::exit_code_of(status)},
+                       {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0}};
+             reply(r);
+           },
+           [reply, command = request.argv.front()](int err) {
+             control::Reply r;
+             r.error = err == ECHILD ? "the sandbox ended"
+                                     : "cannot run " + command + ": " + std::strerror(err);
+             reply(r);
+           }});
+      // Our copies close here; init holds its own now.
+      if (!handed) {
+        control::Reply r;
+        r.error = handed.error().message();
+        reply(r);
+      }
     };
     control_server = std::make_unique<ControlServer>(io, std::move(control_listener),
                                                      options.control_socket, std::move(handlers));

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <span>
 
+#include "supervisor/launch/exec_wire.hpp"
 #include "supervisor/launch/stage.hpp"
 #include "sys/mount.hpp"
 #include "sys/process.hpp"
@@ -37,10 +40,18 @@ constexpr int kSetupFailedExit = 125;
 constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
 volatile sig_atomic_t g_agent_pid = 0;
+volatile sig_atomic_t g_child_exited_fd = -1;  // init's self-pipe: a byte per SIGCHLD
 
 void forward_signal(int sig) {
   const pid_t pid = g_agent_pid;
   if (pid > 0) ::kill(pid, sig);
+}
+
+void note_child_exit(int) {
+  const int saved = errno;
+  const int fd = g_child_exited_fd;
+  if (fd >= 0) (void)!::write(fd, "c", 1);
+  errno = saved;
 }
 
 [[noreturn]] void fail(int error_fd, Stage stage, int err, int detail = -1) {
@@ -261,10 +272,11 @@ void hand_over_connect_listener(const LaunchPlan& plan, int error_fd) {
   if (send_err != 0 && listener >= 0) fail(error_fd, Stage::kConnectListener, send_err);
 }
 
-int exec_agent(const LaunchPlan& plan) {
-  const char* cmd = plan.argv[0];
+// execve of argv[0], looked up in the plan's PATH when it has no slash. Returns the errno.
+int exec_command(const LaunchPlan& plan, char* const* argv, char* const* envp) {
+  const char* cmd = argv[0];
   if (std::strchr(cmd, '/') != nullptr) {
-    ::execve(cmd, plan.argv.data(), plan.envp.data());
+    ::execve(cmd, argv, envp);
     return errno;
   }
   int result = ENOENT;
@@ -273,13 +285,172 @@ int exec_agent(const LaunchPlan& plan) {
     if (std::snprintf(path, sizeof path, "%s/%s", dir.c_str(), cmd) >=
         static_cast<int>(sizeof path))
       continue;
-    ::execve(path, plan.argv.data(), plan.envp.data());
+    ::execve(path, argv, envp);
     if (errno == EACCES)
       result = EACCES;  // found but not executable: say so, keep looking
     else if (errno != ENOENT && errno != ENOTDIR)
       return errno;
   }
   return result;
+}
+
+// What init's children (the agent, an exec'd command) start from: default signal actions and
+// the signal mask init had before it blocked everything around the fork.
+void reset_signals_in_child(const sigset_t& mask) {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
+  ::sigaction(SIGCHLD, &sa, nullptr);
+  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+}
+
+void send_exec_event(int fd, ExecEventKind kind, uint32_t id, pid_t pid, int value) {
+  if (fd < 0) return;
+  const ExecEvent event{kind, id, pid, value};
+  (void)!::send(fd, &event, sizeof event, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+constexpr size_t kMaxExecs = 64;     // commands running at once through exec
+constexpr size_t kMaxEnv = 4096;     // the plan's environment plus an exec's additions
+
+struct RunningExec {
+  pid_t pid = 0;
+  uint32_t id = 0;
+};
+
+// One exec request from the supervisor: fork the command with the descriptors that came with
+// it as its stdio. Everything static: init allocates nothing.
+void start_exec(const LaunchPlan& plan, int exec_fd, RunningExec* running,
+                const sigset_t& mask) {
+  static char request[kExecRequestMax];
+  static char* argv[kExecMaxArgs + 1];
+  static char* extra[kExecMaxArgs + 1];
+  static char* envp[kMaxEnv + 1];
+  iovec iov{request, sizeof request};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(exec_fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n <= 0) return;
+  int fds[3] = {-1, -1, -1};
+  int nfds = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const int count = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < count; ++i) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c) + static_cast<size_t>(i) * sizeof(int), sizeof fd);
+      if (nfds < 3) {
+        fds[nfds++] = fd;
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+  auto close_fds = [&] {
+    for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+  };
+  ExecHeader header;
+  const char* cwd = nullptr;
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || (nfds != 1 && nfds != 3) ||
+      !parse_exec_request_in_child(request, static_cast<size_t>(n), &header, argv, extra, &cwd)) {
+    std::memcpy(&header, request, static_cast<size_t>(n) < sizeof header ? 0 : sizeof header);
+    send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, -1, EINVAL);
+    close_fds();
+    return;
+  }
+  size_t slot = kMaxExecs;
+  for (size_t i = 0; i < kMaxExecs; ++i)
+    if (running[i].pid == 0) {
+      slot = i;
+      break;
+    }
+  // The sandbox's environment, each entry replaced by an exec's own setting of the same key.
+  size_t envc = 0;
+  for (char* const* e = plan.envp.data(); *e != nullptr && envc < kMaxEnv; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    const size_t key = eq == nullptr ? std::strlen(*e) : static_cast<size_t>(eq - *e) + 1;
+    bool overridden = false;
+    for (uint32_t i = 0; i < header.envc && !overridden; ++i)
+      overridden = std::strncmp(extra[i], *e, key) == 0;
+    if (!overridden) envp[envc++] = *e;
+  }
+  for (uint32_t i = 0; i < header.envc && envc < kMaxEnv; ++i) envp[envc++] = extra[i];
+  envp[envc] = nullptr;
+  if (slot == kMaxExecs) {
+    send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, -1, EAGAIN);
+    close_fds();
+    return;
+  }
+  const pid_t pid = ::_Fork();
+  if (pid == 0) {
+    reset_signals_in_child(mask);
+    // A session of its own; with a tty, that tty is its controlling terminal.
+    ::setsid();
+    if ((header.flags & kExecFlagTty) != 0) (void)::ioctl(fds[0], TIOCSCTTY, 0);
+    const int in = fds[0], out = nfds == 3 ? fds[1] : fds[0], err = nfds == 3 ? fds[2] : fds[0];
+    if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) {
+      send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, ::getpid(), errno);
+      ::_exit(126);
+    }
+    ::umask(022);
+    if (::chdir(cwd[0] != '\0' ? cwd : plan.cwd.c_str()) != 0) {
+      send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, ::getpid(), errno);
+      ::_exit(126);
+    }
+    const int error = exec_command(plan, argv, envp);
+    send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, ::getpid(), error);
+    ::_exit(error == ENOENT ? 127 : 126);
+  }
+  close_fds();
+  if (pid < 0) {
+    send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, -1, errno);
+    return;
+  }
+  running[slot] = RunningExec{pid, header.id};
+  send_exec_event(exec_fd, ExecEventKind::kStarted, header.id, pid, 0);
+}
+
+// Init's life after the agent started: reap every child; report the agent's status and exit
+// when it ends (taking the sandbox with it); run exec requests and report how they end.
+[[noreturn]] void serve_as_init(const LaunchPlan& plan, const ChildChannels& ch, pid_t agent,
+                                int child_exited, const sigset_t& mask) {
+  static RunningExec running[kMaxExecs];
+  int exec_fd = ch.exec;
+  for (;;) {
+    pollfd fds[2] = {{child_exited, POLLIN, 0}, {exec_fd, POLLIN, 0}};
+    if (::poll(fds, exec_fd >= 0 ? 2 : 1, -1) < 0) continue;  // EINTR: a signal came
+    if (fds[0].revents != 0) {
+      char drain[64];
+      while (::read(child_exited, drain, sizeof drain) > 0) {
+      }
+    }
+    // Reaped on every wake-up, not only for the pipe: a SIGCHLD may have come meanwhile.
+    for (;;) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      if (pid == agent) {
+        (void)!::write(ch.status_write, &status, sizeof status);
+        ::_exit(0);
+      }
+      for (auto& r : running)
+        if (r.pid == pid) {
+          send_exec_event(exec_fd, ExecEventKind::kExited, r.id, pid, status);
+          r = RunningExec{};
+        }
+    }
+    if (exec_fd < 0) continue;
+    if ((fds[1].revents & POLLIN) != 0) {
+      start_exec(plan, exec_fd, running, mask);
+    } else if ((fds[1].revents & (POLLHUP | POLLERR)) != 0) {
+      exec_fd = -1;  // the supervisor closed its end: no more execs
+    }
+  }
 }
 
 }  // namespace
@@ -305,9 +476,9 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   if (!read_byte(ch.sync_read)) fail(error_fd, Stage::kParentGone, EPIPE);
   if (::unshare(CLONE_NEWCGROUP) != 0) fail(error_fd, Stage::kCgroupNamespace, errno);
 
-  int keep[] = {ch.sync_read, ch.notify_write, ch.error_write, ch.status_write};
-  sort_small(keep, 4);
-  if (int err = close_all_but(keep, 4); err != 0) fail(error_fd, Stage::kCloseFds, err);
+  int keep[] = {ch.sync_read, ch.notify_write, ch.error_write, ch.status_write, ch.exec};
+  sort_small(keep, 5);
+  if (int err = close_all_but(keep, 5); err != 0) fail(error_fd, Stage::kCloseFds, err);
 
   // No controlling terminal: nothing in here can push input into the caller's terminal.
   if (::setsid() < 0) fail(error_fd, Stage::kSetsid, errno);
@@ -349,38 +520,32 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   sa.sa_flags = SA_RESTART;
   sigfillset(&sa.sa_mask);
   for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
+  // SIGCHLD wakes init's loop (serve_as_init) through a self-pipe.
+  int child_exited[2];
+  if (::pipe2(child_exited, O_CLOEXEC | O_NONBLOCK) != 0) fail(error_fd, Stage::kFork, errno);
+  g_child_exited_fd = child_exited[1];
+  sa.sa_handler = note_child_exit;
+  ::sigaction(SIGCHLD, &sa, nullptr);
 
   // _Fork, not fork: fork runs glibc's atfork handlers, which take malloc's arena locks, and
   // another thread of the supervisor may have held one at the moment we were cloned.
   const pid_t agent = ::_Fork();
   if (agent < 0) fail(error_fd, Stage::kFork, errno);
   if (agent == 0) {
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int sig : kForwardedSignals) ::sigaction(sig, &sa, nullptr);
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    reset_signals_in_child(old);
     ::umask(022);
     if (::chdir(plan.cwd.c_str()) != 0) fail(error_fd, Stage::kChdir, errno);
     // The kernel attaches our pid to this message, translated into the supervisor's pid
     // namespace: that is how the supervisor learns the agent's host pid, even if it exits at once.
     const StageRecord hello{Stage::kAboutToExec, 0, -1};
     (void)!::write(error_fd, &hello, sizeof hello);
-    fail(error_fd, Stage::kExec, exec_agent(plan));
+    fail(error_fd, Stage::kExec, exec_command(plan, plan.argv.data(), plan.envp.data()));
   }
   g_agent_pid = agent;
   ::close(error_fd);  // EOF for the parent once the agent's copy closes on exec
   ::close(ch.notify_write);
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
-
-  for (;;) {
-    int status = 0;
-    pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid == agent) {
-      (void)!::write(ch.status_write, &status, sizeof status);
-      ::_exit(0);
-    }
-    if (pid < 0 && errno == ECHILD) ::_exit(0);
-  }
+  serve_as_init(plan, ch, agent, child_exited[0], old);
 }
 
 }  // namespace openshell::supervisor

@@ -14,6 +14,7 @@ struct ChildChannels {
                           // StageRecord on failure or EOF once the agent has exec'd
   int status_write = -1;  // init -> parent: the agent's raw wait status when it exits
   int netns = -1;         // the sandbox's network namespace, joined first thing
+  int exec = -1;          // SEQPACKET, both ways: exec requests in, ExecEvents out (exec_wire)
 };
 
 // Builds the root, drops privileges, forks the agent and then stays as its init: reaps,

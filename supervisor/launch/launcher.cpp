@@ -102,6 +102,10 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
     return Error::from_errno("SO_PASSCRED");
   auto status = sys::make_pipe();
   if (!sync || !notify || !status) return Error::from_errno("creating launch pipes");
+  int exec_pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, exec_pair) != 0)
+    return Error::from_errno("creating the exec socket");
+  UniqueFd exec_ours(exec_pair[0]), exec_init(exec_pair[1]);
 
   const int cgroup_fd = cgroup.version() == sys::CgroupVersion::kV2 ? cgroup.dir_fd() : -1;
   auto netns = network.netns_fd();
@@ -110,7 +114,7 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   if (!cloned) return cloned.error().wrap("creating the sandbox's namespaces");
   if (cloned->pid == 0) {
     ChildChannels channels{(*sync)[0].get(), (*notify)[1].get(), report[1].get(),
-                           (*status)[1].get(), *netns};
+                           (*status)[1].get(), *netns, exec_init.get()};
     run_sandbox_init_in_child(plan, channels);
   }
 
@@ -121,6 +125,8 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   report[1].reset();
   (*status)[1].reset();
   out.status_read = std::move((*status)[0]);
+  exec_init.reset();
+  out.exec_channel = std::move(exec_ours);
   const int error_fd = report[0].get();
 
   pid_t sender = -1;

@@ -23,6 +23,8 @@ struct LaunchedSandbox {
   // the filter, and connect_listener_error then says why.
   UniqueFd connect_listener;
   int connect_listener_error = 0;
+  // Init's exec channel (exec_wire.hpp): requests to run a command in the sandbox go here.
+  UniqueFd exec_channel;
 };
 
 // On failure the Error names the stage and errno, and *failure holds the child's report

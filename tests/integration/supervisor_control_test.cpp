@@ -1,5 +1,6 @@
 // The supervisor's control socket (issue 4 item 3): status, policy updates, shutdown, and what
 // garbage and strangers get. The upstream is a namespace the test makes (tests/support/upstream).
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -110,7 +111,7 @@ TEST_CASE("control socket: status, policy updates that close tunnels, garbage, s
     REQUIRE(reply->has_value());
     CHECK_FALSE(control::parse_reply((*reply)->frame)->ok);
   }
-  // exec is not there yet, and says so.
+  // exec without descriptors for its stdio is refused.
   control::Request exec;
   exec.op = control::Op::kExec;
   exec.exec.argv = {"/bin/true"};
@@ -196,4 +197,108 @@ TEST_CASE("control socket: a path held by a live supervisor is refused; a stale 
       {supervisor_bin(), "run", "--policy-file", policy, "--control", socket, "--", "/bin/true"});
   CHECK(third.exit_code == 0);
   CHECK_FALSE(path_exists(socket));
+}
+
+namespace {
+
+struct ExecResult {
+  std::vector<control::Reply> replies;  // as they came: started, then exited (or an error)
+  std::string output;                   // stdout and stderr together
+};
+
+ExecResult exec_in(const std::string& socket, std::vector<std::string> argv,
+                   std::vector<std::string> env = {}, std::string cwd = "", int nfds = 3) {
+  ExecResult result;
+  control::Request request;
+  request.op = control::Op::kExec;
+  request.exec.argv = std::move(argv);
+  request.exec.env = std::move(env);
+  request.exec.cwd = std::move(cwd);
+  auto frame = control::encode_request(request);
+  REQUIRE(frame.ok());
+  auto fd = sys::connect_seqpacket(socket);
+  REQUIRE(fd.ok());
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  UniqueFd read_end(out[0]), write_end(out[1]);
+  UniqueFd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int stdio[3] = {null_in.get(), write_end.get(), write_end.get()};
+  REQUIRE(sys::send_message(fd->get(), frame->data(), frame->size(),
+                            std::span(stdio, static_cast<size_t>(nfds))) == 0);
+  write_end.reset();
+  null_in.reset();
+  for (;;) {
+    auto message = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+    REQUIRE(message.ok());
+    if (!message->has_value()) break;
+    auto reply = control::parse_reply((*message)->frame);
+    REQUIRE(reply.ok());
+    result.replies.push_back(*reply);
+    if (!reply->ok || reply->data.value("event", "") == "exited") break;
+  }
+  char buf[4096];
+  for (ssize_t n; (n = ::read(read_end.get(), buf, sizeof buf)) > 0;)
+    result.output.append(buf, static_cast<size_t>(n));
+  return result;
+}
+
+int exit_code(const ExecResult& r) {
+  REQUIRE_FALSE(r.replies.empty());
+  const auto& last = r.replies.back();
+  REQUIRE(last.ok);
+  return last.data["exit_code"].get<int>();
+}
+
+}  // namespace
+
+TEST_CASE("control socket: exec runs commands inside the sandbox, as the agent is") {
+  TempDir dir;
+  const std::string socket = dir.path() + "/control.sock";
+  const std::string output = dir.path() + "/out.txt";
+  pid_t supervisor = spawn_process({supervisor_bin(), "run", "--policy-file",
+                                    dir.write("p.toml", test_policy()), "--control", socket,
+                                    "--env", "FROM_RUN=1", "--", "/bin/sleep", "60"},
+                                   output);
+  REQUIRE(eventually([&] { return path_exists(socket); }));
+
+  auto hi = exec_in(socket, {"echo", "hi"});
+  REQUIRE(hi.replies.size() == 2);
+  CHECK(hi.replies[0].data["event"] == "started");
+  CHECK(hi.replies[0].data["pid"].get<int>() > 2);  // init is 1, the agent 2
+  CHECK(exit_code(hi) == 0);
+  CHECK(hi.output == "hi\n");
+
+  CHECK(exit_code(exec_in(socket, {"/bin/sh", "-c", "exit 7"})) == 7);
+
+  // The sandbox's environment, with the request's additions; the requested directory.
+  auto env = exec_in(socket, {"/bin/sh", "-c", "echo $FROM_RUN $EXTRA; pwd"}, {"EXTRA=two"},
+                     "/tmp");
+  CHECK(exit_code(env) == 0);
+  CHECK(env.output == "1 two\n/tmp\n");
+
+  // Confined like the agent: uid 1000, no capabilities, no_new_privs, seccomp filtering.
+  auto ids = exec_in(socket, {"/bin/sh", "-c",
+                              "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"});
+  CHECK(exit_code(ids) == 0);
+  CHECK(ids.output.find("1000\n") == 0);
+  CHECK(ids.output.find("CapEff:\t0000000000000000") != std::string::npos);
+  CHECK(ids.output.find("NoNewPrivs:\t1") != std::string::npos);
+  CHECK(ids.output.find("Seccomp:\t2") != std::string::npos);
+
+  // A command that does not exist, and a request without proper stdio: errors, not hangs.
+  auto missing = exec_in(socket, {"/no/such/command"});
+  REQUIRE_FALSE(missing.replies.empty());
+  CHECK_FALSE(missing.replies.back().ok);
+  CHECK(missing.replies.back().error.find("No such file") != std::string::npos);
+  auto two_fds = exec_in(socket, {"echo", "x"}, {}, "", 2);
+  REQUIRE_FALSE(two_fds.replies.empty());
+  CHECK_FALSE(two_fds.replies.back().ok);
+
+  // The sandbox still runs its agent; stop it.
+  control::Request shutdown;
+  shutdown.op = control::Op::kShutdown;
+  REQUIRE(ask(socket, shutdown).ok());
+  int wstatus = 0;
+  REQUIRE(::waitpid(supervisor, &wstatus, 0) == supervisor);
+  CHECK(WEXITSTATUS(wstatus) == 128 + SIGTERM);
 }
