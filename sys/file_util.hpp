@@ -1,6 +1,8 @@
 // Small, bounded file reads and writes for kernel interface files (/proc, /sys/fs/cgroup).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -12,5 +14,10 @@ namespace openshell::sys {
 Result<std::string> read_file(const std::string& path, size_t max_bytes = 64 * 1024);
 // One write(2) of the whole content, as kernel interface files expect.
 Status write_file(const std::string& path, std::string_view content);
+
+// Durable replacement of `path` (state files): the content goes to a temporary file in the same
+// directory, is fsynced, renamed over `path`, and the directory is fsynced. A crash leaves the
+// old content or the new one, never a mix; the temporary is removed on failure.
+Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode);
 
 }  // namespace openshell::sys

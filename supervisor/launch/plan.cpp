@@ -74,16 +74,6 @@ std::string group_content(uint32_t gid) {
 
 }  // namespace
 
-bool valid_sandbox_name(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
-    if (!ok) return false;
-  }
-  return true;
-}
-
 Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOptions& options,
                                      EventSink& events) {
   LaunchPlan plan;

@@ -13,6 +13,7 @@
 
 #include "core/cidr.hpp"
 #include "core/event_sink.hpp"
+#include "core/names.hpp"
 #include "core/policy.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
@@ -80,8 +81,5 @@ struct LaunchPlan {
 // are an error under hard_requirement.
 Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOptions& options,
                                      EventSink& events);
-
-// Sandbox names: [a-z0-9][a-z0-9-]{0,62}. They become cgroup and host names.
-bool valid_sandbox_name(std::string_view name);
 
 }  // namespace openshell::supervisor

@@ -1,0 +1,213 @@
+#include "openshelld/registry.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <memory>
+
+#include "core/names.hpp"
+#include "sys/file_util.hpp"
+
+namespace openshell::daemon {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxRecordBytes = 64 * 1024;
+constexpr size_t kMaxPolicyBytes = 1024 * 1024;
+constexpr int kRecordVersion = 1;
+
+Status make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return {};
+  return Error::from_errno("creating " + path);
+}
+
+struct DirCloser {
+  void operator()(DIR* d) const { ::closedir(d); }
+};
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  std::unique_ptr<DIR, DirCloser> dir(::opendir(path.c_str()));
+  if (!dir) return names;
+  while (const dirent* e = ::readdir(dir.get())) {
+    if (e->d_name[0] == '.') continue;
+    names.emplace_back(e->d_name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<Phase> phase_of(std::string_view text) {
+  for (Phase p : {Phase::kCreating, Phase::kRunning, Phase::kStopped, Phase::kFailed})
+    if (to_string(p) == text) return p;
+  return Error::invalid("unknown phase '" + std::string(text.substr(0, 32)) + "'");
+}
+
+}  // namespace
+
+std::string_view to_string(Phase phase) {
+  switch (phase) {
+    case Phase::kCreating:
+      return "creating";
+    case Phase::kRunning:
+      return "running";
+    case Phase::kStopped:
+      return "stopped";
+    case Phase::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+json to_json(const SandboxRecord& r) {
+  json j = {{"version", kRecordVersion},
+            {"name", r.name},
+            {"owner_uid", r.owner_uid},
+            {"policy", r.policy},
+            {"revision", r.revision},
+            {"command", r.command},
+            {"phase", to_string(r.phase)},
+            {"reason", r.reason},
+            {"created_unix_ms", r.created_unix_ms},
+            {"supervisor_pid", r.supervisor_pid},
+            {"unit", r.unit}};
+  j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
+  return j;
+}
+
+Result<SandboxRecord> record_from_json(const json& j) {
+  if (!j.is_object()) return Error::invalid("not a JSON object");
+  try {
+    if (j.at("version").get<int>() != kRecordVersion)
+      return Error::invalid("record version " + j.at("version").dump() + " is not " +
+                            std::to_string(kRecordVersion));
+    SandboxRecord r;
+    r.name = j.at("name").get<std::string>();
+    if (!valid_sandbox_name(r.name)) return Error::invalid("invalid sandbox name");
+    r.owner_uid = j.at("owner_uid").get<uid_t>();
+    r.policy = j.at("policy").get<std::string>();
+    if (!r.policy.empty() && !valid_policy_name(r.policy))
+      return Error::invalid("invalid policy name");
+    r.revision = j.at("revision").get<uint64_t>();
+    r.command = j.at("command").get<std::vector<std::string>>();
+    auto phase = phase_of(j.at("phase").get<std::string>());
+    if (!phase) return phase.error();
+    r.phase = *phase;
+    if (!j.at("exit_code").is_null()) r.exit_code = j.at("exit_code").get<int>();
+    r.reason = j.at("reason").get<std::string>();
+    r.created_unix_ms = j.at("created_unix_ms").get<int64_t>();
+    r.supervisor_pid = j.at("supervisor_pid").get<pid_t>();
+    r.unit = j.at("unit").get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    return Error::invalid(std::string("malformed record: ") + e.what());
+  }
+}
+
+Registry::Registry(std::string state_dir) : state_dir_(std::move(state_dir)) {}
+
+Status Registry::init() const {
+  for (const std::string& dir :
+       {state_dir_, state_dir_ + "/sandboxes", state_dir_ + "/revisions",
+        state_dir_ + "/workspaces"})
+    if (auto st = make_dir(dir); !st) return st;
+  return {};
+}
+
+std::string Registry::record_path(const std::string& name) const {
+  return state_dir_ + "/sandboxes/" + name + ".json";
+}
+
+std::string Registry::workspace(const std::string& name) const {
+  return state_dir_ + "/workspaces/" + name;
+}
+
+Registry::Loaded Registry::load_all() const {
+  Loaded out;
+  for (const auto& file : list_dir(state_dir_ + "/sandboxes")) {
+    if (file.size() <= 5 || file.compare(file.size() - 5, 5, ".json") != 0) continue;
+    const std::string path = state_dir_ + "/sandboxes/" + file;
+    auto text = sys::read_file(path, kMaxRecordBytes + 1);
+    if (!text) {
+      out.problems.push_back(path + ": " + text.error().message());
+      continue;
+    }
+    if (text->size() > kMaxRecordBytes) {
+      out.problems.push_back(path + ": larger than a record can be");
+      continue;
+    }
+    json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      out.problems.push_back(path + ": not valid JSON");
+      continue;
+    }
+    auto record = record_from_json(j);
+    if (!record) {
+      out.problems.push_back(path + ": " + record.error().message());
+      continue;
+    }
+    if (record->name + ".json" != file) {
+      out.problems.push_back(path + ": names sandbox '" + record->name + "'");
+      continue;
+    }
+    out.records.push_back(std::move(*record));
+  }
+  return out;
+}
+
+Status Registry::save(const SandboxRecord& record) const {
+  if (!valid_sandbox_name(record.name)) return Error::invalid("invalid sandbox name");
+  return sys::write_file_atomic(record_path(record.name), to_json(record).dump(2) + "\n", 0600);
+}
+
+Status Registry::remove(const std::string& name) const {
+  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
+  const std::string dir = state_dir_ + "/revisions/" + name;
+  for (const auto& file : list_dir(dir)) ::unlink((dir + "/" + file).c_str());
+  ::rmdir(dir.c_str());
+  if (::unlink(record_path(name).c_str()) != 0 && errno != ENOENT)
+    return Error::from_errno("removing " + record_path(name));
+  return {};
+}
+
+std::vector<uint64_t> Registry::revisions(const std::string& name) const {
+  std::vector<uint64_t> out;
+  if (!valid_sandbox_name(name)) return out;
+  for (const auto& file : list_dir(state_dir_ + "/revisions/" + name)) {
+    uint64_t n = 0;
+    const auto dot = file.find(".toml");
+    if (dot == std::string::npos || dot + 5 != file.size()) continue;
+    auto [end, ec] = std::from_chars(file.data(), file.data() + dot, n);
+    if (ec == std::errc() && end == file.data() + dot && n > 0) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<uint64_t> Registry::add_revision(const std::string& name,
+                                        const std::string& policy_toml) const {
+  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
+  if (policy_toml.size() > kMaxPolicyBytes) return Error::invalid("policy too large");
+  const std::string dir = state_dir_ + "/revisions/" + name;
+  if (auto st = make_dir(dir); !st) return st.error();
+  const auto existing = revisions(name);
+  const uint64_t next = existing.empty() ? 1 : existing.back() + 1;
+  if (auto st = sys::write_file_atomic(dir + "/" + std::to_string(next) + ".toml", policy_toml,
+                                       0600);
+      !st)
+    return st.error();
+  return next;
+}
+
+Result<std::string> Registry::revision(const std::string& name, uint64_t number) const {
+  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
+  return sys::read_file(state_dir_ + "/revisions/" + name + "/" + std::to_string(number) + ".toml",
+                        kMaxPolicyBytes);
+}
+
+}  // namespace openshell::daemon

@@ -1,0 +1,69 @@
+// openshelld's durable state (issue 4 item 4): one JSON record per sandbox under
+// <state_dir>/sandboxes/, each written atomically (sys::write_file_atomic), and every policy
+// revision applied to a sandbox under <state_dir>/revisions/<name>/<n>.toml. A record that
+// cannot be read is reported and skipped, never fatal: the daemon keeps serving the others.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.hpp"
+
+namespace openshell::daemon {
+
+enum class Phase { kCreating, kRunning, kStopped, kFailed };
+[[nodiscard]] std::string_view to_string(Phase phase);
+
+struct SandboxRecord {
+  std::string name;
+  uid_t owner_uid = 0;
+  std::string policy;              // named policy it was created from
+  uint64_t revision = 0;           // of that policy, as applied to this sandbox
+  std::vector<std::string> command;  // its main process
+  Phase phase = Phase::kCreating;
+  std::optional<int> exit_code;    // when stopped
+  std::string reason;              // why it stopped or failed, for a human
+  int64_t created_unix_ms = 0;
+  pid_t supervisor_pid = -1;       // direct driver
+  std::string unit;                // systemd driver
+};
+
+nlohmann::json to_json(const SandboxRecord& record);
+// Everything validated: a record is data from disk, and disks lie after crashes.
+Result<SandboxRecord> record_from_json(const nlohmann::json& j);
+
+class Registry {
+ public:
+  explicit Registry(std::string state_dir);
+
+  // Creates the directories (0700) if missing.
+  Status init() const;
+
+  struct Loaded {
+    std::vector<SandboxRecord> records;
+    std::vector<std::string> problems;  // "<file>: <why>" for each record skipped
+  };
+  [[nodiscard]] Loaded load_all() const;
+
+  Status save(const SandboxRecord& record) const;
+  Status remove(const std::string& name) const;  // the record and its revisions
+
+  // Stores policy text as the next revision for a sandbox; returns its number (1, 2, ...).
+  Result<uint64_t> add_revision(const std::string& name, const std::string& policy_toml) const;
+  [[nodiscard]] std::vector<uint64_t> revisions(const std::string& name) const;
+  Result<std::string> revision(const std::string& name, uint64_t number) const;
+
+  [[nodiscard]] std::string workspace(const std::string& name) const;  // <state>/workspaces/<name>
+
+ private:
+  std::string record_path(const std::string& name) const;
+  std::string state_dir_;
+};
+
+}  // namespace openshell::daemon
