@@ -29,9 +29,12 @@ struct Error {
     return Error{code, outer + ": " + context};
   }
 
+  // "context: Reason" for errno errors; just the context for invalid(), whose context already
+  // says what was wrong ("...: Invalid argument" added nothing).
   [[nodiscard]] std::string message() const {
     if (!code) return context;
     if (context.empty()) return code.message();
+    if (code == std::errc::invalid_argument) return context;
     return context + ": " + code.message();
   }
 };

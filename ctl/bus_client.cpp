@@ -1,0 +1,58 @@
+#include "ctl/bus_client.hpp"
+
+#include <systemd/sd-bus.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace openshell::ctl {
+
+void BusDeleter::operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
+void MessageDeleter::operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
+
+Result<BusPtr> connect(const std::string& address) {
+  sd_bus* bus = nullptr;
+  int rc = 0;
+  if (address.empty()) {
+    rc = sd_bus_open_system(&bus);
+  } else {
+    rc = sd_bus_new(&bus);
+    if (rc >= 0) rc = sd_bus_set_address(bus, address.c_str());
+    if (rc >= 0) rc = sd_bus_set_bus_client(bus, 1);
+    if (rc >= 0) rc = sd_bus_negotiate_fds(bus, 1);
+    if (rc >= 0) rc = sd_bus_start(bus);
+  }
+  if (rc < 0) {
+    sd_bus_unref(bus);
+    return Error::from_errno("cannot reach openshelld's bus", -rc);
+  }
+  return BusPtr(bus);
+}
+
+Result<MessagePtr> new_call(sd_bus* bus, const char* method) {
+  sd_bus_message* m = nullptr;
+  int rc = sd_bus_message_new_method_call(bus, &m, "org.openshell.Manager1",
+                                          "/org/openshell/Manager1", "org.openshell.Manager1",
+                                          method);
+  if (rc < 0) return Error::from_errno(std::string("building ") + method, -rc);
+  return MessagePtr(m);
+}
+
+Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  // No timeout beyond the bus default for most calls; an exec may run as long as it runs.
+  const uint64_t usec = UINT64_MAX;
+  int rc = sd_bus_call(bus, request, usec, &error, &reply);
+  if (rc < 0) {
+    std::string text = error.message != nullptr ? error.message : std::strerror(-rc);
+    if (error.name != nullptr && std::strcmp(error.name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0)
+      text = "openshelld is not running (nothing owns org.openshell.Manager1 on this bus)";
+    sd_bus_error_free(&error);
+    return Error::invalid(text);
+  }
+  sd_bus_error_free(&error);
+  return MessagePtr(reply);
+}
+
+}  // namespace openshell::ctl

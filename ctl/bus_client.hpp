@@ -1,0 +1,42 @@
+// openshellctl's connection to openshelld (org.openshell.Manager1): the system bus, or --bus.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/result.hpp"
+
+struct sd_bus;
+struct sd_bus_message;
+
+namespace openshell::ctl {
+
+struct BusDeleter {
+  void operator()(sd_bus* bus) const;
+};
+using BusPtr = std::unique_ptr<sd_bus, BusDeleter>;
+struct MessageDeleter {
+  void operator()(sd_bus_message* m) const;
+};
+using MessagePtr = std::unique_ptr<sd_bus_message, MessageDeleter>;
+
+Result<BusPtr> connect(const std::string& address);
+
+// A method call on the manager object built by `fill`, its reply, or the D-Bus error as text
+// (the daemon's own message, e.g. "no sandbox x").
+template <typename Fill>
+Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill);
+
+Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request);
+Result<MessagePtr> new_call(sd_bus* bus, const char* method);
+
+template <typename Fill>
+Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill) {
+  auto request = new_call(bus, method);
+  if (!request) return request.error();
+  if (int rc = fill(request->get()); rc < 0)
+    return Error::from_errno(std::string("building ") + method, -rc);
+  return call_prepared(bus, request->get());
+}
+
+}  // namespace openshell::ctl

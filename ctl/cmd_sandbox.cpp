@@ -1,0 +1,147 @@
+// openshellctl sandbox create|list|get|delete.
+#include <systemd/sd-bus.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "ctl/bus_client.hpp"
+#include "ctl/commands.hpp"
+
+namespace openshell::ctl {
+namespace {
+
+struct Row {
+  std::string name, phase, policy;
+  uint64_t revision = 0;
+  uint32_t owner = 0;
+  int64_t created = 0;
+};
+
+nlohmann::json to_json(const Row& r) {
+  return {{"name", r.name},         {"phase", r.phase}, {"policy", r.policy},
+          {"revision", r.revision}, {"owner", r.owner}, {"created_unix_ms", r.created}};
+}
+
+struct Options {
+  std::string name;
+  std::string policy;
+  std::vector<std::string> command;
+};
+
+int create(const Global& global, const Options& o) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "CreateSandbox", [&](sd_bus_message* m) {
+    int rc = sd_bus_message_append(m, "ss", o.name.c_str(), o.policy.c_str());
+    if (rc >= 0) rc = sd_bus_message_open_container(m, 'a', "s");
+    for (const auto& a : o.command)
+      if (rc >= 0) rc = sd_bus_message_append(m, "s", a.c_str());
+    if (rc >= 0) rc = sd_bus_message_close_container(m);
+    return rc;
+  });
+  if (!reply) return fail(reply.error().message());
+  if (global.json) {
+    std::cout << nlohmann::json{{"name", o.name}}.dump() << "\n";
+  } else {
+    std::cout << "created " << o.name << "\n";
+  }
+  return kExitOk;
+}
+
+int list(const Global& global) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "ListSandboxes", [](sd_bus_message*) { return 0; });
+  if (!reply) return fail(reply.error().message());
+  std::vector<Row> rows;
+  sd_bus_message* m = reply->get();
+  if (sd_bus_message_enter_container(m, 'a', "(ssstux)") < 0) return fail("unexpected reply");
+  for (;;) {
+    const char *name = nullptr, *phase = nullptr, *policy = nullptr;
+    Row r;
+    const int rc = sd_bus_message_read(m, "(ssstux)", &name, &phase, &policy, &r.revision,
+                                       &r.owner, &r.created);
+    if (rc < 0) return fail("unexpected reply");
+    if (rc == 0) break;
+    r.name = name;
+    r.phase = phase;
+    r.policy = policy;
+    rows.push_back(r);
+  }
+  if (global.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : rows) out.push_back(to_json(r));
+    std::cout << out.dump() << "\n";
+    return kExitOk;
+  }
+  std::printf("%-24s %-9s %-16s %8s %8s\n", "NAME", "PHASE", "POLICY", "REVISION", "OWNER");
+  for (const auto& r : rows)
+    std::printf("%-24s %-9s %-16s %8llu %8u\n", r.name.c_str(), r.phase.c_str(), r.policy.c_str(),
+                static_cast<unsigned long long>(r.revision), r.owner);
+  return kExitOk;
+}
+
+int get(const Global& global, const std::string& name) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "GetSandbox",
+                    [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
+  if (!reply) return fail(reply.error().message());
+  const char *n = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr;
+  Row r;
+  if (sd_bus_message_read(reply->get(), "ssstuxs", &n, &phase, &policy, &r.revision, &r.owner,
+                          &r.created, &reason) < 0)
+    return fail("unexpected reply");
+  r.name = n;
+  r.phase = phase;
+  r.policy = policy;
+  if (global.json) {
+    auto j = to_json(r);
+    j["reason"] = reason;
+    std::cout << j.dump() << "\n";
+    return kExitOk;
+  }
+  std::cout << "name      " << r.name << "\nphase     " << r.phase << "\npolicy    " << r.policy
+            << "\nrevision  " << r.revision << "\nowner     " << r.owner << "\n";
+  if (reason[0] != '\0') std::cout << "reason    " << reason << "\n";
+  return kExitOk;
+}
+
+int remove(const Global& global, const std::string& name) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "DeleteSandbox",
+                    [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
+  if (!reply) return fail(reply.error().message());
+  if (!global.json) std::cout << "deleted " << name << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_sandbox(CLI::App& app, const Global& global, Action* run) {
+  auto* sandbox = app.add_subcommand("sandbox", "Create, list, show and delete sandboxes");
+  sandbox->require_subcommand(1);
+  auto options = std::make_shared<Options>();
+
+  auto* c = sandbox->add_subcommand("create", "Create a sandbox and start its main process");
+  c->add_option("name", options->name, "Sandbox name")->required();
+  c->add_option("--policy", options->policy, "Named policy (default: the daemon's default)");
+  c->add_option("command", options->command, "-- CMD ARGS... (default: sleep infinity)");
+  c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
+
+  auto* l = sandbox->add_subcommand("list", "List the sandboxes you can see");
+  l->callback([&global, run] { *run = [&global] { return list(global); }; });
+
+  auto* g = sandbox->add_subcommand("get", "Show one sandbox");
+  g->add_option("name", options->name, "Sandbox name")->required();
+  g->callback([&global, run, options] { *run = [&global, options] { return get(global, options->name); }; });
+
+  auto* d = sandbox->add_subcommand("delete", "Stop a sandbox and remove it with its workspace");
+  d->add_option("name", options->name, "Sandbox name")->required();
+  d->callback([&global, run, options] { *run = [&global, options] { return remove(global, options->name); }; });
+}
+
+}  // namespace openshell::ctl

@@ -1,0 +1,37 @@
+#include "ctl/commands.hpp"
+
+#include <iostream>
+
+namespace openshell::ctl {
+
+int fail(const std::string& message) {
+  std::cerr << "openshellctl: " << message << "\n";
+  return kExitFailed;
+}
+
+int ctl_main(int argc, char** argv) {
+  CLI::App app{"openshellctl: drive openshelld (sandboxes, policies, exec)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(OPENSHELL_VERSION));
+  Global global;
+  app.add_option("--bus", global.bus, "Bus address instead of the system bus");
+  app.add_flag("--json", global.json, "Machine-readable output");
+  Action run;
+  add_status(app, global, &run);
+  add_sandbox(app, global, &run);
+  add_exec(app, global, &run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, not a help dump.
+    std::cerr << "openshellctl: " << e.what() << " (try --help)\n";
+    return kExitUsage;
+  }
+  return run ? run() : kExitUsage;
+}
+
+}  // namespace openshell::ctl

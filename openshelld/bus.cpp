@@ -1,0 +1,275 @@
+#include "openshelld/bus.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace openshell::daemon {
+namespace {
+
+constexpr const char* kErrorAccessDenied = "org.openshell.Error.AccessDenied";
+constexpr const char* kErrorNotFound = "org.openshell.Error.NotFound";
+constexpr const char* kErrorFailed = "org.openshell.Error.Failed";
+constexpr const char* kErrorInvalid = "org.openshell.Error.InvalidArgument";
+constexpr size_t kMaxStrings = 256;     // entries of an `as` argument
+constexpr size_t kMaxStringBytes = 4096;
+
+struct Caller {
+  uid_t uid = static_cast<uid_t>(-1);
+  bool root = false;
+};
+
+// Who is calling, from the bus's credentials, and whether they may call at all.
+int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
+  sd_bus_creds* creds = nullptr;
+  int rc = sd_bus_query_sender_creds(
+      m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &creds);
+  if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller credentials unknown");
+  uid_t uid = 0;
+  gid_t egid = 0;
+  const gid_t* groups = nullptr;
+  rc = sd_bus_creds_get_euid(creds, &uid);
+  const int egid_rc = sd_bus_creds_get_egid(creds, &egid);
+  const int ngroups = sd_bus_creds_get_supplementary_gids(creds, &groups);
+  bool member = false;
+  if (const group* g = ::getgrnam("openshell"); g != nullptr) {
+    member = egid_rc >= 0 && egid == g->gr_gid;
+    for (int i = 0; i < ngroups && !member; ++i) member = groups[i] == g->gr_gid;
+  }
+  sd_bus_creds_unref(creds);
+  if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller uid unknown");
+  caller->uid = uid;
+  caller->root = uid == 0;
+  if (!caller->root && !member)
+    return sd_bus_error_set(error, kErrorAccessDenied,
+                            "only root and members of group openshell may use openshelld");
+  return 0;
+}
+
+bool may_touch(const Caller& caller, const SandboxRecord& record) {
+  return caller.root || record.owner_uid == caller.uid;
+}
+
+int fail(sd_bus_error* error, const Error& e) {
+  const char* name = kErrorFailed;
+  if (e.code == std::errc::no_such_file_or_directory) name = kErrorNotFound;
+  if (e.code == std::errc::invalid_argument) name = kErrorInvalid;
+  return sd_bus_error_set(error, name, e.message().c_str());
+}
+
+int read_strings(sd_bus_message* m, std::vector<std::string>* out, sd_bus_error* error) {
+  int rc = sd_bus_message_enter_container(m, 'a', "s");
+  if (rc < 0) return rc;
+  const char* s = nullptr;
+  while ((rc = sd_bus_message_read(m, "s", &s)) > 0) {
+    if (out->size() >= kMaxStrings || std::strlen(s) > kMaxStringBytes)
+      return sd_bus_error_set(error, kErrorInvalid, "too many or too long strings");
+    out->emplace_back(s);
+  }
+  if (rc < 0) return rc;
+  return sd_bus_message_exit_container(m);
+}
+
+BusService* service_of(void* userdata) { return static_cast<BusService*>(userdata); }
+
+// Runs a method body; any exception becomes a D-Bus error instead of unwinding through C.
+template <typename F>
+int guarded(sd_bus_error* error, F&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return sd_bus_error_set(error, kErrorFailed, e.what());
+  } catch (...) {
+    return sd_bus_error_set(error, kErrorFailed, "internal error");
+  }
+}
+
+int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    uint32_t visible = 0;
+    for (const auto& r : manager.list())
+      if (may_touch(caller, r)) ++visible;
+    return sd_bus_reply_method_return(m, "ssu", OPENSHELL_VERSION, "direct", visible);
+  });
+}
+
+int method_create(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    const char* policy = nullptr;
+    if (int rc = sd_bus_message_read(m, "ss", &name, &policy); rc < 0) return rc;
+    std::vector<std::string> command;
+    if (int rc = read_strings(m, &command, error); rc < 0) return rc;
+    auto created = service_of(userdata)->manager().create(name, policy, command, caller.uid);
+    if (!created) return fail(error, created.error());
+    return sd_bus_reply_method_return(m, "s", created->name.c_str());
+  });
+}
+
+int append_record(sd_bus_message* reply, const SandboxRecord& r) {
+  return sd_bus_message_append(reply, "(ssstux)", r.name.c_str(),
+                               std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
+                               r.revision, r.owner_uid, r.created_unix_ms);
+}
+
+int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc < 0) return rc;
+    rc = sd_bus_message_open_container(reply, 'a', "(ssstux)");
+    for (const auto& r : service_of(userdata)->manager().list())
+      if (rc >= 0 && may_touch(caller, r)) rc = append_record(reply, r);
+    if (rc >= 0) rc = sd_bus_message_close_container(reply);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
+int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    auto r = service_of(userdata)->manager().get(name);
+    if (!r || !may_touch(caller, *r))
+      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+    return sd_bus_reply_method_return(m, "ssstuxs", r->name.c_str(),
+                                      std::string(to_string(r->phase)).c_str(), r->policy.c_str(),
+                                      r->revision, r->owner_uid, r->created_unix_ms,
+                                      r->reason.c_str());
+  });
+}
+
+int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    auto r = manager.get(name);
+    if (!r || !may_touch(caller, *r))
+      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+    if (auto st = manager.remove(name); !st) return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    std::vector<std::string> argv, env;
+    if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
+    if (int rc = read_strings(m, &env, error); rc < 0) return rc;
+    const char* cwd = nullptr;
+    int in = -1, out = -1, err = -1;
+    if (int rc = sd_bus_message_read(m, "shhh", &cwd, &in, &out, &err); rc < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    auto r = manager.get(name);
+    if (!r || !may_touch(caller, *r))
+      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+    // The message owns its descriptors: the command gets copies.
+    std::vector<UniqueFd> stdio;
+    for (int fd : {in, out, err}) {
+      UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+      if (!copy) return sd_bus_error_set_errno(error, errno);
+      stdio.push_back(std::move(copy));
+    }
+    sd_bus_message* call = sd_bus_message_ref(m);
+    auto done = [call](const ExecOutcome& outcome) {
+      if (outcome.ok) {
+        const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
+        (void)sd_bus_reply_method_return(call, "i", code);
+      } else {
+        (void)sd_bus_reply_method_errorf(call, kErrorFailed, "%s", outcome.error.c_str());
+      }
+      sd_bus_message_unref(call);
+    };
+    if (auto st = manager.exec(name, std::move(argv), std::move(env), cwd, std::move(stdio), done);
+        !st) {
+      sd_bus_message_unref(call);
+      return fail(error, st.error());
+    }
+    return 1;  // the reply comes when the command ends
+  });
+}
+
+const sd_bus_vtable kVtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssu", SD_BUS_PARAM(version) SD_BUS_PARAM(driver)
+                                                       SD_BUS_PARAM(sandboxes),
+                             method_status, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("CreateSandbox", "ssas",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(policy) SD_BUS_PARAM(command), "s",
+                             SD_BUS_PARAM(name), method_create, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstux)", SD_BUS_PARAM(sandboxes),
+                             method_list, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxs",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(phase) SD_BUS_PARAM(policy)
+                                 SD_BUS_PARAM(revision) SD_BUS_PARAM(owner)
+                                     SD_BUS_PARAM(created_unix_ms) SD_BUS_PARAM(reason),
+                             method_get, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("DeleteSandbox", "s", SD_BUS_PARAM(name), "", , method_delete,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Exec", "sasasshhh",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(env)
+                                 SD_BUS_PARAM(cwd) SD_BUS_PARAM(stdin) SD_BUS_PARAM(stdout)
+                                     SD_BUS_PARAM(stderr),
+                             "i", SD_BUS_PARAM(exit_code), method_exec,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END};
+
+}  // namespace
+
+Result<std::unique_ptr<BusService>> BusService::start(sd_event* event, const std::string& address,
+                                                      Manager& manager) {
+  sd_bus* bus = nullptr;
+  int rc = 0;
+  if (address.empty()) {
+    rc = sd_bus_open_system(&bus);
+  } else {
+    rc = sd_bus_new(&bus);
+    if (rc >= 0) rc = sd_bus_set_address(bus, address.c_str());
+    if (rc >= 0) rc = sd_bus_set_bus_client(bus, 1);
+    if (rc >= 0) rc = sd_bus_negotiate_fds(bus, 1);
+    if (rc >= 0) rc = sd_bus_negotiate_creds(bus, 1, SD_BUS_CREDS_EUID);
+    if (rc >= 0) rc = sd_bus_start(bus);
+  }
+  if (rc < 0) {
+    sd_bus_unref(bus);
+    return Error::from_errno("connecting to the bus", -rc);
+  }
+  std::unique_ptr<BusService> service(new BusService(bus, manager));
+  if ((rc = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL)) < 0 ||
+      (rc = sd_bus_add_object_vtable(bus, nullptr, kObjectPath, kInterface, kVtable,
+                                     service.get())) < 0 ||
+      (rc = sd_bus_request_name(bus, kBusName, 0)) < 0)
+    return Error::from_errno(std::string("registering ") + kBusName, -rc);
+  return service;
+}
+
+BusService::~BusService() { sd_bus_flush_close_unref(bus_); }
+
+}  // namespace openshell::daemon

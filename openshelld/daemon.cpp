@@ -1,0 +1,84 @@
+#include "openshelld/daemon.hpp"
+
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "core/log.hpp"
+#include "openshelld/bus.hpp"
+#include "openshelld/config.hpp"
+#include "openshelld/manager.hpp"
+
+namespace openshell::daemon {
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/openshell/openshelld.toml";
+constexpr std::string_view kComponent = "openshelld";
+
+}  // namespace
+
+int daemon_main(int argc, char** argv) {
+  CLI::App app{"openshelld: the openshell daemon (org.openshell.Manager1)"};
+  std::string config_path = kDefaultConfig;
+  std::string bus_address;
+  app.add_option("--config", config_path, "Daemon configuration (openshelld.toml)");
+  app.add_option("--bus", bus_address, "Bus address instead of the system bus (tests)");
+  app.set_version_flag("--version", std::string(OPENSHELL_VERSION));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "openshelld: " << e.what() << "\n";
+    return 2;
+  }
+
+  auto config = load_config(config_path, config_path != kDefaultConfig);
+  if (!config) {
+    log::error(kComponent, config.error().message());
+    return 1;
+  }
+  sd_event* event = nullptr;
+  if (int rc = sd_event_default(&event); rc < 0) {
+    log::error(kComponent, std::string("sd_event: ") + std::strerror(-rc));
+    return 1;
+  }
+  // SIGTERM and SIGINT end the loop; sandboxes keep running (they outlive the daemon).
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sd_event_add_signal(event, nullptr, SIGTERM, nullptr, nullptr);
+  sd_event_add_signal(event, nullptr, SIGINT, nullptr, nullptr);
+
+  int status = 0;
+  {
+    Manager manager(*config, event);
+    auto problems = manager.start();
+    if (!problems) {
+      log::error(kComponent, problems.error().message());
+      sd_event_unref(event);
+      return 1;
+    }
+    for (const auto& p : *problems) log::warn(kComponent, "skipped state: " + p);
+    auto bus = BusService::start(event, bus_address, manager);
+    if (!bus) {
+      log::error(kComponent, bus.error().message());
+      sd_event_unref(event);
+      return 1;
+    }
+    sd_notify(0, "READY=1\nSTATUS=serving org.openshell.Manager1");
+    log::info(kComponent, "ready");
+    status = sd_event_loop(event) < 0 ? 1 : 0;
+    sd_notify(0, "STOPPING=1");
+  }
+  sd_event_unref(event);
+  return status;
+}
+
+}  // namespace openshell::daemon

@@ -1,0 +1,341 @@
+#include "openshelld/manager.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "core/control.hpp"
+#include "core/log.hpp"
+#include "core/names.hpp"
+#include "sys/unix_socket.hpp"
+
+namespace openshell::daemon {
+namespace {
+
+constexpr std::string_view kComponent = "manager";
+constexpr auto kStartTimeout = std::chrono::seconds(15);
+constexpr auto kStopTimeout = std::chrono::seconds(15);
+constexpr uid_t kNobody = 65534;
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status make_dir(const std::string& path, mode_t mode) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Error{ec, "creating " + path};
+  if (::chmod(path.c_str(), mode) != 0) return Error::from_errno("chmod " + path);
+  return {};
+}
+
+bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// One request and its single reply over a fresh connection to a supervisor.
+Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
+  auto frame = control::encode_request(request);
+  if (!frame) return frame.error();
+  auto fd = sys::connect_seqpacket(socket);
+  if (!fd) return fd.error();
+  if (int err = sys::send_message(fd->get(), frame->data(), frame->size(), {}); err != 0)
+    return Error::from_errno("sending to " + socket, err);
+  pollfd p{fd->get(), POLLIN, 0};
+  if (::poll(&p, 1, 5000) != 1) return Error::from_errno("waiting for " + socket, ETIMEDOUT);
+  auto message = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+  if (!message) return message.error();
+  if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
+  return control::parse_reply((*message)->frame);
+}
+
+}  // namespace
+
+struct Manager::PendingExec {
+  Manager* manager = nullptr;
+  UniqueFd socket;
+  sd_event_source* source = nullptr;
+  std::function<void(const ExecOutcome&)> done;
+
+  void finish(const ExecOutcome& outcome) {
+    auto callback = std::move(done);
+    if (source != nullptr) sd_event_source_unref(source);
+    source = nullptr;
+    Manager* m = manager;
+    auto self = std::move(m->execs_.at(this));  // destroyed at the end of this scope
+    m->execs_.erase(this);
+    if (callback) callback(outcome);
+  }
+};
+
+Manager::Manager(Config config, sd_event* event)
+    : config_(std::move(config)), event_(event), registry_(config_.state_dir) {}
+
+Manager::~Manager() {
+  for (auto& [key, pending] : execs_) {
+    (void)key;
+    if (pending->source != nullptr) sd_event_source_unref(pending->source);
+  }
+}
+
+std::string Manager::control_socket(const std::string& name) const {
+  return config_.runtime_dir + "/sandboxes/" + name + ".sock";
+}
+
+void Manager::refresh(SandboxRecord& record) const {
+  if (record.phase != Phase::kRunning) return;
+  control::Request status;
+  status.op = control::Op::kStatus;
+  auto reply = ask(control_socket(record.name), status);
+  if (reply && reply->ok) {
+    if (auto pid = reply->data.find("supervisor_pid"); pid != reply->data.end())
+      record.supervisor_pid = pid->get<pid_t>();
+    return;
+  }
+  record.phase = Phase::kStopped;
+  record.reason = alive(record.supervisor_pid)
+                      ? "the supervisor does not answer on its control socket"
+                      : "the supervisor is gone";
+  record.supervisor_pid = -1;
+  (void)registry_.save(record);
+}
+
+Result<std::vector<std::string>> Manager::start() {
+  for (const std::string& dir :
+       {config_.runtime_dir, config_.runtime_dir + "/sandboxes", config_.log_dir,
+        config_.log_dir + "/sandboxes"})
+    if (auto st = make_dir(dir, 0700); !st) return st.error();
+  if (auto st = registry_.init(); !st) return st.error();
+  auto loaded = registry_.load_all();
+  for (auto& record : loaded.records) {
+    refresh(record);
+    sandboxes_[record.name] = record;
+  }
+  return loaded.problems;
+}
+
+Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
+                                        const std::string& policy_file) {
+  const std::string workspace = registry_.workspace(record.name);
+  if (auto st = make_dir(workspace, 0700); !st) return st.error();
+  // The agent writes as the workspace's owner: the caller, or nobody for root's sandboxes
+  // (the supervisor refuses a root-owned workspace).
+  const uid_t owner = record.owner_uid == 0 ? kNobody : record.owner_uid;
+  if (::chown(workspace.c_str(), owner, owner) != 0)
+    return Error::from_errno("chown " + workspace);
+  const std::string logs = config_.log_dir + "/sandboxes/" + record.name;
+  if (auto st = make_dir(logs, 0700); !st) return st.error();
+
+  std::vector<std::string> args = {config_.supervisor, "run",
+                                   "--policy-file",    policy_file,
+                                   "--name",           record.name,
+                                   "--workdir",        workspace,
+                                   "--control",        control_socket(record.name),
+                                   "--events",         logs + "/events.jsonl",
+                                   "--"};
+  args.insert(args.end(), record.command.begin(), record.command.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string log_file = logs + "/supervisor.log";
+
+  // Detached twice over: its own session, and not our child (the middle process exits at
+  // once), so it outlives the daemon and never becomes our zombie.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
+  UniqueFd report_read(report[0]), report_write(report[1]);
+  const pid_t middle = ::fork();
+  if (middle < 0) return Error::from_errno("fork");
+  if (middle == 0) {
+    ::setsid();
+    const pid_t supervisor = ::fork();
+    if (supervisor == 0) {
+      const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      const int log_fd =
+          ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (null_fd < 0 || log_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 ||
+          ::dup2(log_fd, 2) < 0)
+        ::_exit(125);
+      ::syscall(SYS_close_range, 3U, ~0U, 0U);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    (void)!::write(report_write.get(), &supervisor, sizeof supervisor);
+    ::_exit(supervisor < 0 ? 1 : 0);
+  }
+  report_write.reset();
+  pid_t supervisor = -1;
+  const bool reported = ::read(report_read.get(), &supervisor, sizeof supervisor) ==
+                        static_cast<ssize_t>(sizeof supervisor);
+  ::waitpid(middle, nullptr, 0);
+  if (!reported || supervisor <= 0) return Error::invalid("could not start the supervisor");
+
+  // Up when its control socket answers; a supervisor that dies first tells why in its log.
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  control::Request status;
+  status.op = control::Op::kStatus;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
+      return supervisor;
+    if (!alive(supervisor)) {
+      std::error_code ignored;
+      return Error::invalid("the supervisor exited during start; see " + log_file);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(supervisor, SIGKILL);
+  return Error::from_errno("the supervisor did not come up; see " + log_file, ETIMEDOUT);
+}
+
+Result<SandboxRecord> Manager::create(const std::string& name, const std::string& policy,
+                                      std::vector<std::string> command, uid_t owner) {
+  if (!valid_sandbox_name(name))
+    return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
+                          "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
+  const std::string policy_name = policy.empty() ? config_.default_policy : policy;
+  if (!valid_policy_name(policy_name))
+    return Error::invalid("invalid policy name '" + policy_name.substr(0, 64) + "'");
+  if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
+  if (sandboxes_.size() >= config_.max_sandboxes)
+    return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
+                             EAGAIN);
+  if (command.empty()) command = {"/bin/sleep", "infinity"};
+  const std::string policy_file = config_.policy_dir + "/" + policy_name + ".toml";
+  if (::access(policy_file.c_str(), R_OK) != 0)
+    return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")");
+
+  SandboxRecord record;
+  record.name = name;
+  record.owner_uid = owner;
+  record.policy = policy_name;
+  record.command = std::move(command);
+  record.created_unix_ms = now_unix_ms();
+  record.phase = Phase::kCreating;
+  if (auto st = registry_.save(record); !st) return st.error();
+  auto pid = spawn_supervisor(record, policy_file);
+  if (!pid) {
+    record.phase = Phase::kFailed;
+    record.reason = pid.error().message();
+    (void)registry_.save(record);
+    sandboxes_[name] = record;
+    return pid.error();
+  }
+  record.supervisor_pid = *pid;
+  record.phase = Phase::kRunning;
+  if (auto st = registry_.save(record); !st) return st.error();
+  sandboxes_[name] = record;
+  log::info(kComponent, "sandbox " + name + " running (supervisor pid " + std::to_string(*pid) +
+                            ")");
+  return record;
+}
+
+std::vector<SandboxRecord> Manager::list() const {
+  std::vector<SandboxRecord> out;
+  for (const auto& [name, record] : sandboxes_) {
+    (void)name;
+    SandboxRecord r = record;
+    refresh(r);
+    out.push_back(r);
+  }
+  return out;
+}
+
+Result<SandboxRecord> Manager::get(const std::string& name) const {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  SandboxRecord r = it->second;
+  refresh(r);
+  return r;
+}
+
+Status Manager::remove(const std::string& name) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  const pid_t pid = it->second.supervisor_pid;
+  control::Request shutdown;
+  shutdown.op = control::Op::kShutdown;
+  (void)ask(control_socket(name), shutdown);
+  const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (alive(pid)) ::kill(pid, SIGKILL);
+  if (auto st = registry_.remove(name); !st) return st;
+  std::error_code ignored;
+  std::filesystem::remove_all(registry_.workspace(name), ignored);
+  sandboxes_.erase(it);
+  return {};
+}
+
+Status Manager::exec(const std::string& name, std::vector<std::string> argv,
+                     std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
+                     std::function<void(const ExecOutcome&)> done) {
+  auto record = get(name);
+  if (!record) return record.error();
+  if (record->phase != Phase::kRunning)
+    return Error::invalid("sandbox " + name + " is " + std::string(to_string(record->phase)));
+  control::Request request;
+  request.op = control::Op::kExec;
+  request.exec.argv = std::move(argv);
+  request.exec.env = std::move(env);
+  request.exec.cwd = std::move(cwd);
+  auto frame = control::encode_request(request);
+  if (!frame) return frame.error();
+  auto fd = sys::connect_seqpacket(control_socket(name));
+  if (!fd) return fd.error();
+  std::vector<int> fds;
+  for (const auto& f : stdio) fds.push_back(f.get());
+  if (int err = sys::send_message(fd->get(), frame->data(), frame->size(), fds); err != 0)
+    return Error::from_errno("sending the command to the sandbox", err);
+
+  auto pending = std::make_unique<PendingExec>();
+  pending->manager = this;
+  pending->socket = std::move(*fd);
+  pending->done = std::move(done);
+  PendingExec* raw = pending.get();
+  auto on_reply = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
+    auto* p = static_cast<PendingExec*>(userdata);
+    auto message = sys::receive_message(p->socket.get(), control::kMaxFrame, 0);
+    ExecOutcome outcome;
+    if (!message || !message->has_value()) {
+      outcome.error = "the sandbox ended before the command did";
+      p->finish(outcome);
+      return 0;
+    }
+    auto reply = control::parse_reply((*message)->frame);
+    if (!reply) {
+      outcome.error = "bad reply from the supervisor: " + reply.error().message();
+      p->finish(outcome);
+      return 0;
+    }
+    if (!reply->ok) {
+      outcome.error = reply->error;
+      p->finish(outcome);
+      return 0;
+    }
+    if (reply->data.value("event", "") == "exited") {
+      outcome.ok = true;
+      outcome.exit_code = reply->data.value("exit_code", -1);
+      outcome.signal = reply->data.value("signal", 0);
+      p->finish(outcome);
+    }
+    return 0;  // "started": wait for more
+  };
+  if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_reply, raw);
+      rc < 0)
+    return Error::from_errno("watching the exec", -rc);
+  execs_[raw] = std::move(pending);
+  return {};
+}
+
+}  // namespace openshell::daemon

@@ -1,0 +1,70 @@
+// The sandbox manager: lifecycle over the registry and the supervisors' control sockets. The
+// bus layer (bus.cpp) authorizes callers and calls in here; nothing here knows about D-Bus.
+//
+// Driver: direct (a detached `openshell-supervisor run --control ...` in its own session; it
+// outlives the daemon). The systemd driver (a transient unit per sandbox) is the next step.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "openshelld/config.hpp"
+#include "openshelld/registry.hpp"
+
+struct sd_event;
+
+namespace openshell::daemon {
+
+struct ExecOutcome {
+  bool ok = false;
+  int exit_code = -1;
+  int signal = 0;
+  std::string error;
+};
+
+class Manager {
+ public:
+  Manager(Config config, sd_event* event);
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Loads the registry; re-adopts sandboxes whose supervisor still answers, marks the others
+  // stopped with the reason. Returns the problems found (corrupt records and the like).
+  Result<std::vector<std::string>> start();
+
+  Result<SandboxRecord> create(const std::string& name, const std::string& policy,
+                               std::vector<std::string> command, uid_t owner);
+  [[nodiscard]] std::vector<SandboxRecord> list() const;
+  Result<SandboxRecord> get(const std::string& name) const;
+  // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
+  // removes its record, revisions and workspace.
+  Status remove(const std::string& name);
+  // Runs a command in the sandbox with the given stdio; `done` is called from the event loop.
+  Status exec(const std::string& name, std::vector<std::string> argv,
+              std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
+              std::function<void(const ExecOutcome&)> done);
+
+  [[nodiscard]] const Config& config() const { return config_; }
+
+ private:
+  struct PendingExec;
+  std::string control_socket(const std::string& name) const;
+  Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
+  void refresh(SandboxRecord& record) const;
+
+  Config config_;
+  sd_event* event_;
+  Registry registry_;
+  std::map<std::string, SandboxRecord> sandboxes_;
+  std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
+};
+
+}  // namespace openshell::daemon
