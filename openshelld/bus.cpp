@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
@@ -28,6 +29,26 @@ struct Caller {
   bool root = false;
 };
 
+// Whether the user database puts `uid` in group `gid` (primary or supplementary).
+bool in_group(uid_t uid, gid_t gid) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    return false;
+  if (pw.pw_gid == gid) return true;
+  int count = 64;
+  std::vector<gid_t> groups(static_cast<size_t>(count));
+  if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) {
+    if (count <= 0 || count > 65536) return false;
+    groups.resize(static_cast<size_t>(count));
+    if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) return false;
+  }
+  for (int i = 0; i < count; ++i)
+    if (groups[static_cast<size_t>(i)] == gid) return true;
+  return false;
+}
+
 // Who is calling, from the bus's credentials, and whether they may call at all.
 int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
   sd_bus_creds* creds = nullptr;
@@ -40,13 +61,17 @@ int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
   rc = sd_bus_creds_get_euid(creds, &uid);
   const int egid_rc = sd_bus_creds_get_egid(creds, &egid);
   const int ngroups = sd_bus_creds_get_supplementary_gids(creds, &groups);
-  bool member = false;
-  if (const group* g = ::getgrnam("openshell"); g != nullptr) {
-    member = egid_rc >= 0 && egid == g->gr_gid;
-    for (int i = 0; i < ngroups && !member; ++i) member = groups[i] == g->gr_gid;
-  }
   sd_bus_creds_unref(creds);
   if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller uid unknown");
+  bool member = false;
+  if (const group* g = ::getgrnam("openshell"); g != nullptr) {
+    const gid_t wanted = g->gr_gid;
+    member = egid_rc >= 0 && egid == wanted;
+    for (int i = 0; i < ngroups && !member; ++i) member = groups[i] == wanted;
+    // The bus does not always pass groups on; the user database is the authority anyway
+    // (it is what dbus-daemon applies its own policy with).
+    if (!member) member = in_group(uid, wanted);
+  }
   caller->uid = uid;
   caller->root = uid == 0;
   if (!caller->root && !member)

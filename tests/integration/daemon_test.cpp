@@ -1,6 +1,9 @@
 // openshelld end to end (issue 4): a private dbus-daemon, the daemon with the direct driver in
 // a temporary tree, and openshellctl as a user would run it.
 #include <signal.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +26,8 @@ class Daemon {
  public:
   Daemon() {
     address_ = "unix:path=" + dir_.path() + "/bus";
+    // Unprivileged callers must reach the bus socket in here (as they reach the system bus).
+    REQUIRE(::chmod(dir_.path().c_str(), 0755) == 0);
     dir_.write("bus.conf",
                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration "
                "1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
@@ -179,4 +184,158 @@ TEST_CASE("openshelld: the interface is what docs/org.openshell.Manager1.xml say
   const std::string documented =
       read_text(std::string(OPENSHELL_SOURCE_DIR) + "/docs/org.openshell.Manager1.xml");
   CHECK(interface_of(live) == interface_of(documented));
+}
+
+namespace {
+
+// Runs openshellctl as uid/gid `id` with `groups` as supplementary groups.
+Outcome ctl_as(Daemon& d, uid_t id, std::vector<gid_t> groups, std::vector<std::string> args) {
+  const std::string out = d.dir().path() + "/as-" + std::to_string(id) + ".out";
+  const std::string err = d.dir().path() + "/as-" + std::to_string(id) + ".err";
+  args.insert(args.begin(), {OPENSHELL_CTL_BIN, "--bus", d.address()});
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // The output files are opened as root: the test's directory is not the caller's.
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(98);
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setresgid(id, id, id) != 0 ||
+        ::setresuid(id, id, id) != 0)
+      ::_exit(99);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(97);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  Outcome r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(out);
+  r.err = read_text(err);
+  return r;
+}
+
+// A user for the duration of a test (dbus-daemon refuses uids without a passwd entry).
+class TestUser {
+ public:
+  explicit TestUser(const std::string& suffix)
+      : name_("osh" + std::to_string(::getpid() % 100000) + suffix) {
+    REQUIRE(run_process({"/usr/sbin/useradd", "--system", "--no-create-home", "--shell",
+                         "/usr/sbin/nologin", name_})
+                .exit_code == 0);
+    const passwd* pw = ::getpwnam(name_.c_str());
+    REQUIRE(pw != nullptr);
+    uid_ = pw->pw_uid;
+  }
+  ~TestUser() { (void)run_process({"/usr/sbin/userdel", name_}); }
+  uid_t uid() const { return uid_; }
+  // Membership as an administrator grants it (the bus reports groups from the user database).
+  void join(const std::string& group) {
+    REQUIRE(run_process({"/usr/bin/gpasswd", "-a", name_, group}).exit_code == 0);
+  }
+
+ private:
+  std::string name_;
+  uid_t uid_ = 0;
+};
+
+// Group `openshell` for the duration of a test: made if missing, removed again if we made it.
+class OpenshellGroup {
+ public:
+  OpenshellGroup() {
+    if (const group* g = ::getgrnam("openshell"); g != nullptr) {
+      gid_ = g->gr_gid;
+      return;
+    }
+    REQUIRE(run_process({"/usr/sbin/groupadd", "--system", "openshell"}).exit_code == 0);
+    made_ = true;
+    const group* g = ::getgrnam("openshell");
+    REQUIRE(g != nullptr);
+    gid_ = g->gr_gid;
+  }
+  ~OpenshellGroup() {
+    if (made_) (void)run_process({"/usr/sbin/groupdel", "openshell"});
+  }
+  gid_t gid() const { return gid_; }
+
+ private:
+  gid_t gid_ = 0;
+  bool made_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("openshelld: only root and group openshell may call; members see their own only") {
+  OpenshellGroup group;
+  TestUser stranger_user("s"), member("m"), other_member("o");
+  member.join("openshell");
+  other_member.join("openshell");
+  Daemon d;
+  const std::string roots = d.create("root");
+
+  // Neither root nor in the group: refused outright.
+  auto stranger = ctl_as(d, stranger_user.uid(), {}, {"sandbox", "list"});
+  CHECK(stranger.exit_code == 1);
+  CHECK(stranger.err.find("only root and members of group openshell") != std::string::npos);
+
+  // A member: creates, sees and uses its own; root's sandbox does not exist for it.
+  const std::string mine = unique_name("mine");
+  auto created = ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "create", mine});
+  INFO(created.err);
+  REQUIRE(created.exit_code == 0);
+  auto listed = ctl_as(d, member.uid(), {group.gid()}, {"--json", "sandbox", "list"});
+  REQUIRE(listed.exit_code == 0);
+  auto rows = nlohmann::json::parse(listed.out);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0]["name"] == mine);
+  CHECK(rows[0]["owner"] == member.uid());
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"exec", mine, "--", "true"}).exit_code == 0);
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"exec", roots, "--", "true"}).exit_code == 1);
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "delete", roots}).exit_code == 1);
+  // Another member does not see the first member's sandbox either; root sees both.
+  auto other = ctl_as(d, other_member.uid(), {group.gid()}, {"--json", "sandbox", "list"});
+  REQUIRE(other.exit_code == 0);
+  CHECK(nlohmann::json::parse(other.out).empty());
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).size() == 2);
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "delete", mine}).exit_code == 0);
+}
+
+TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
+  Daemon d;
+  sd_bus* bus = nullptr;
+  REQUIRE(sd_bus_new(&bus) >= 0);
+  REQUIRE(sd_bus_set_address(bus, d.address().c_str()) >= 0);
+  REQUIRE(sd_bus_set_bus_client(bus, 1) >= 0);
+  REQUIRE(sd_bus_start(bus) >= 0);
+  auto call = [&](const char* method, const char* types, auto... args) {
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message* reply = nullptr;
+    const int rc = sd_bus_call_method(bus, "org.openshell.Manager1", "/org/openshell/Manager1",
+                                      "org.openshell.Manager1", method, &error, &reply, types,
+                                      args...);
+    std::string name = error.name != nullptr ? error.name : "";
+    sd_bus_error_free(&error);
+    sd_bus_message_unref(reply);
+    return std::make_pair(rc, name);
+  };
+  // Wrong argument types, a missing method, unknown and hostile names, a huge string.
+  CHECK(call("CreateSandbox", "u", 7u).first < 0);
+  CHECK(call("GetSandbox", "i", 1).first < 0);
+  CHECK(call("NoSuchMethod", "").first < 0);
+  CHECK(call("GetSandbox", "s", "no-such").second == "org.openshell.Error.NotFound");
+  CHECK(call("GetSandbox", "s", "../../etc").second == "org.openshell.Error.NotFound");
+  CHECK(call("DeleteSandbox", "s", "a/b").second == "org.openshell.Error.NotFound");
+  const std::string huge(100000, 'a');
+  CHECK(call("CreateSandbox", "ssas", huge.c_str(), "", 0).second ==
+        "org.openshell.Error.InvalidArgument");
+  CHECK(call("CreateSandbox", "ssas", "ok-name", huge.c_str(), 0).second ==
+        "org.openshell.Error.InvalidArgument");
+  sd_bus_flush_close_unref(bus);
+  // Still serving.
+  CHECK(d.ctl({"status"}).exit_code == 0);
+  const std::string name = d.create("after");
+  CHECK(d.ctl({"exec", name, "--", "echo", "ok"}).out == "ok\n");
 }
