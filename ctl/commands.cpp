@@ -20,6 +20,7 @@ int ctl_main(int argc, char** argv) {
   add_status(app, global, &run);
   add_sandbox(app, global, &run);
   add_exec(app, global, &run);
+  add_policy(app, global, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/log.hpp"
+#include "core/policy.hpp"
 
 namespace openshell::daemon {
 namespace {
@@ -241,6 +242,81 @@ int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
+int reply_strings(sd_bus_message* reply, const std::vector<std::string>& v) {
+  int rc = sd_bus_message_open_container(reply, 'a', "s");
+  for (const auto& s : v)
+    if (rc >= 0) rc = sd_bus_message_append(reply, "s", s.c_str());
+  if (rc >= 0) rc = sd_bus_message_close_container(reply);
+  return rc;
+}
+
+int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    if (!caller.root)
+      return sd_bus_error_set(error, kErrorAccessDenied, "only root may reload policies");
+    auto report = service_of(userdata)->manager().reload_policies();
+    if (!report.diagnostics.empty()) {
+      std::string text = "policy reload rejected; the policies in force stay:";
+      for (const auto& d : report.diagnostics) text += "\n" + d;
+      return sd_bus_error_set(error, kErrorInvalid, text.c_str());
+    }
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = reply_strings(reply, report.applied);
+    if (rc >= 0) rc = reply_strings(reply, report.needs_recreation);
+    if (rc >= 0) rc = reply_strings(reply, report.failed);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
+int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = reply_strings(reply, service_of(userdata)->manager().policy_names());
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
+int method_show_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    auto text = service_of(userdata)->manager().policy_text(name);
+    if (!text) return fail(error, text.error());
+    return sd_bus_reply_method_return(m, "s", text->c_str());
+  });
+}
+
+int method_validate_policy(sd_bus_message* m, void*, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* text = nullptr;
+    const char* source = nullptr;
+    if (int rc = sd_bus_message_read(m, "ss", &text, &source); rc < 0) return rc;
+    auto parsed = policy::parse_policy_string(text, source[0] != '\0' ? source : "<policy>");
+    std::vector<std::string> diagnostics;
+    for (const auto& d : parsed.diagnostics) diagnostics.push_back(d.to_string());
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = reply_strings(reply, diagnostics);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssu", SD_BUS_PARAM(version) SD_BUS_PARAM(driver)
@@ -263,6 +339,17 @@ const sd_bus_vtable kVtable[] = {
                                  SD_BUS_PARAM(cwd) SD_BUS_PARAM(stdin) SD_BUS_PARAM(stdout)
                                      SD_BUS_PARAM(stderr),
                              "i", SD_BUS_PARAM(exit_code), method_exec,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ReloadPolicies", "", , "asasas",
+                             SD_BUS_PARAM(applied) SD_BUS_PARAM(needs_recreation)
+                                 SD_BUS_PARAM(failed),
+                             method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , "as", SD_BUS_PARAM(names),
+                             method_list_policies, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ShowPolicy", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(text),
+                             method_show_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ValidatePolicy", "ss", SD_BUS_PARAM(text) SD_BUS_PARAM(source),
+                             "as", SD_BUS_PARAM(diagnostics), method_validate_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END};
 

@@ -18,6 +18,8 @@
 #include "core/control.hpp"
 #include "core/log.hpp"
 #include "core/names.hpp"
+#include "core/policy.hpp"
+#include "sys/file_util.hpp"
 #include "sys/unix_socket.hpp"
 
 namespace openshell::daemon {
@@ -212,8 +214,12 @@ Result<SandboxRecord> Manager::create(const std::string& name, const std::string
                              EAGAIN);
   if (command.empty()) command = {"/bin/sleep", "infinity"};
   const std::string policy_file = config_.policy_dir + "/" + policy_name + ".toml";
-  if (::access(policy_file.c_str(), R_OK) != 0)
-    return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")");
+  auto policy_text = sys::read_file(policy_file, policy::kMaxPolicyFileBytes + 1);
+  if (!policy_text) return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")", ENOENT);
+  if (auto parsed = policy::parse_policy_string(*policy_text, policy_file); !parsed.ok())
+    return Error::invalid("policy '" + policy_name + "' is invalid: " +
+                          (parsed.diagnostics.empty() ? std::string("?")
+                                                      : parsed.diagnostics.front().to_string()));
 
   SandboxRecord record;
   record.name = name;
@@ -222,6 +228,9 @@ Result<SandboxRecord> Manager::create(const std::string& name, const std::string
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
+  auto revision = registry_.add_revision(name, *policy_text);
+  if (!revision) return revision.error();
+  record.revision = *revision;
   if (auto st = registry_.save(record); !st) return st.error();
   auto pid = spawn_supervisor(record, policy_file);
   if (!pid) {
@@ -336,6 +345,70 @@ Status Manager::exec(const std::string& name, std::vector<std::string> argv,
     return Error::from_errno("watching the exec", -rc);
   execs_[raw] = std::move(pending);
   return {};
+}
+
+Manager::ReloadReport Manager::reload_policies() {
+  ReloadReport report;
+  PolicySet set = load_policies(config_.policy_dir);
+  if (!set.ok()) {
+    report.diagnostics = std::move(set.diagnostics);
+    log::warn(kComponent, "policy reload rejected: " + report.diagnostics.front());
+    return report;
+  }
+  for (auto& [name, record] : sandboxes_) {
+    refresh(record);
+    if (record.phase != Phase::kRunning) continue;
+    auto next = set.files.find(record.policy);
+    if (next == set.files.end()) {
+      report.failed.push_back(name + ": its policy '" + record.policy +
+                              "' is gone; it keeps revision " + std::to_string(record.revision));
+      continue;
+    }
+    auto current = registry_.revision(name, record.revision);
+    if (current && *current == next->second.text) continue;
+    if (current && !same_static_sections(*current, next->second.text)) {
+      report.needs_recreation.push_back(name);
+      continue;
+    }
+    control::Request update;
+    update.op = control::Op::kPolicyUpdate;
+    update.policy_toml = next->second.text;
+    auto reply = ask(control_socket(name), update);
+    if (!reply || !reply->ok) {
+      report.failed.push_back(name + ": " +
+                              (reply ? reply->error : reply.error().message()));
+      continue;
+    }
+    auto revision = registry_.add_revision(name, next->second.text);
+    if (!revision) {
+      report.failed.push_back(name + ": applied, but not recorded: " +
+                              revision.error().message());
+      continue;
+    }
+    record.revision = *revision;
+    (void)registry_.save(record);
+    report.applied.push_back(name);
+  }
+  log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
+                            " sandbox(es) updated");
+  return report;
+}
+
+std::vector<std::string> Manager::policy_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, file] : load_policies(config_.policy_dir).files) {
+    (void)file;
+    names.push_back(name);
+  }
+  return names;
+}
+
+Result<std::string> Manager::policy_text(const std::string& name) const {
+  if (!valid_policy_name(name)) return Error::invalid("invalid policy name");
+  auto text = sys::read_file(config_.policy_dir + "/" + name + ".toml",
+                             policy::kMaxPolicyFileBytes);
+  if (!text) return Error::from_errno("no policy " + name, ENOENT);
+  return text;
 }
 
 }  // namespace openshell::daemon

@@ -16,6 +16,7 @@
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "openshelld/config.hpp"
+#include "openshelld/policies.hpp"
 #include "openshelld/registry.hpp"
 
 struct sd_event;
@@ -51,6 +52,19 @@ class Manager {
   Status exec(const std::string& name, std::vector<std::string> argv,
               std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
               std::function<void(const ExecOutcome&)> done);
+
+  // Re-reads every named policy; only if all are valid, pushes the new network_policies to
+  // every running sandbox whose policy text changed (a change outside [network_policies] is
+  // reported as needing re-creation and not applied). Each applied change is a new revision.
+  struct ReloadReport {
+    std::vector<std::string> diagnostics;  // non-empty: nothing was applied
+    std::vector<std::string> applied;      // sandboxes now on a new revision
+    std::vector<std::string> needs_recreation;
+    std::vector<std::string> failed;  // "name: why"
+  };
+  ReloadReport reload_policies();
+  [[nodiscard]] std::vector<std::string> policy_names() const;
+  Result<std::string> policy_text(const std::string& name) const;
 
   [[nodiscard]] const Config& config() const { return config_; }
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "tests/support/harness.hpp"
+#include "tests/support/upstream.hpp"
 
 using namespace openshell::testing;
 
@@ -338,4 +339,75 @@ TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon kee
   CHECK(d.ctl({"status"}).exit_code == 0);
   const std::string name = d.create("after");
   CHECK(d.ctl({"exec", name, "--", "echo", "ok"}).out == "ok\n");
+}
+
+TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandboxes") {
+  UpstreamHost up;
+  up.start(8080, "echo");
+  up.start(8081, "http");
+  Daemon d;
+  const std::string base = test_policy("", "include_workdir = true\n");
+  auto with_endpoint = [&](const std::string& port) {
+    return base + "[network_policies.up]\n[[network_policies.up.endpoints]]\nhost = \"" +
+           up.address() + "\"\nports = [" + port + "]\n";
+  };
+  d.dir().write("policies/web.toml", base);
+  const std::string name = unique_name("web");
+  REQUIRE(d.ctl({"sandbox", "create", name, "--policy", "web"}).exit_code == 0);
+  const std::string url = "http://" + up.address() + ":8081/x";
+  auto curl = [&] {
+    return d.ctl({"exec", name, "--", "/usr/bin/curl", "-s", "-m", "10", "-w", " %{http_code}",
+                  url})
+        .out;
+  };
+  CHECK(curl().find(" 403") != std::string::npos);
+
+  // Added: reachable at once, without re-creating; a new revision.
+  d.dir().write("policies/web.toml", with_endpoint("8080, 8081"));
+  auto added = d.ctl({"policy", "reload"});
+  CHECK(added.exit_code == 0);
+  CHECK(added.out.find("applied      " + name) != std::string::npos);
+  CHECK(curl().find("upstream ok: GET /x") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "get", name}).out.find("revision  2") != std::string::npos);
+
+  // A tunnel through the new endpoint, held open by a command in the sandbox.
+  const std::string tunnel_out = d.dir().path() + "/tunnel.out";
+  pid_t tunnel = spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "exec", name, "--",
+                                helper("connect_tunnel"), "10.200.0.1", "3128",
+                                up.address() + ":8080", "60"},
+                               tunnel_out);
+  REQUIRE(eventually([&] { return read_text(tunnel_out).find("tunnel 200") != std::string::npos; }));
+
+  // Broken: rejected with file:line:col, nothing changes anywhere.
+  d.dir().write("policies/web.toml", "version = 1\n[network_policies.x\n");
+  auto broken = d.ctl({"policy", "reload"});
+  CHECK(broken.exit_code == 1);
+  CHECK(broken.err.find("web.toml:2:") != std::string::npos);
+  CHECK(read_text(tunnel_out).find("tunnel closed") == std::string::npos);
+  CHECK(curl().find("upstream ok") != std::string::npos);
+  auto validate = d.ctl({"policy", "validate", d.dir().path() + "/policies/web.toml"});
+  CHECK(validate.exit_code == 1);
+  CHECK(validate.err.find("web.toml:2:") != std::string::npos);
+
+  // Removed: the open tunnel is closed, new requests are refused.
+  d.dir().write("policies/web.toml", base);
+  CHECK(d.ctl({"policy", "reload"}).exit_code == 0);
+  CHECK(eventually([&] { return read_text(tunnel_out).find("tunnel closed") != std::string::npos; }));
+  int status = 0;
+  ::waitpid(tunnel, &status, 0);
+  CHECK(curl().find(" 403") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "get", name}).out.find("revision  3") != std::string::npos);
+
+  // Outside network_policies: reported as needing re-creation, not applied.
+  d.dir().write("policies/web.toml",
+                test_policy(", \"/srv\"", "include_workdir = true\n"));
+  auto statics = d.ctl({"policy", "reload"});
+  CHECK(statics.exit_code == 0);
+  CHECK(statics.out.find("not applied  " + name) != std::string::npos);
+  CHECK(d.ctl({"sandbox", "get", name}).out.find("revision  3") != std::string::npos);
+  auto names = d.ctl({"policy", "list"});
+  CHECK(names.out.find("default\n") != std::string::npos);
+  CHECK(names.out.find("web\n") != std::string::npos);
+  CHECK(d.ctl({"policy", "show", "web"}).out.find("/srv") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
 }

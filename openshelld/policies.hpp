@@ -1,0 +1,33 @@
+// Named policies: the *.toml files of the policy directory (DESIGN.md §7 "Files"). Loaded and
+// validated as a set: a reload applies nothing unless every file is valid (validate, then swap).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace openshell::daemon {
+
+struct PolicyFile {
+  std::string name;  // file name without .toml
+  std::string path;
+  std::string text;
+};
+
+struct PolicySet {
+  std::map<std::string, PolicyFile> files;
+  std::vector<std::string> diagnostics;  // "file:line:col: key: reason", every problem found
+  [[nodiscard]] bool ok() const { return diagnostics.empty(); }
+};
+
+inline constexpr size_t kMaxPolicies = 1024;
+
+// Reads and validates every <dir>/*.toml (a name that is not a valid policy name, an unreadable
+// or oversize file, and any policy diagnostic all land in `diagnostics`).
+PolicySet load_policies(const std::string& dir);
+
+// Whether two valid policy texts differ only in [network_policies], the part a running sandbox
+// can take without being re-created.
+bool same_static_sections(const std::string& a, const std::string& b);
+
+}  // namespace openshell::daemon
