@@ -21,6 +21,7 @@ int ctl_main(int argc, char** argv) {
   add_sandbox(app, global, &run);
   add_exec(app, global, &run);
   add_policy(app, global, &run);
+  add_run(app, global, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

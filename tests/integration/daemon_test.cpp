@@ -11,6 +11,7 @@
 #include <systemd/sd-bus.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -410,4 +411,18 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   CHECK(names.out.find("web\n") != std::string::npos);
   CHECK(d.ctl({"policy", "show", "web"}).out.find("/srv") != std::string::npos);
   CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
+}
+
+TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind") {
+  Daemon d;
+  auto r = d.ctl({"run", "--", "/bin/sh", "-c", "echo in-run; exit 3"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.out == "in-run\n");
+  CHECK(d.ctl({"run", "--", "true"}).exit_code == 0);
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
+  CHECK(std::filesystem::is_empty(d.dir().path() + "/state/sandboxes"));
+  CHECK(std::filesystem::is_empty(d.dir().path() + "/state/workspaces"));
+  auto missing = d.ctl({"run", "--", "/no/such/command"});
+  CHECK(missing.exit_code == 1);
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
 }
