@@ -22,6 +22,7 @@ int ctl_main(int argc, char** argv) {
   add_exec(app, global, &run);
   add_policy(app, global, &run);
   add_run(app, global, &run);
+  add_logs(app, global, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

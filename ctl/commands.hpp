@@ -24,6 +24,7 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run);
 void add_exec(CLI::App& app, const Global& global, Action* run);
 void add_policy(CLI::App& app, const Global& global, Action* run);
 void add_run(CLI::App& app, const Global& global, Action* run);
+void add_logs(CLI::App& app, const Global& global, Action* run);
 
 int ctl_main(int argc, char** argv);
 

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
 #include <string>
@@ -317,6 +318,32 @@ int method_validate_policy(sd_bus_message* m, void*, sd_bus_error* error) {
   });
 }
 
+int method_read_events(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    uint32_t max = 0, class_uid = 0;
+    int denied = 0;
+    int64_t since = 0;
+    if (int rc = sd_bus_message_read(m, "suubx", &name, &max, &class_uid, &denied, &since); rc < 0)
+      return rc;
+    auto& manager = service_of(userdata)->manager();
+    auto r = manager.get(name);
+    if (!r || !may_touch(caller, *r))
+      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+    auto lines = manager.events(name, std::min<uint32_t>(max == 0 ? 100 : max, 10000), class_uid,
+                                denied != 0, since);
+    if (!lines) return fail(error, lines.error());
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = reply_strings(reply, *lines);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssu", SD_BUS_PARAM(version) SD_BUS_PARAM(driver)
@@ -350,6 +377,11 @@ const sd_bus_vtable kVtable[] = {
                              method_show_policy, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ValidatePolicy", "ss", SD_BUS_PARAM(text) SD_BUS_PARAM(source),
                              "as", SD_BUS_PARAM(diagnostics), method_validate_policy,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ReadEvents", "suubx",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(max) SD_BUS_PARAM(class_uid)
+                                 SD_BUS_PARAM(denied_only) SD_BUS_PARAM(since_unix_ms),
+                             "as", SD_BUS_PARAM(events), method_read_events,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END};
 

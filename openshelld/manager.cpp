@@ -12,7 +12,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/control.hpp"
@@ -392,6 +395,24 @@ Manager::ReloadReport Manager::reload_policies() {
   log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
                             " sandbox(es) updated");
   return report;
+}
+
+Result<std::vector<std::string>> Manager::events(const std::string& name, size_t max,
+                                                 uint32_t class_uid, bool denied_only,
+                                                 int64_t since_unix_ms) const {
+  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  std::ifstream in(config_.log_dir + "/sandboxes/" + name + "/events.jsonl");
+  std::deque<std::string> kept;
+  for (std::string line; std::getline(in, line);) {
+    auto e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!e.is_object()) continue;  // a torn last line while a supervisor writes
+    if (e.value("time", int64_t{0}) < since_unix_ms) continue;
+    if (class_uid != 0 && e.value("class_uid", 0U) != class_uid) continue;
+    if (denied_only && e.value("disposition", "") != "Blocked") continue;
+    kept.push_back(std::move(line));
+    if (kept.size() > max) kept.pop_front();
+  }
+  return std::vector<std::string>(kept.begin(), kept.end());
 }
 
 std::vector<std::string> Manager::policy_names() const {

@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -64,6 +66,11 @@ class Manager {
   };
   ReloadReport reload_policies();
   [[nodiscard]] std::vector<std::string> policy_names() const;
+
+  // The sandbox's OCSF events (JSON lines), oldest first: the last `max` with time >=
+  // since_unix_ms, of class `class_uid` (0: any), only Blocked ones when denied_only.
+  Result<std::vector<std::string>> events(const std::string& name, size_t max, uint32_t class_uid,
+                                          bool denied_only, int64_t since_unix_ms) const;
   Result<std::string> policy_text(const std::string& name) const;
 
   [[nodiscard]] const Config& config() const { return config_; }

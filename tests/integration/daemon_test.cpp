@@ -12,7 +12,9 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -425,4 +427,40 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   auto missing = d.ctl({"run", "--", "/no/such/command"});
   CHECK(missing.exit_code == 1);
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
+}
+
+TEST_CASE("openshellctl logs: a sandbox's events, filtered, across daemon restarts") {
+  Daemon d;
+  const std::string name = d.create("logs");
+  auto denied = d.ctl({"exec", name, "--", "/usr/bin/curl", "-s", "-m", "5", "-w",
+                       " %{http_code}", "http://198.51.100.7/secret"});
+  CHECK(denied.out.find(" 403") != std::string::npos);
+
+  auto blocked = d.ctl({"--json", "logs", name, "--denied"});
+  REQUIRE(blocked.exit_code == 0);
+  size_t count = 0;
+  std::istringstream lines(blocked.out);
+  for (std::string line; std::getline(lines, line); ++count) {
+    auto e = nlohmann::json::parse(line);
+    CHECK(e["disposition"] == "Blocked");
+  }
+  CHECK(count >= 1);
+  CHECK(blocked.out.find("198.51.100.7") != std::string::npos);
+
+  auto config = d.ctl({"--json", "logs", name, "--class", "config"});
+  CHECK(config.out.find("\"class_uid\":5019") != std::string::npos);
+  CHECK(config.out.find("\"class_uid\":4001") == std::string::npos);
+  auto one = d.ctl({"logs", name, "-n", "1"});
+  CHECK(std::count(one.out.begin(), one.out.end(), '\n') == 1);
+  auto human = d.ctl({"logs", name, "--denied"});
+  CHECK(human.out.find("[Blocked]") != std::string::npos);
+  CHECK(d.ctl({"logs", name, "--since", "1h"}).out.find("198.51.100.7") != std::string::npos);
+
+  d.stop(SIGKILL);
+  d.start();
+  CHECK(d.ctl({"--json", "logs", name, "--denied"}).out.find("198.51.100.7") !=
+        std::string::npos);
+  CHECK(d.ctl({"logs", name, "--class", "bogus"}).exit_code == 2);
+  CHECK(d.ctl({"logs", name, "--since", "yesterday"}).exit_code == 2);
+  CHECK(d.ctl({"logs", "no-such"}).exit_code == 1);
 }
