@@ -45,7 +45,9 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
         return Error::invalid(where(node) + ": max_sandboxes: a number in 1..4096");
       config.max_sandboxes = static_cast<unsigned>(*value);
     } else {
-      return Error::invalid(where(node) + ": unknown key '" + k + "'");
+      return Error::invalid(path + ":" + std::to_string(key.source().begin.line) + ":" +
+                            std::to_string(key.source().begin.column) + ": unknown key '" + k +
+                            "'");
     }
   }
   return config;
