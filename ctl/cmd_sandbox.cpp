@@ -109,14 +109,18 @@ int get(const Global& global, const std::string& name) {
   return kExitOk;
 }
 
-int remove(const Global& global, const std::string& name) {
+int simple(const Global& global, const char* method, const std::string& name, const char* done) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
-  auto reply = call(bus->get(), "DeleteSandbox",
+  auto reply = call(bus->get(), method,
                     [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
   if (!reply) return fail(reply.error().message());
-  if (!global.json) std::cout << "deleted " << name << "\n";
+  if (!global.json) std::cout << done << " " << name << "\n";
   return kExitOk;
+}
+
+int remove(const Global& global, const std::string& name) {
+  return simple(global, "DeleteSandbox", name, "deleted");
 }
 
 }  // namespace
@@ -138,6 +142,17 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   auto* g = sandbox->add_subcommand("get", "Show one sandbox");
   g->add_option("name", options->name, "Sandbox name")->required();
   g->callback([&global, run, options] { *run = [&global, options] { return get(global, options->name); }; });
+
+  auto* start = sandbox->add_subcommand("start", "Start a stopped sandbox again (same workspace)");
+  start->add_option("name", options->name, "Sandbox name")->required();
+  start->callback([&global, run, options] {
+    *run = [&global, options] { return simple(global, "StartSandbox", options->name, "started"); };
+  });
+  auto* stop = sandbox->add_subcommand("stop", "Stop a sandbox's main process; keep the sandbox");
+  stop->add_option("name", options->name, "Sandbox name")->required();
+  stop->callback([&global, run, options] {
+    *run = [&global, options] { return simple(global, "StopSandbox", options->name, "stopped"); };
+  });
 
   auto* d = sandbox->add_subcommand("delete", "Stop a sandbox and remove it with its workspace");
   d->add_option("name", options->name, "Sandbox name")->required();

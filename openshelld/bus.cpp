@@ -201,6 +201,31 @@ int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
+// StartSandbox and StopSandbox: same shape, another Manager call.
+int start_or_stop(sd_bus_message* m, void* userdata, sd_bus_error* error, bool start) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    auto r = manager.get(name);
+    if (!r || !may_touch(caller, *r))
+      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+    auto st = start ? manager.start(name) : manager.stop(name);
+    if (!st) return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return start_or_stop(m, userdata, error, true);
+}
+
+int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return start_or_stop(m, userdata, error, false);
+}
+
 int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     Caller caller;
@@ -360,6 +385,10 @@ const sd_bus_vtable kVtable[] = {
                                      SD_BUS_PARAM(created_unix_ms) SD_BUS_PARAM(reason),
                              method_get, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("DeleteSandbox", "s", SD_BUS_PARAM(name), "", , method_delete,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("StartSandbox", "s", SD_BUS_PARAM(name), "", , method_start,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("StopSandbox", "s", SD_BUS_PARAM(name), "", , method_stop,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Exec", "sasasshhh",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(env)

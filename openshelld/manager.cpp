@@ -271,10 +271,9 @@ Result<SandboxRecord> Manager::get(const std::string& name) const {
   return r;
 }
 
-Status Manager::remove(const std::string& name) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  const pid_t pid = it->second.supervisor_pid;
+// Shutdown over the control socket (SIGTERM to the main process, SIGKILL after the
+// supervisor's grace), then waits for the supervisor; SIGKILL if it outstays kStopTimeout.
+void Manager::stop_supervisor(const std::string& name, pid_t pid) {
   control::Request shutdown;
   shutdown.op = control::Op::kShutdown;
   (void)ask(control_socket(name), shutdown);
@@ -282,6 +281,48 @@ Status Manager::remove(const std::string& name) {
   while (alive(pid) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   if (alive(pid)) ::kill(pid, SIGKILL);
+}
+
+Status Manager::stop(const std::string& name) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  SandboxRecord& record = it->second;
+  refresh(record);
+  if (record.phase == Phase::kRunning) stop_supervisor(name, record.supervisor_pid);
+  record.phase = Phase::kStopped;
+  if (record.reason.empty() || record.supervisor_pid > 0) record.reason = "stopped on request";
+  record.supervisor_pid = -1;
+  return registry_.save(record);
+}
+
+Status Manager::start(const std::string& name) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  SandboxRecord& record = it->second;
+  refresh(record);
+  if (record.phase == Phase::kRunning) return Error::invalid("sandbox " + name + " is running");
+  const std::string policy_file = registry_.revision_path(name, record.revision);
+  if (::access(policy_file.c_str(), R_OK) != 0)
+    return Error::from_errno("revision " + std::to_string(record.revision) + " of " + name +
+                             " is missing");
+  auto pid = spawn_supervisor(record, policy_file);
+  if (!pid) {
+    record.phase = Phase::kFailed;
+    record.reason = pid.error().message();
+    (void)registry_.save(record);
+    return pid.error();
+  }
+  record.supervisor_pid = *pid;
+  record.phase = Phase::kRunning;
+  record.reason.clear();
+  record.exit_code.reset();
+  return registry_.save(record);
+}
+
+Status Manager::remove(const std::string& name) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (it->second.phase == Phase::kRunning) stop_supervisor(name, it->second.supervisor_pid);
   if (auto st = registry_.remove(name); !st) return st;
   std::error_code ignored;
   std::filesystem::remove_all(registry_.workspace(name), ignored);

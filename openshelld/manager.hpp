@@ -50,6 +50,10 @@ class Manager {
   // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
   // removes its record, revisions and workspace.
   Status remove(const std::string& name);
+  // Stops the main process (and so the sandbox); the record, revisions and workspace stay.
+  Status stop(const std::string& name);
+  // Starts a stopped sandbox again: the same name, command, workspace and policy revision.
+  Status start(const std::string& name);
   // Runs a command in the sandbox with the given stdio; `done` is called from the event loop.
   Status exec(const std::string& name, std::vector<std::string> argv,
               std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
@@ -80,6 +84,7 @@ class Manager {
   std::string control_socket(const std::string& name) const;
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
   void refresh(SandboxRecord& record) const;
+  void stop_supervisor(const std::string& name, pid_t pid);
 
   Config config_;
   sd_event* event_;

@@ -206,8 +206,11 @@ Result<uint64_t> Registry::add_revision(const std::string& name,
 
 Result<std::string> Registry::revision(const std::string& name, uint64_t number) const {
   if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
-  return sys::read_file(state_dir_ + "/revisions/" + name + "/" + std::to_string(number) + ".toml",
-                        kMaxPolicyBytes);
+  return sys::read_file(revision_path(name, number), kMaxPolicyBytes);
+}
+
+std::string Registry::revision_path(const std::string& name, uint64_t number) const {
+  return state_dir_ + "/revisions/" + name + "/" + std::to_string(number) + ".toml";
 }
 
 }  // namespace openshell::daemon

@@ -58,6 +58,7 @@ class Registry {
   Result<uint64_t> add_revision(const std::string& name, const std::string& policy_toml) const;
   [[nodiscard]] std::vector<uint64_t> revisions(const std::string& name) const;
   Result<std::string> revision(const std::string& name, uint64_t number) const;
+  [[nodiscard]] std::string revision_path(const std::string& name, uint64_t number) const;
 
   [[nodiscard]] std::string workspace(const std::string& name) const;  // <state>/workspaces/<name>
 

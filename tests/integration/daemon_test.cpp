@@ -464,3 +464,22 @@ TEST_CASE("openshellctl logs: a sandbox's events, filtered, across daemon restar
   CHECK(d.ctl({"logs", name, "--since", "yesterday"}).exit_code == 2);
   CHECK(d.ctl({"logs", "no-such"}).exit_code == 1);
 }
+
+TEST_CASE("openshelld: stop and start keep the sandbox and its workspace") {
+  Daemon d;
+  const std::string name = d.create("ss");
+  REQUIRE(d.ctl({"exec", name, "--", "/bin/sh", "-c", "echo before > /sandbox/f"}).exit_code == 0);
+  CHECK(d.ctl({"sandbox", "stop", name}).exit_code == 0);
+  auto stopped = nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out);
+  CHECK(stopped["phase"] == "stopped");
+  CHECK(stopped["reason"] == "stopped on request");
+  auto refused = d.ctl({"exec", name, "--", "true"});
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err.find("is stopped") != std::string::npos);
+
+  CHECK(d.ctl({"sandbox", "start", name}).exit_code == 0);
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out)["phase"] ==
+        "running");
+  CHECK(d.ctl({"exec", name, "--", "cat", "/sandbox/f"}).out == "before\n");
+  CHECK(d.ctl({"sandbox", "start", name}).exit_code == 1);  // already running
+}
