@@ -186,7 +186,10 @@ int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
-int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+// DeleteSandbox, StartSandbox, StopSandbox: a name in, nothing out, one Manager call on a
+// sandbox the caller may touch.
+template <typename Action>
+int on_sandbox(sd_bus_message* m, void* userdata, sd_bus_error* error, Action action) {
   return guarded(error, [&] {
     Caller caller;
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
@@ -196,34 +199,21 @@ int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     auto r = manager.get(name);
     if (!r || !may_touch(caller, *r))
       return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
-    if (auto st = manager.remove(name); !st) return fail(error, st.error());
+    if (auto st = action(manager, std::string(name)); !st) return fail(error, st.error());
     return sd_bus_reply_method_return(m, "");
   });
 }
 
-// StartSandbox and StopSandbox: same shape, another Manager call.
-int start_or_stop(sd_bus_message* m, void* userdata, sd_bus_error* error, bool start) {
-  return guarded(error, [&] {
-    Caller caller;
-    if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    const char* name = nullptr;
-    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
-    auto& manager = service_of(userdata)->manager();
-    auto r = manager.get(name);
-    if (!r || !may_touch(caller, *r))
-      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
-    auto st = start ? manager.start(name) : manager.stop(name);
-    if (!st) return fail(error, st.error());
-    return sd_bus_reply_method_return(m, "");
-  });
+int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.remove(n); });
 }
 
 int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return start_or_stop(m, userdata, error, true);
+  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.start(n); });
 }
 
 int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return start_or_stop(m, userdata, error, false);
+  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.stop(n); });
 }
 
 int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
