@@ -1,6 +1,8 @@
 #include "openshelld/daemon.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -52,9 +54,21 @@ int daemon_main(int argc, char** argv) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   sd_event_add_signal(event, nullptr, SIGTERM, nullptr, nullptr);
   sd_event_add_signal(event, nullptr, SIGINT, nullptr, nullptr);
+  // Detached supervisors whose parent exits come to us, not to a PID 1 that may reap late (or
+  // never, outside systemd): their zombies are ours to clear.
+  (void)::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  sd_event_add_signal(
+      event, nullptr, SIGCHLD,
+      [](sd_event_source*, const signalfd_siginfo*, void*) -> int {
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+        return 0;
+      },
+      nullptr);
 
   int status = 0;
   {

@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -47,7 +48,20 @@ Status make_dir(const std::string& path, mode_t mode) {
   return {};
 }
 
-bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+// A pidfd for a process we did not fork (supervisors are detached), or none if it is gone.
+UniqueFd pidfd_of(pid_t pid) {
+  if (pid <= 0) return UniqueFd();
+  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+// Whether the process still runs. A pidfd turns readable when it exits, zombie or not: its
+// parent is whoever reaps detached processes on this host, possibly late.
+bool alive(pid_t pid) {
+  UniqueFd fd = pidfd_of(pid);
+  if (!fd) return false;
+  pollfd p{fd.get(), POLLIN, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
 
 // One request and its single reply over a fresh connection to a supervisor.
 Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
@@ -190,14 +204,15 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   control::Request status;
   status.op = control::Op::kStatus;
+  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
+  auto pause = std::chrono::milliseconds(1);
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
       return supervisor;
-    if (!alive(supervisor)) {
-      std::error_code ignored;
+    if (!alive(supervisor))
       return Error::invalid("the supervisor exited during start; see " + log_file);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
   ::kill(supervisor, SIGKILL);
   return Error::from_errno("the supervisor did not come up; see " + log_file, ETIMEDOUT);
@@ -277,10 +292,16 @@ void Manager::stop_supervisor(const std::string& name, pid_t pid) {
   control::Request shutdown;
   shutdown.op = control::Op::kShutdown;
   (void)ask(control_socket(name), shutdown);
-  const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
-  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (alive(pid)) ::kill(pid, SIGKILL);
+  UniqueFd fd = pidfd_of(pid);
+  if (!fd) return;  // gone already
+  pollfd p{fd.get(), POLLIN, 0};
+  const int timeout_ms =
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kStopTimeout).count());
+  int rc;
+  do {
+    rc = ::poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
 }
 
 Status Manager::stop(const std::string& name) {
