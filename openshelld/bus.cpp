@@ -4,7 +4,9 @@
 #include <grp.h>
 #include <pwd.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,6 +109,12 @@ int read_strings(sd_bus_message* m, std::vector<std::string>* out, sd_bus_error*
 }
 
 BusService* service_of(void* userdata) { return static_cast<BusService*>(userdata); }
+
+uint64_t now_monotonic_usec() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000U + static_cast<uint64_t>(ts.tv_nsec) / 1000U;
+}
 
 // Runs a method body; any exception becomes a D-Bus error instead of unwinding through C.
 template <typename F>
@@ -272,7 +280,12 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
     if (!caller.root)
       return sd_bus_error_set(error, kErrorAccessDenied, "only root may reload policies");
+    // systemd learns that a reload runs (systemctl reload waits for READY=1 again).
+    (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading policies",
+                     static_cast<unsigned long long>(now_monotonic_usec()));
     auto report = service_of(userdata)->manager().reload_policies();
+    (void)sd_notifyf(0, "READY=1\nSTATUS=serving; last reload: %s",
+                     report.diagnostics.empty() ? "applied" : "rejected");
     if (!report.diagnostics.empty()) {
       std::string text = "policy reload rejected; the policies in force stay:";
       for (const auto& d : report.diagnostics) text += "\n" + d;

@@ -86,6 +86,9 @@ int daemon_main(int argc, char** argv) {
       sd_event_unref(event);
       return 1;
     }
+    // With WatchdogSec= in the unit, the loop pings systemd at half the interval; a loop stuck
+    // for longer gets the daemon restarted (its sandboxes keep running and are re-adopted).
+    (void)sd_event_set_watchdog(event, 1);
     sd_notify(0, "READY=1\nSTATUS=serving org.openshell.Manager1");
     log::info(kComponent, "ready");
     status = sd_event_loop(event) < 0 ? 1 : 0;

@@ -4,13 +4,16 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <systemd/sd-bus.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <algorithm>
 #include <fstream>
@@ -18,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/unique_fd.hpp"
 #include "tests/support/harness.hpp"
 #include "tests/support/upstream.hpp"
 
@@ -28,7 +32,17 @@ namespace {
 // A bus, a daemon and a CLI bound to them, all under one temporary directory.
 class Daemon {
  public:
-  Daemon() {
+  // notify: the daemon gets a NOTIFY_SOCKET of ours, as under systemd (notifications()).
+  explicit Daemon(bool notify = false) {
+    if (notify) {
+      notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+      REQUIRE(notify_);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      const std::string path = dir_.path() + "/notify";
+      std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+      REQUIRE(::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    }
     address_ = "unix:path=" + dir_.path() + "/bus";
     // Unprivileged callers must reach the bus socket in here (as they reach the system bus).
     REQUIRE(::chmod(dir_.path().c_str(), 0755) == 0);
@@ -61,9 +75,11 @@ class Daemon {
   }
 
   void start() {
+    if (notify_) ::setenv("NOTIFY_SOCKET", (dir_.path() + "/notify").c_str(), 1);
     daemon_ = spawn_process({OPENSHELL_DAEMON_BIN, "--config", dir_.path() + "/openshelld.toml",
                              "--bus", address_},
                             dir_.path() + "/daemon.log");
+    ::unsetenv("NOTIFY_SOCKET");
     REQUIRE(eventually([&] { return ctl({"status"}).exit_code == 0; }));
   }
   void stop(int sig) {
@@ -86,6 +102,13 @@ class Daemon {
   }
   const TempDir& dir() const { return dir_; }
   const std::string& address() const { return address_; }
+  // Every sd_notify message received so far, in order.
+  std::string notifications() {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(notify_.get(), buf, sizeof buf, 0)) > 0;)
+      received_ += std::string(buf, static_cast<size_t>(n)) + "\n--\n";
+    return received_;
+  }
 
  private:
   TempDir dir_;
@@ -93,6 +116,8 @@ class Daemon {
   pid_t bus_ = -1;
   pid_t daemon_ = -1;
   std::vector<std::string> created_;
+  openshell::UniqueFd notify_;
+  std::string received_;
 };
 
 }  // namespace
@@ -482,4 +507,17 @@ TEST_CASE("openshelld: stop and start keep the sandbox and its workspace") {
         "running");
   CHECK(d.ctl({"exec", name, "--", "cat", "/sandbox/f"}).out == "before\n");
   CHECK(d.ctl({"sandbox", "start", name}).exit_code == 1);  // already running
+}
+
+TEST_CASE("openshelld: tells systemd it is ready, and when a reload runs") {
+  Daemon d(/*notify=*/true);
+  CHECK(eventually([&] { return d.notifications().find("READY=1") != std::string::npos; }));
+  CHECK(d.notifications().find("STATUS=serving") != std::string::npos);
+  REQUIRE(d.ctl({"policy", "reload"}).exit_code == 0);
+  CHECK(eventually([&] {
+    const std::string all = d.notifications();
+    const auto reloading = all.find("RELOADING=1");
+    return reloading != std::string::npos && all.find("MONOTONIC_USEC=", reloading) != std::string::npos &&
+           all.find("READY=1", reloading) != std::string::npos;
+  }));
 }
