@@ -55,4 +55,20 @@ Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
   return MessagePtr(reply);
 }
 
+int append_strings(sd_bus_message* m, const std::vector<std::string>& v) {
+  int rc = sd_bus_message_open_container(m, 'a', "s");
+  for (const auto& s : v)
+    if (rc >= 0) rc = sd_bus_message_append(m, "s", s.c_str());
+  if (rc >= 0) rc = sd_bus_message_close_container(m);
+  return rc;
+}
+
+int read_strings(sd_bus_message* m, std::vector<std::string>* out) {
+  int rc = sd_bus_message_enter_container(m, 'a', "s");
+  const char* s = nullptr;
+  while (rc >= 0 && (rc = sd_bus_message_read(m, "s", &s)) > 0) out->emplace_back(s);
+  if (rc >= 0) rc = sd_bus_message_exit_container(m);
+  return rc;
+}
+
 }  // namespace openshell::ctl

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/result.hpp"
 
@@ -28,6 +29,10 @@ template <typename Fill>
 Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill);
 
 Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request);
+
+// An `as` argument appended to a message, or read from a reply; sd-bus return codes.
+int append_strings(sd_bus_message* m, const std::vector<std::string>& v);
+int read_strings(sd_bus_message* m, std::vector<std::string>* out);
 Result<MessagePtr> new_call(sd_bus* bus, const char* method);
 
 template <typename Fill>

@@ -19,14 +19,6 @@ struct Options {
   std::vector<std::string> command;
 };
 
-int append_strings(sd_bus_message* m, const std::vector<std::string>& v) {
-  int rc = sd_bus_message_open_container(m, 'a', "s");
-  for (const auto& s : v)
-    if (rc >= 0) rc = sd_bus_message_append(m, "s", s.c_str());
-  if (rc >= 0) rc = sd_bus_message_close_container(m);
-  return rc;
-}
-
 int exec(const Global& global, const Options& o) {
   for (const auto& kv : o.env)
     if (kv.find('=') == std::string::npos || kv.front() == '=') {

@@ -15,14 +15,6 @@ namespace {
 
 constexpr size_t kMaxPolicyBytes = 1 << 20;
 
-int read_strings(sd_bus_message* m, std::vector<std::string>* out) {
-  int rc = sd_bus_message_enter_container(m, 'a', "s");
-  const char* s = nullptr;
-  while (rc >= 0 && (rc = sd_bus_message_read(m, "s", &s)) > 0) out->emplace_back(s);
-  if (rc >= 0) rc = sd_bus_message_exit_container(m);
-  return rc;
-}
-
 int list(const Global& global) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());

@@ -33,14 +33,6 @@ std::string random_name() {
   return name;
 }
 
-int append_strings(sd_bus_message* m, const std::vector<std::string>& v) {
-  int rc = sd_bus_message_open_container(m, 'a', "s");
-  for (const auto& s : v)
-    if (rc >= 0) rc = sd_bus_message_append(m, "s", s.c_str());
-  if (rc >= 0) rc = sd_bus_message_close_container(m);
-  return rc;
-}
-
 int run(const Global& global, const Options& o) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());

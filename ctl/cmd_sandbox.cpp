@@ -35,10 +35,7 @@ int create(const Global& global, const Options& o) {
   if (!bus) return fail(bus.error().message());
   auto reply = call(bus->get(), "CreateSandbox", [&](sd_bus_message* m) {
     int rc = sd_bus_message_append(m, "ss", o.name.c_str(), o.policy.c_str());
-    if (rc >= 0) rc = sd_bus_message_open_container(m, 'a', "s");
-    for (const auto& a : o.command)
-      if (rc >= 0) rc = sd_bus_message_append(m, "s", a.c_str());
-    if (rc >= 0) rc = sd_bus_message_close_container(m);
+    if (rc >= 0) rc = append_strings(m, o.command);
     return rc;
   });
   if (!reply) return fail(reply.error().message());

@@ -86,7 +86,8 @@ Result<std::optional<Message>> receive_message(int socket, size_t max_bytes, siz
   Message out;
   out.frame.resize(max_bytes + 1);  // one more, to tell "exactly max" from "truncated"
   iovec iov{out.frame.data(), out.frame.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) +
+                                CMSG_SPACE(sizeof(int) * kMaxPassedFds)] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -99,6 +100,13 @@ Result<std::optional<Message>> receive_message(int socket, size_t max_bytes, siz
   if (n < 0) return Error::from_errno("receiving a message");
   // Take ownership of every descriptor first, so that none leaks on the error paths below.
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      ucred cred{};
+      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      out.sender = cred.pid;
+      continue;
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {

@@ -32,6 +32,7 @@ int send_message(int socket, const void* data, size_t size, std::span<const int>
 struct Message {
   std::string frame;
   std::vector<UniqueFd> fds;  // received with it (owned; CLOEXEC)
+  pid_t sender = -1;          // from SCM_CREDENTIALS, when the socket has SO_PASSCRED
 };
 // Receives one message of at most max_bytes with at most max_fds descriptors. nullopt: the peer
 // closed. A longer message or more descriptors is an error (the excess descriptors are closed):

@@ -14,6 +14,7 @@
 #include "supervisor/launch/child.hpp"
 #include "supervisor/launch/network.hpp"
 #include "supervisor/launch/stage.hpp"
+#include "sys/unix_socket.hpp"
 #include "sys/userns.hpp"
 
 namespace openshell::supervisor {
@@ -39,31 +40,14 @@ Wait wait_readable(int fd, int timeout_ms) {
 // Reads one StageRecord, the sender's pid (SO_PASSCRED) and a descriptor sent with it (into
 // *received when given; closed otherwise); false on EOF or error.
 bool read_record(int fd, StageRecord* record, pid_t* sender, UniqueFd* received = nullptr) {
-  iovec iov{record, sizeof *record};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-      ucred cred;
-      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-      *sender = cred.pid;
-    } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-               c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      int passed = -1;
-      std::memcpy(&passed, CMSG_DATA(c), sizeof passed);
-      UniqueFd owned(passed);
-      if (received != nullptr) *received = std::move(owned);
-    }
-  }
-  return n == static_cast<ssize_t>(sizeof *record);
+  auto message = sys::receive_message(fd, sizeof *record, 1);
+  if (!message || !message->has_value()) return false;
+  sys::Message& m = **message;
+  if (m.sender > 0) *sender = m.sender;
+  if (received != nullptr && !m.fds.empty()) *received = std::move(m.fds.front());
+  if (m.frame.size() != sizeof *record) return false;
+  std::memcpy(record, m.frame.data(), sizeof *record);
+  return true;
 }
 
 std::string describe(const LaunchPlan& plan, const StageRecord& r) {
