@@ -345,6 +345,7 @@ Status Manager::remove(const std::string& name) {
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   if (it->second.phase == Phase::kRunning) stop_supervisor(name, it->second.supervisor_pid);
   if (auto st = registry_.remove(name); !st) return st;
+  sys::remove_socket_path(control_socket(name));  // left behind by a supervisor that was killed
   std::error_code ignored;
   std::filesystem::remove_all(registry_.workspace(name), ignored);
   sandboxes_.erase(it);

@@ -31,11 +31,11 @@ struct ControlServer::Client {
   bool closed = false;
 };
 
-ControlServer::ControlServer(asio::io_context& io, UniqueFd listener, std::string path,
+ControlServer::ControlServer(asio::io_context& io, sys::ListeningSocket listener,
                              ControlHandlers handlers)
     : io_(io),
-      listener_(std::make_unique<Listener>(io, listener.release())),
-      path_(std::move(path)),
+      listener_(std::make_unique<Listener>(io, listener.fd.release())),
+      claim_(std::move(listener)),
       handlers_(std::move(handlers)) {}
 
 ControlServer::~ControlServer() {
@@ -45,8 +45,7 @@ ControlServer::~ControlServer() {
   }
   error_code ec;
   listener_->socket.close(ec);
-  if (!path_.empty()) ::unlink(path_.c_str());
-}
+}  // then claim_ removes the path
 
 void ControlServer::start() {
   listener_->socket.async_wait(asio::posix::stream_descriptor::wait_read,

@@ -15,6 +15,7 @@
 
 #include "core/control.hpp"
 #include "core/unique_fd.hpp"
+#include "sys/unix_socket.hpp"
 
 namespace openshell::supervisor {
 
@@ -35,8 +36,8 @@ class ControlServer {
  public:
   static constexpr size_t kMaxClients = 8;  // more wait in the backlog
 
-  // listener: from sys::listen_seqpacket; `path` is unlinked when the server goes.
-  ControlServer(boost::asio::io_context& io, UniqueFd listener, std::string path,
+  // listener: from sys::listen_seqpacket; its path and claim go when the server goes.
+  ControlServer(boost::asio::io_context& io, sys::ListeningSocket listener,
                 ControlHandlers handlers);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
@@ -54,7 +55,7 @@ class ControlServer {
   boost::asio::io_context& io_;
   struct Listener;
   std::unique_ptr<Listener> listener_;
-  std::string path_;
+  sys::ListeningSocket claim_;  // the path and its lock; the fd is listener_'s
   ControlHandlers handlers_;
   std::set<std::shared_ptr<Client>> clients_;
 };

@@ -98,7 +98,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   };
 
   // The control socket first: a daemon that cannot reach the sandbox must not start it.
-  UniqueFd control_listener;
+  sys::ListeningSocket control_listener;
   if (!options.control_socket.empty()) {
     auto listener = sys::listen_seqpacket(options.control_socket, 0600);
     if (!listener) return failed("control", listener.error());
@@ -234,7 +234,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   ExecChannel exec_channel(io, std::move(launched->exec_channel));
   std::unique_ptr<ControlServer> control_server;
   boost::asio::steady_timer shutdown_grace(io);
-  if (control_listener) {
+  if (control_listener.fd) {
     const auto started = std::chrono::system_clock::now();
     ControlHandlers handlers;
     handlers.status = [&, started] {
@@ -292,7 +292,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       }
     };
     control_server = std::make_unique<ControlServer>(io, std::move(control_listener),
-                                                     options.control_socket, std::move(handlers));
+                                                     std::move(handlers));
     control_server->start();
   }
   io.run();

@@ -21,17 +21,65 @@ Result<sockaddr_un> address_of(const std::string& path) {
   return addr;
 }
 
+
+std::string lock_path(const std::string& path) { return path + ".lock"; }
+
+// Takes the claim on `path`: a write lock on its lock file, re-checked against the name so that
+// a file unlinked by its last owner between our open and our lock is not mistaken for the claim.
+Result<UniqueFd> claim(const std::string& path) {
+  const std::string file = lock_path(path);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    UniqueFd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return Error::from_errno("opening " + file);
+    struct flock lk {};
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    if (::fcntl(fd.get(), F_SETLK, &lk) != 0) {
+      if (errno == EACCES || errno == EAGAIN)
+        return Error::from_errno(path + " is in use by a running process", EADDRINUSE);
+      return Error::from_errno("locking " + file);
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd.get(), &held) != 0) return Error::from_errno("stat " + file);
+    if (::stat(file.c_str(), &named) == 0 && named.st_dev == held.st_dev &&
+        named.st_ino == held.st_ino)
+      return fd;
+  }
+  return Error::from_errno("claiming " + path + ": its lock file keeps changing", EAGAIN);
+}
+
 }  // namespace
 
-Result<UniqueFd> listen_seqpacket(const std::string& path, mode_t mode) {
+ListeningSocket& ListeningSocket::operator=(ListeningSocket&& other) noexcept {
+  if (this != &other) {
+    fd.reset();
+    if (lock) remove_socket_path(path);
+    fd = std::move(other.fd);
+    lock = std::move(other.lock);
+    path = std::move(other.path);
+  }
+  return *this;
+}
+
+ListeningSocket::~ListeningSocket() {
+  fd.reset();
+  if (lock) remove_socket_path(path);  // before the claim goes: no one else's files
+}
+
+void remove_socket_path(const std::string& path) {
+  ::unlink(path.c_str());
+  ::unlink(lock_path(path).c_str());
+}
+
+Result<ListeningSocket> listen_seqpacket(const std::string& path, mode_t mode) {
   auto addr = address_of(path);
   if (!addr) return addr.error();
+  auto lock = claim(path);
+  if (!lock) return lock.error();
+  // The path is ours: a socket there belonged to an owner that died.
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return Error::invalid(path + " exists and is not a socket");
-    // A socket nobody accepts on is stale (its owner died); a live one is someone else's.
-    if (auto probe = connect_seqpacket(path); probe)
-      return Error::from_errno(path + " is in use by a running process", EADDRINUSE);
     if (::unlink(path.c_str()) != 0) return Error::from_errno("removing stale socket " + path);
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -43,9 +91,13 @@ Result<UniqueFd> listen_seqpacket(const std::string& path, mode_t mode) {
   const int bind_err = errno;
   ::umask(old_umask);
   if (rc != 0) return Error::from_errno("binding " + path, bind_err);
+  ListeningSocket listener;
+  listener.fd = std::move(fd);
+  listener.lock = std::move(*lock);
+  listener.path = path;
   if (::chmod(path.c_str(), mode) != 0) return Error::from_errno("chmod " + path);
-  if (::listen(fd.get(), 16) != 0) return Error::from_errno("listening on " + path);
-  return fd;
+  if (::listen(listener.fd.get(), 16) != 0) return Error::from_errno("listening on " + path);
+  return listener;
 }
 
 Result<UniqueFd> connect_seqpacket(const std::string& path) {

@@ -18,10 +18,28 @@ namespace openshell::sys {
 
 inline constexpr size_t kMaxPassedFds = 4;
 
-// Creates a listening socket at `path` with permissions `mode` (the directory's permissions
-// guard it too). A stale socket file left by a dead owner is replaced; anything else at the
-// path is an error. Non-blocking, CLOEXEC.
-Result<UniqueFd> listen_seqpacket(const std::string& path, mode_t mode);
+// A listening socket at a path this process has claimed. The claim is a POSIX record lock on
+// `path`.lock: the kernel drops it when the process dies, and fork does not pass it on, so a
+// child that still holds a copy of the socket for a moment does not keep the path taken, and
+// the window between bind and listen is no opening for a second owner. Non-blocking, CLOEXEC.
+// Going out of scope removes both files while the claim still holds.
+struct ListeningSocket {
+  UniqueFd fd;
+  UniqueFd lock;
+  std::string path;
+
+  ListeningSocket() = default;
+  ListeningSocket(ListeningSocket&&) noexcept = default;
+  ListeningSocket& operator=(ListeningSocket&&) noexcept;
+  ~ListeningSocket();
+};
+
+// Claims `path` and listens there with permissions `mode` (the directory's permissions guard
+// it too). A path claimed by another live process is EADDRINUSE; a socket file left by a dead
+// owner is replaced; anything else at the path is an error.
+Result<ListeningSocket> listen_seqpacket(const std::string& path, mode_t mode);
+// Removes a socket path and its claim file, for a caller that knows the owner is gone.
+void remove_socket_path(const std::string& path);
 // Connects to a listening socket (blocking, CLOEXEC).
 Result<UniqueFd> connect_seqpacket(const std::string& path);
 

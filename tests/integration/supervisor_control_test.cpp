@@ -195,8 +195,10 @@ TEST_CASE("control socket: a path held by a live supervisor is refused; a stale 
   REQUIRE(path_exists(socket));
   auto third = run_process(
       {supervisor_bin(), "run", "--policy-file", policy, "--control", socket, "--", "/bin/true"});
+  INFO(third.err);
   CHECK(third.exit_code == 0);
   CHECK_FALSE(path_exists(socket));
+  CHECK_FALSE(path_exists(socket + ".lock"));
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -86,7 +87,22 @@ TEST_CASE("unix_socket: oversize frames and surplus descriptors are errors, noth
   CHECK(sys::send_message(a.get(), "m", 1, too_many) == E2BIG);
 }
 
-TEST_CASE("unix_socket: listen at a path, replace a stale socket, refuse a live one or a file") {
+namespace {
+
+// listen_seqpacket(path) in a child process (a claim is per process): 0 if it got the path.
+int listen_in_child(const std::string& path) {
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) ::_exit(sys::listen_seqpacket(path, 0600).ok() ? 0 : 1);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+TEST_CASE("unix_socket: listen at a claimed path, refuse a live owner or a file") {
   TempDir dir;
   const std::string path = dir.path + "/s";
   {
@@ -95,8 +111,8 @@ TEST_CASE("unix_socket: listen at a path, replace a stale socket, refuse a live 
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
-    // A second server on a live socket is refused.
-    CHECK_FALSE(sys::listen_seqpacket(path, 0600).ok());
+    // A second server while the owner lives is refused, and the path stays the owner's.
+    CHECK(listen_in_child(path) == 1);
     auto client = sys::connect_seqpacket(path);
     REQUIRE(client.ok());
     auto creds = sys::peer_credentials(client->get());
@@ -104,12 +120,51 @@ TEST_CASE("unix_socket: listen at a path, replace a stale socket, refuse a live 
     CHECK(creds->uid == ::getuid());
     CHECK(creds->pid == ::getpid());
   }
-  // The listener is gone; its file is stale and is replaced.
-  CHECK(sys::listen_seqpacket(path, 0600).ok());
+  // The owner went cleanly: socket and lock file are gone.
+  CHECK(::access(path.c_str(), F_OK) != 0);
+  CHECK(::access((path + ".lock").c_str(), F_OK) != 0);
   // Not a socket: refused, and left alone.
   const std::string file = dir.path + "/file";
   UniqueFd f(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
   REQUIRE(f);
   CHECK_FALSE(sys::listen_seqpacket(file, 0600).ok());
   CHECK(::access(file.c_str(), F_OK) == 0);
+  ::unlink((file + ".lock").c_str());
+}
+
+TEST_CASE("unix_socket: a dead owner's path is taken over though a child still holds its socket") {
+  TempDir dir;
+  const std::string path = dir.path + "/s";
+  int hold[2];
+  REQUIRE(::pipe2(hold, O_CLOEXEC) == 0);
+  UniqueFd release(hold[1]);
+  // The owner listens, forks a child that keeps a copy of the socket, and dies without cleanup.
+  pid_t owner = ::fork();
+  REQUIRE(owner >= 0);
+  if (owner == 0) {
+    auto listener = sys::listen_seqpacket(path, 0600);
+    if (!listener) ::_exit(1);
+    if (::fork() == 0) {
+      char c;
+      ::close(hold[1]);
+      (void)!::read(hold[0], &c, 1);  // until the test lets go
+      ::_exit(0);
+    }
+    ::_exit(0);  // no destructor: the files stay, as after kill -9
+  }
+  ::close(hold[0]);
+  int status = 0;
+  REQUIRE(::waitpid(owner, &status, 0) == owner);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  // The socket still accepts connections (the child's copy), but the path is free.
+  CHECK(sys::connect_seqpacket(path).ok());
+  auto listener = sys::listen_seqpacket(path, 0600);
+  REQUIRE(listener.ok());
+  auto client = sys::connect_seqpacket(path);
+  REQUIRE(client.ok());
+  auto creds = sys::peer_credentials(client->get());
+  REQUIRE(creds.ok());
+  CHECK(creds->pid == ::getpid());
+  release.reset();
 }
