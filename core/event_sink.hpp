@@ -27,18 +27,40 @@ class NullSink final : public EventSink {
 };
 
 // Appends one JSON object per line to a file, one write(2) per event (O_APPEND keeps
-// concurrent writers' lines whole).
+// concurrent writers' lines whole). Size-bounded: a line that would take the file past
+// max_bytes first moves it to PATH.1 (replacing the older one), so the events on disk never
+// exceed twice max_bytes.
 class JsonlFileSink final : public EventSink {
  public:
-  static Result<std::unique_ptr<JsonlFileSink>> open(const std::string& path);
+  static constexpr uint64_t kDefaultMaxBytes = 8ULL << 20;
+
+  static Result<std::unique_ptr<JsonlFileSink>> open(const std::string& path,
+                                                     uint64_t max_bytes = kDefaultMaxBytes);
   void emit(const ocsf::Event& event) override;
   [[nodiscard]] uint64_t dropped() const { return dropped_; }
 
  private:
-  explicit JsonlFileSink(UniqueFd fd) : fd_(std::move(fd)) {}
+  JsonlFileSink(std::string path, UniqueFd fd, uint64_t size, uint64_t max_bytes)
+      : path_(std::move(path)), fd_(std::move(fd)), size_(size), max_bytes_(max_bytes) {}
+  void rotate();
   std::mutex mu_;
+  std::string path_;
   UniqueFd fd_;
+  uint64_t size_;
+  uint64_t max_bytes_;
   uint64_t dropped_ = 0;
+};
+
+// Sends every event to each of its sinks in turn.
+class TeeSink final : public EventSink {
+ public:
+  void add(std::unique_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
+  void emit(const ocsf::Event& event) override {
+    for (auto& s : sinks_) s->emit(event);
+  }
+
+ private:
+  std::vector<std::unique_ptr<EventSink>> sinks_;
 };
 
 // Keeps events in memory (tests).

@@ -136,7 +136,7 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     uint32_t visible = 0;
     for (const auto& r : manager.list())
       if (may_touch(caller, r)) ++visible;
-    return sd_bus_reply_method_return(m, "ssu", OPENSHELL_VERSION, "direct", visible);
+    return sd_bus_reply_method_return(m, "ssu", OPENSHELL_VERSION, manager.driver(), visible);
   });
 }
 

@@ -33,11 +33,16 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
     if (k == "log_dir") target = &config.log_dir;
     if (k == "supervisor") target = &config.supervisor;
     if (k == "default_policy") target = &config.default_policy;
+    if (k == "driver") target = &config.driver;
     if (target != nullptr) {
       auto value = node.value<std::string>();
       if (!value) return Error::invalid(where(node) + ": " + k + ": must be a string");
-      if (k != "default_policy" && (value->empty() || value->front() != '/'))
+      if (k == "driver") {
+        if (*value != "auto" && *value != "systemd" && *value != "direct")
+          return Error::invalid(where(node) + ": driver: one of auto, systemd, direct");
+      } else if (k != "default_policy" && (value->empty() || value->front() != '/')) {
         return Error::invalid(where(node) + ": " + k + ": must be an absolute path");
+      }
       *target = *value;
     } else if (k == "max_sandboxes") {
       auto value = node.value<int64_t>();

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
@@ -131,6 +132,11 @@ void Manager::refresh(SandboxRecord& record) const {
 }
 
 Result<std::vector<std::string>> Manager::start() {
+  if (config_.driver == "systemd" || (config_.driver == "auto" && sd_booted() > 0)) {
+    auto driver = SystemdDriver::connect();
+    if (!driver) return driver.error();
+    systemd_.emplace(std::move(*driver));
+  }
   for (const std::string& dir :
        {config_.runtime_dir, config_.runtime_dir + "/sandboxes", config_.log_dir,
         config_.log_dir + "/sandboxes"})
@@ -162,15 +168,61 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
                                    "--workdir",        workspace,
                                    "--control",        control_socket(record.name),
                                    "--events",         logs + "/events.jsonl",
-                                   "--"};
+                                   "--journal"};
+  if (systemd_) args.emplace_back("--cgroup-delegated");
+  args.emplace_back("--");
   args.insert(args.end(), record.command.begin(), record.command.end());
+
+  // The supervisor's own log: the unit's journal, or a file beside the events.
+  const std::string log_file = logs + "/supervisor.log";
+  std::string log_hint = log_file;
+  pid_t supervisor = -1;
+  if (systemd_) {
+    const std::string unit = sandbox_unit(record.name);
+    log_hint = "journalctl -u " + unit;
+    auto parsed = policy::parse_policy_file(policy_file);
+    if (!parsed.ok()) return Error::invalid("revision " + policy_file + " does not parse");
+    if (auto st = systemd_->start(unit, "openshell sandbox " + record.name, args,
+                                  unit_limits(parsed.policy->resources));
+        !st)
+      return st.error();
+  } else {
+    auto pid = spawn_detached(args, log_file);
+    if (!pid) return pid.error();
+    supervisor = *pid;
+  }
+  auto gone = [&] {
+    return systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
+  };
+
+  // Up when its control socket answers; a supervisor that dies first tells why in its log.
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  control::Request status;
+  status.op = control::Op::kStatus;
+  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
+  auto pause = std::chrono::milliseconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
+      return reply->data.value("supervisor_pid", supervisor);
+    if (gone())
+      return Error::invalid("the supervisor exited during start" +
+                            (systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")"
+                                      : std::string()) +
+                            "; see " + log_hint);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  if (supervisor > 0) ::kill(supervisor, SIGKILL);
+  return Error::from_errno("the supervisor did not come up; see " + log_hint, ETIMEDOUT);
+}
+
+// The direct driver: detached twice over, its own session and not our child (the middle
+// process exits at once), so it outlives the daemon and never becomes our zombie.
+Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
+                                      const std::string& log_file) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const std::string log_file = logs + "/supervisor.log";
-
-  // Detached twice over: its own session, and not our child (the middle process exits at
-  // once), so it outlives the daemon and never becomes our zombie.
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
   UniqueFd report_read(report[0]), report_write(report[1]);
@@ -199,23 +251,7 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
                         static_cast<ssize_t>(sizeof supervisor);
   ::waitpid(middle, nullptr, 0);
   if (!reported || supervisor <= 0) return Error::invalid("could not start the supervisor");
-
-  // Up when its control socket answers; a supervisor that dies first tells why in its log.
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  control::Request status;
-  status.op = control::Op::kStatus;
-  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
-  auto pause = std::chrono::milliseconds(1);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
-      return supervisor;
-    if (!alive(supervisor))
-      return Error::invalid("the supervisor exited during start; see " + log_file);
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(20));
-  }
-  ::kill(supervisor, SIGKILL);
-  return Error::from_errno("the supervisor did not come up; see " + log_file, ETIMEDOUT);
+  return supervisor;
 }
 
 Result<SandboxRecord> Manager::create(const std::string& name, const std::string& policy,
@@ -464,16 +500,20 @@ Result<std::vector<std::string>> Manager::events(const std::string& name, size_t
                                                  uint32_t class_uid, bool denied_only,
                                                  int64_t since_unix_ms) const {
   if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  std::ifstream in(config_.log_dir + "/sandboxes/" + name + "/events.jsonl");
+  // The rotated file (older events) first, then the current one (see JsonlFileSink).
+  const std::string file = config_.log_dir + "/sandboxes/" + name + "/events.jsonl";
   std::deque<std::string> kept;
-  for (std::string line; std::getline(in, line);) {
-    auto e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!e.is_object()) continue;  // a torn last line while a supervisor writes
-    if (e.value("time", int64_t{0}) < since_unix_ms) continue;
-    if (class_uid != 0 && e.value("class_uid", 0U) != class_uid) continue;
-    if (denied_only && e.value("disposition", "") != "Blocked") continue;
-    kept.push_back(std::move(line));
-    if (kept.size() > max) kept.pop_front();
+  for (const std::string& path : {file + ".1", file}) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      auto e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!e.is_object()) continue;  // a torn last line while a supervisor writes
+      if (e.value("time", int64_t{0}) < since_unix_ms) continue;
+      if (class_uid != 0 && e.value("class_uid", 0U) != class_uid) continue;
+      if (denied_only && e.value("disposition", "") != "Blocked") continue;
+      kept.push_back(std::move(line));
+      if (kept.size() > max) kept.pop_front();
+    }
   }
   return std::vector<std::string>(kept.begin(), kept.end());
 }

@@ -1,8 +1,10 @@
 // The sandbox manager: lifecycle over the registry and the supervisors' control sockets. The
 // bus layer (bus.cpp) authorizes callers and calls in here; nothing here knows about D-Bus.
 //
-// Driver: direct (a detached `openshell-supervisor run --control ...` in its own session; it
-// outlives the daemon). The systemd driver (a transient unit per sandbox) is the next step.
+// Drivers: systemd (a transient unit per sandbox, systemd_driver.hpp) when PID 1 is systemd,
+// direct (a detached `openshell-supervisor run --control ...` in its own session) otherwise.
+// Both outlive the daemon; everything after the start goes through the control socket, the
+// same for both.
 #pragma once
 
 #include <sys/types.h>
@@ -12,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,7 @@
 #include "openshelld/config.hpp"
 #include "openshelld/policies.hpp"
 #include "openshelld/registry.hpp"
+#include "openshelld/systemd_driver.hpp"
 
 struct sd_event;
 
@@ -78,17 +82,21 @@ class Manager {
   Result<std::string> policy_text(const std::string& name) const;
 
   [[nodiscard]] const Config& config() const { return config_; }
+  [[nodiscard]] const char* driver() const { return systemd_ ? "systemd" : "direct"; }
 
  private:
   struct PendingExec;
   std::string control_socket(const std::string& name) const;
+  // Starts the supervisor with the driver and waits for its control socket; returns its pid.
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
+  static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file);
   void refresh(SandboxRecord& record) const;
   void stop_supervisor(const std::string& name, pid_t pid);
 
   Config config_;
   sd_event* event_;
   Registry registry_;
+  std::optional<SystemdDriver> systemd_;  // set when the systemd driver is in use
   std::map<std::string, SandboxRecord> sandboxes_;
   std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
 };

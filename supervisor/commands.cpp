@@ -9,6 +9,7 @@
 #include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/policy.hpp"
+#include "sys/journal.hpp"
 #include "supervisor/run.hpp"
 
 namespace openshell::supervisor {
@@ -42,6 +43,8 @@ struct RunArgs {
   std::string events_file;
   std::string control_socket;
   std::string cgroup = "auto";
+  bool journal = false;
+  bool cgroup_delegated = false;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> command;
@@ -84,15 +87,19 @@ int run_command(const RunArgs& args) {
   options.env = args.env;
   options.command = args.command;
 
-  std::unique_ptr<EventSink> sink = std::make_unique<NullSink>();
+  options.cgroup_delegated = args.cgroup_delegated;
+
+  auto tee = std::make_unique<TeeSink>();
   if (!args.events_file.empty()) {
     auto file = JsonlFileSink::open(args.events_file);
     if (!file) {
       log::error("supervisor", file.error().message());
       return kExitSetupFailed;
     }
-    sink = std::move(*file);
+    tee->add(std::move(*file));
   }
+  if (args.journal) tee->add(std::make_unique<sys::JournalSink>());
+  std::unique_ptr<EventSink> sink = std::move(tee);
 
   std::shared_ptr<const policy::Policy> policy;
   if (args.policy_file.empty()) {
@@ -158,6 +165,12 @@ int supervisor_main(int argc, char** argv) {
                       "Serve the control protocol on a unix socket at PATH (root only)");
   run_cmd->add_option("--cgroup", run.cgroup, "cgroup hierarchy: auto, v1 or v2 (hybrid hosts)")
       ->check(CLI::IsMember({"auto", "v1", "v2"}));
+  run_cmd->add_flag("--cgroup-delegated", run.cgroup_delegated,
+                    "Our own cgroup was delegated to us (systemd Delegate=yes): build the "
+                    "sandbox's cgroup inside it");
+  run_cmd->add_flag("--journal", run.journal,
+                    "Also send events to the systemd journal (OPENSHELL_SANDBOX=, "
+                    "OCSF_CLASS_UID= fields)");
   run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();
   run_cmd->positionals_at_end(true);
 

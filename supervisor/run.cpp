@@ -110,7 +110,13 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
   if (!layout) return failed("cgroup", layout.error());
   const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
-  auto cgroup = sys::Cgroup::create(*layout, options.cgroup_parent, options.name, limits);
+  std::string cgroup_parent = options.cgroup_parent;
+  if (options.cgroup_delegated) {
+    auto own = sys::adopt_delegated_cgroup(*layout);
+    if (!own) return failed("cgroup", own.error());
+    cgroup_parent = std::move(*own);
+  }
+  auto cgroup = sys::Cgroup::create(*layout, cgroup_parent, options.name, limits);
   if (!cgroup) {
     if (cgroup.error().code == std::errc::file_exists)
       return failed("cgroup", Error{cgroup.error().code,

@@ -129,6 +129,40 @@ Result<CgroupLayout> detect_cgroup_layout(std::optional<CgroupVersion> want) {
   return layout;
 }
 
+Result<std::string> adopt_delegated_cgroup(const CgroupLayout& layout) {
+  auto text = read_file("/proc/self/cgroup", 64 << 10);
+  if (!text) return text.error().wrap("reading our own cgroup");
+  // Lines are "id:controllers:path"; v2's is "0::path", v1's name their controllers.
+  std::string own;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) {
+    auto first = line.find(':');
+    auto second = first == std::string::npos ? first : line.find(':', first + 1);
+    if (second == std::string::npos) continue;
+    const std::string controllers = line.substr(first + 1, second - first - 1);
+    std::string list = controllers;  // "cpu,cpuacct" -> "cpu cpuacct"
+    for (auto& c : list)
+      if (c == ',') c = ' ';
+    if ((layout.version == CgroupVersion::kV2 && controllers.empty()) ||
+        (layout.version == CgroupVersion::kV1 && has_word(list, "pids"))) {
+      own = line.substr(second + 1);
+      break;
+    }
+  }
+  if (own.empty() || own.front() != '/' || own.find("/..") != std::string::npos)
+    return Error::invalid("our own cgroup is not in /proc/self/cgroup");
+  own.erase(0, 1);
+  if (own.empty()) return Error::invalid("we are in the root cgroup: nothing was delegated to us");
+  if (layout.version == CgroupVersion::kV2) {
+    const std::string leaf = layout.v2_root + "/" + own + "/supervisor";
+    if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST)
+      return Error::from_errno("creating cgroup " + leaf);
+    if (auto st = write_file(leaf + "/cgroup.procs", "0"); !st)
+      return st.error().wrap("moving into " + leaf);
+  }
+  return own;
+}
+
 Result<Cgroup> Cgroup::create(const CgroupLayout& layout, const std::string& parent,
                               const std::string& name, const CgroupLimits& limits) {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")

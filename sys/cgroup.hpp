@@ -33,6 +33,12 @@ struct CgroupLayout {
 // primary hierarchy.
 Result<CgroupLayout> detect_cgroup_layout(std::optional<CgroupVersion> want = std::nullopt);
 
+// For a process whose own cgroup was delegated to it (systemd's Delegate=yes): returns that
+// cgroup's path relative to the hierarchy's root, to create sandbox cgroups under. On v2 the
+// process first moves itself into a `supervisor` leaf below it, since a v2 cgroup with
+// processes of its own cannot enable controllers for its children.
+Result<std::string> adopt_delegated_cgroup(const CgroupLayout& layout);
+
 struct CgroupLimits {
   std::optional<uint64_t> memory_max;   // bytes
   std::optional<uint32_t> cpu_percent;  // 100 = one CPU

@@ -50,6 +50,7 @@ struct RunOptions {
   std::vector<std::string> env;  // K=V from --env
   std::vector<std::string> command;
   std::string cgroup_parent = "openshell";
+  bool cgroup_delegated = false;  // build inside our own cgroup instead (systemd Delegate=yes)
   std::optional<sys::CgroupVersion> cgroup_version;  // nullopt: the host's primary hierarchy
   std::string policy_file;  // re-read on SIGHUP; empty when the built-in default is used
   std::map<std::string, std::vector<IpAddress>> static_hosts;  // --resolve NAME=ADDRESS

@@ -60,3 +60,7 @@ TEST_CASE("a limit whose v2 controller is missing is refused, never silently dro
     CHECK_FALSE(path_exists(layout->v2_root + "/openshell/" + name));
   }
 }
+
+TEST_CASE("a delegated v2 cgroup (systemd Delegate=yes) holds the sandbox's; the supervisor leaves") {
+  check_delegated_cgroup(CgroupVersion::kV2);
+}

@@ -74,3 +74,7 @@ TEST_CASE("limits are written to the sandbox's cgroup and SIGTERM ends the sandb
 TEST_CASE("kill -9 of the supervisor kills the sandbox and leaves no cgroup or mount") {
   check_kill9_cleanup(std::nullopt);
 }
+
+TEST_CASE("a delegated v1 cgroup holds the sandbox's") {
+  check_delegated_cgroup(openshell::sys::CgroupVersion::kV1);
+}

@@ -1,6 +1,7 @@
 #include "tests/support/cgroups.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +107,42 @@ void check_kill9_cleanup(std::optional<sys::CgroupVersion> version) {
   CHECK(eventually([&] {
     return run_process({"/bin/ps", "-eo", "args"}).out.find(name) == std::string::npos;
   }));
+}
+
+void check_delegated_cgroup(sys::CgroupVersion version) {
+  auto layout = sys::detect_cgroup_layout(version);
+  REQUIRE(layout.ok());
+  const bool v2 = version == sys::CgroupVersion::kV2;
+  const std::string root = v2 ? layout->v2_root : layout->v1_mounts.at("pids");
+  const std::string name = unique_name("dg");
+  const std::string unit = root + "/osh-test-" + name;  // stands in for the unit's cgroup
+  REQUIRE(::mkdir(unit.c_str(), 0755) == 0);
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  const std::string events_file = dir.path() + "/events.jsonl";
+  // The shell moves itself into the "unit" and becomes the supervisor.
+  const std::string script = "echo $$ > " + unit + "/cgroup.procs && exec \"$@\"";
+  pid_t supervisor =
+      spawn_process({"/bin/sh", "-c", script, "sh", supervisor_bin(), "run",
+                     v2 ? "--cgroup=v2" : "--cgroup=v1", "--cgroup-delegated", "--policy-file",
+                     policy, "--name", name, "--events", events_file, "--", "/bin/sleep", "60"});
+  REQUIRE(
+      eventually([&] { return read_text(events_file).find("\"Launch\"") != std::string::npos; }));
+  auto launch = find_event(read_events(events_file), 1007, "Launch");
+  REQUIRE(launch != nullptr);
+  const std::string agent = std::to_string(launch["process"]["pid"].get<int>());
+  CHECK(read_text(unit + "/" + name + "/cgroup.procs").find(agent + "\n") != std::string::npos);
+  const std::string own = v2 ? unit + "/supervisor" : unit;
+  CHECK(read_text(own + "/cgroup.procs").find(std::to_string(supervisor) + "\n") !=
+        std::string::npos);
+  if (v2) CHECK(read_text(unit + "/cgroup.procs").empty());  // no process left in the unit's
+  REQUIRE(kill(supervisor, SIGTERM) == 0);
+  int status = 0;
+  REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
+  CHECK(WEXITSTATUS(status) == 143);
+  CHECK(eventually([&] { return !path_exists(unit + "/" + name); }));
+  if (v2) ::rmdir((unit + "/supervisor").c_str());
+  CHECK(::rmdir(unit.c_str()) == 0);
 }
 
 }  // namespace openshell::testing

@@ -23,4 +23,9 @@ CgroupLimitValues read_cgroup_limits(const std::string& name);
 // reaper and every mount are gone.
 void check_kill9_cleanup(std::optional<sys::CgroupVersion> version);
 
+// Runs a supervisor that starts inside a fresh cgroup of its own, as a systemd unit with
+// Delegate=yes does, with --cgroup-delegated; checks that the sandbox's cgroup is built
+// inside it (and on v2, that the supervisor moved itself into a `supervisor` leaf first).
+void check_delegated_cgroup(sys::CgroupVersion version);
+
 }  // namespace openshell::testing

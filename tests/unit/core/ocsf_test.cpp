@@ -78,6 +78,39 @@ TEST_CASE("the JSONL sink appends one line per event") {
   unlink(tmpl);
 }
 
+TEST_CASE("the JSONL sink rotates to PATH.1 at its size bound; a tee reaches every sink") {
+  char tmpl[] = "/tmp/openshell-sink-XXXXXX";
+  int fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  close(fd);
+  const std::string path = tmpl, old = path + ".1";
+  ocsf::ProcessInfo p;
+  const size_t line_bytes = ocsf::process_launch("s-0", p).to_json_line().size() + 1;
+  auto memory = std::make_unique<MemorySink>();
+  MemorySink* seen = memory.get();
+  {
+    auto sink = JsonlFileSink::open(path, line_bytes * 3);  // three lines per file
+    REQUIRE(sink.ok());
+    TeeSink tee;
+    tee.add(std::move(*sink));
+    tee.add(std::move(memory));
+    for (int i = 0; i < 8; ++i) tee.emit(ocsf::process_launch("s-" + std::to_string(i), p));
+    CHECK(seen->events().size() == 8);
+  }
+  auto sandboxes = [](const std::string& file) {
+    std::ifstream in(file);
+    std::vector<std::string> names;
+    for (std::string line; std::getline(in, line);)
+      names.push_back(nlohmann::json::parse(line)["unmapped"]["sandbox"]);
+    return names;
+  };
+  // 0 1 2 | 3 4 5 | 6 7: the first file was replaced by the second rotation.
+  CHECK(sandboxes(old) == std::vector<std::string>{"s-3", "s-4", "s-5"});
+  CHECK(sandboxes(path) == std::vector<std::string>{"s-6", "s-7"});
+  unlink(path.c_str());
+  unlink(old.c_str());
+}
+
 TEST_CASE("connection events name the protocol only when known") {
   openshell::ocsf::ConnectionInfo c;
   c.host = "198.51.100.1";

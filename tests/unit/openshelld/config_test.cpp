@@ -20,6 +20,7 @@ TEST_CASE("config: the shipped openshelld.toml is valid and says the defaults") 
   CHECK(shipped->supervisor == defaults.supervisor);
   CHECK(shipped->default_policy == defaults.default_policy);
   CHECK(shipped->max_sandboxes == defaults.max_sandboxes);
+  CHECK(shipped->driver == defaults.driver);
 }
 
 TEST_CASE("config: mistakes are reported with file:line:col") {
@@ -38,6 +39,7 @@ TEST_CASE("config: mistakes are reported with file:line:col") {
   check("\n\nmax_sandboxes = 0\n", ":3:");
   check("log_dir = 7\n", "log_dir: must be a string");
   check("state_dir = \n", ":1:");
+  check("driver = \"docker\"\n", ":1:10: driver: one of auto, systemd, direct");
   std::filesystem::remove(path);
   CHECK_FALSE(load_config("/nonexistent/openshelld.toml", true).ok());
   CHECK(load_config("/nonexistent/openshelld.toml", false).ok());
