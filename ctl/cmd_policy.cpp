@@ -1,6 +1,10 @@
-// openshellctl policy list|show NAME|validate FILE|reload.
+// openshellctl policy list|show NAME|validate FILE|reload, and a sandbox's own policy:
+// set SANDBOX FILE|get SANDBOX|history SANDBOX|rollback SANDBOX.
 #include <systemd/sd-bus.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -42,16 +46,28 @@ int show(const Global& global, const std::string& name) {
   return kExitOk;
 }
 
+// A policy file's text ("-": standard input), at most 1 MiB.
+Result<std::string> read_policy(const std::string& file) {
+  std::ifstream in;
+  if (file != "-") {
+    in.open(file, std::ios::binary);
+    if (!in) return Error::from_errno("cannot read " + file, ENOENT);
+  }
+  std::istream& from = file == "-" ? std::cin : in;
+  std::string text(kMaxPolicyBytes + 1, '\0');
+  from.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(from.gcount()));
+  if (text.size() > kMaxPolicyBytes) return Error::invalid(file + ": larger than 1 MiB");
+  return text;
+}
+
 int validate(const Global& global, const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return fail("cannot read " + file);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > kMaxPolicyBytes) return fail(file + ": larger than 1 MiB");
+  auto text = read_policy(file);
+  if (!text) return fail(text.error().message());
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
   auto reply = call(bus->get(), "ValidatePolicy", [&](sd_bus_message* m) {
-    return sd_bus_message_append(m, "ss", text.str().c_str(), file.c_str());
+    return sd_bus_message_append(m, "ss", text->c_str(), file.c_str());
   });
   if (!reply) return fail(reply.error().message());
   std::vector<std::string> diagnostics;
@@ -93,6 +109,102 @@ int reload(const Global& global) {
   return failed.empty() ? kExitOk : kExitFailed;
 }
 
+// The reply of SetPolicy and RollbackPolicy: the sandbox's new revision.
+int print_revision(const Global& global, const std::string& sandbox,
+                   const Result<MessagePtr>& reply) {
+  if (!reply) return fail(reply.error().message());
+  uint64_t revision = 0;
+  if (sd_bus_message_read(reply->get(), "t", &revision) < 0) return fail("unexpected reply");
+  if (global.json)
+    std::cout << nlohmann::json{{"sandbox", sandbox}, {"revision", revision}}.dump() << "\n";
+  else
+    std::cout << sandbox << " is on revision " << revision << "\n";
+  return kExitOk;
+}
+
+int set(const Global& global, const std::string& sandbox, const std::string& file) {
+  auto text = read_policy(file);
+  if (!text) return fail(text.error().message());
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  const std::string source = file == "-" ? "<stdin>" : file;
+  auto reply = call(bus->get(), "SetPolicy", [&](sd_bus_message* m) {
+    return sd_bus_message_append(m, "sss", sandbox.c_str(), text->c_str(), source.c_str());
+  });
+  return print_revision(global, sandbox, reply);
+}
+
+int get(const Global& global, const std::string& sandbox, uint64_t wanted) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "GetPolicy", [&](sd_bus_message* m) {
+    return sd_bus_message_append(m, "st", sandbox.c_str(), wanted);
+  });
+  if (!reply) return fail(reply.error().message());
+  uint64_t revision = 0;
+  const char* text = nullptr;
+  if (sd_bus_message_read(reply->get(), "ts", &revision, &text) < 0)
+    return fail("unexpected reply");
+  if (global.json)
+    std::cout << nlohmann::json{{"sandbox", sandbox}, {"revision", revision}, {"text", text}}.dump()
+              << "\n";
+  else
+    std::cout << text;
+  return kExitOk;
+}
+
+std::string utc(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  const time_t t = static_cast<time_t>(unix_ms / 1000);
+  tm parts{};
+  ::gmtime_r(&t, &parts);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return buf;
+}
+
+int history(const Global& global, const std::string& sandbox) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "PolicyHistory", [&](sd_bus_message* m) {
+    return sd_bus_message_append(m, "s", sandbox.c_str());
+  });
+  if (!reply) return fail(reply.error().message());
+  sd_bus_message* r = reply->get();
+  uint64_t current = 0;
+  if (sd_bus_message_read(r, "t", &current) < 0 || sd_bus_message_enter_container(r, 'a', "(txs)") < 0)
+    return fail("unexpected reply");
+  nlohmann::json rows = nlohmann::json::array();
+  uint64_t number = 0;
+  int64_t time_ms = 0;
+  const char* origin = nullptr;
+  int rc;
+  while ((rc = sd_bus_message_read(r, "(txs)", &number, &time_ms, &origin)) > 0)
+    rows.push_back({{"revision", number}, {"time_unix_ms", time_ms}, {"origin", origin},
+                    {"current", number == current}});
+  if (rc < 0) return fail("unexpected reply");
+  if (global.json) {
+    std::cout << rows.dump() << "\n";
+    return kExitOk;
+  }
+  std::printf("%-3s %-9s %-21s %s\n", "", "REVISION", "APPLIED", "ORIGIN");
+  for (const auto& row : rows)
+    std::printf("%-3s %8llu  %-21s %s\n", row["current"].get<bool>() ? "*" : "",
+                static_cast<unsigned long long>(row["revision"].get<uint64_t>()),
+                utc(row["time_unix_ms"].get<int64_t>()).c_str(),
+                row["origin"].get<std::string>().c_str());
+  return kExitOk;
+}
+
+int rollback(const Global& global, const std::string& sandbox, uint64_t to) {
+  auto bus = connect(global.bus);
+  if (!bus) return fail(bus.error().message());
+  auto reply = call(bus->get(), "RollbackPolicy", [&](sd_bus_message* m) {
+    return sd_bus_message_append(m, "st", sandbox.c_str(), to);
+  });
+  return print_revision(global, sandbox, reply);
+}
+
 }  // namespace
 
 void add_policy(CLI::App& app, const Global& global, Action* run) {
@@ -110,6 +222,34 @@ void add_policy(CLI::App& app, const Global& global, Action* run) {
   auto* r = policy->add_subcommand(
       "reload", "Re-read all named policies and update running sandboxes (all or nothing)");
   r->callback([&global, run] { *run = [&global] { return reload(global); }; });
+
+  // A sandbox's own policy. After set or rollback the sandbox is pinned: reloads of its named
+  // policy pass it by.
+  auto file = std::make_shared<std::string>();
+  auto number = std::make_shared<uint64_t>(0);
+  auto* st = policy->add_subcommand(
+      "set", "Give a sandbox its own policy (a running one takes network_policies changes only)");
+  st->add_option("sandbox", *name, "Sandbox name")->required();
+  st->add_option("file", *file, "Policy TOML file, or - for standard input")->required();
+  st->callback([&global, run, name, file] {
+    *run = [&global, name, file] { return set(global, *name, *file); };
+  });
+  auto* g = policy->add_subcommand("get", "Print a sandbox's policy (its current revision)");
+  g->add_option("sandbox", *name, "Sandbox name")->required();
+  g->add_option("--revision", *number, "An earlier revision instead");
+  g->callback([&global, run, name, number] {
+    *run = [&global, name, number] { return get(global, *name, *number); };
+  });
+  auto* h = policy->add_subcommand("history", "List a sandbox's policy revisions");
+  h->add_option("sandbox", *name, "Sandbox name")->required();
+  h->callback([&global, run, name] { *run = [&global, name] { return history(global, *name); }; });
+  auto* rb = policy->add_subcommand(
+      "rollback", "Apply an earlier revision again, as a new one (default: the previous)");
+  rb->add_option("sandbox", *name, "Sandbox name")->required();
+  rb->add_option("--to", *number, "The revision to go back to");
+  rb->callback([&global, run, name, number] {
+    *run = [&global, name, number] { return rollback(global, *name, *number); };
+  });
 }
 
 }  // namespace openshell::ctl

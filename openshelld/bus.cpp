@@ -128,6 +128,20 @@ int guarded(sd_bus_error* error, F&& body) {
   }
 }
 
+// The sandbox named by the first argument, if the caller may touch it; NotFound otherwise
+// (to a non-root caller, someone else's sandbox does not exist).
+int touchable(sd_bus_message* m, void* userdata, sd_bus_error* error, SandboxRecord* out) {
+  Caller caller;
+  if (int rc = identify(m, &caller, error); rc < 0) return rc;
+  const char* name = nullptr;
+  if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+  auto r = service_of(userdata)->manager().get(name);
+  if (!r || !may_touch(caller, *r))
+    return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
+  *out = std::move(*r);
+  return 0;
+}
+
 int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     Caller caller;
@@ -180,17 +194,12 @@ int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 
 int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
-    Caller caller;
-    if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    const char* name = nullptr;
-    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
-    auto r = service_of(userdata)->manager().get(name);
-    if (!r || !may_touch(caller, *r))
-      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
-    return sd_bus_reply_method_return(m, "ssstuxs", r->name.c_str(),
-                                      std::string(to_string(r->phase)).c_str(), r->policy.c_str(),
-                                      r->revision, r->owner_uid, r->created_unix_ms,
-                                      r->reason.c_str());
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    return sd_bus_reply_method_return(m, "ssstuxs", r.name.c_str(),
+                                      std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
+                                      r.revision, r.owner_uid, r.created_unix_ms,
+                                      r.reason.c_str());
   });
 }
 
@@ -199,15 +208,10 @@ int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 template <typename Action>
 int on_sandbox(sd_bus_message* m, void* userdata, sd_bus_error* error, Action action) {
   return guarded(error, [&] {
-    Caller caller;
-    if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    const char* name = nullptr;
-    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
-    auto& manager = service_of(userdata)->manager();
-    auto r = manager.get(name);
-    if (!r || !may_touch(caller, *r))
-      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
-    if (auto st = action(manager, std::string(name)); !st) return fail(error, st.error());
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    if (auto st = action(service_of(userdata)->manager(), r.name); !st)
+      return fail(error, st.error());
     return sd_bus_reply_method_return(m, "");
   });
 }
@@ -226,10 +230,9 @@ int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 
 int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
-    Caller caller;
-    if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    const char* name = nullptr;
-    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    const std::string& name = r.name;
     std::vector<std::string> argv, env;
     if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
     if (int rc = read_strings(m, &env, error); rc < 0) return rc;
@@ -237,9 +240,6 @@ int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     int in = -1, out = -1, err = -1;
     if (int rc = sd_bus_message_read(m, "shhh", &cwd, &in, &out, &err); rc < 0) return rc;
     auto& manager = service_of(userdata)->manager();
-    auto r = manager.get(name);
-    if (!r || !may_touch(caller, *r))
-      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
     // The message owns its descriptors: the command gets copies.
     std::vector<UniqueFd> stdio;
     for (int fd : {in, out, err}) {
@@ -348,19 +348,14 @@ int method_validate_policy(sd_bus_message* m, void*, sd_bus_error* error) {
 
 int method_read_events(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
-    Caller caller;
-    if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    const char* name = nullptr;
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
     uint32_t max = 0, class_uid = 0;
     int denied = 0;
     int64_t since = 0;
-    if (int rc = sd_bus_message_read(m, "suubx", &name, &max, &class_uid, &denied, &since); rc < 0)
+    if (int rc = sd_bus_message_read(m, "uubx", &max, &class_uid, &denied, &since); rc < 0)
       return rc;
-    auto& manager = service_of(userdata)->manager();
-    auto r = manager.get(name);
-    if (!r || !may_touch(caller, *r))
-      return sd_bus_error_setf(error, kErrorNotFound, "no sandbox %.64s", name);
-    auto lines = manager.events(name, std::min<uint32_t>(max == 0 ? 100 : max, 10000), class_uid,
+    auto lines = service_of(userdata)->manager().events(r.name, std::min<uint32_t>(max == 0 ? 100 : max, 10000), class_uid,
                                 denied != 0, since);
     if (!lines) return fail(error, lines.error());
     sd_bus_message* reply = nullptr;
@@ -369,6 +364,71 @@ int method_read_events(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
     sd_bus_message_unref(reply);
     return rc;
+  });
+}
+
+int method_set_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    const std::string& name = r.name;
+    const char* text = nullptr;
+    const char* source = nullptr;
+    if (int rc = sd_bus_message_read(m, "ss", &text, &source); rc < 0) return rc;
+    auto revision = service_of(userdata)->manager().set_policy(name, text, source);
+    if (!revision) return fail(error, revision.error());
+    return sd_bus_reply_method_return(m, "t", *revision);
+  });
+}
+
+int method_get_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    const std::string& name = r.name;
+    uint64_t number = 0;
+    if (int rc = sd_bus_message_read(m, "t", &number); rc < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    if (number == 0) number = r.revision;
+    auto text = manager.sandbox_policy(name, number);
+    if (!text) return fail(error, text.error());
+    return sd_bus_reply_method_return(m, "ts", number, text->c_str());
+  });
+}
+
+int method_policy_history(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    const std::string& name = r.name;
+    auto& manager = service_of(userdata)->manager();
+    auto history = manager.policy_history(name);
+    if (!history) return fail(error, history.error());
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = sd_bus_message_append(reply, "t", r.revision);
+    if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "(txs)");
+    for (const auto& h : *history) {
+      if (rc < 0) break;
+      rc = sd_bus_message_append(reply, "(txs)", h.number, h.time_unix_ms, h.origin.c_str());
+    }
+    if (rc >= 0) rc = sd_bus_message_close_container(reply);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
+  });
+}
+
+int method_rollback_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    const std::string& name = r.name;
+    uint64_t to = 0;
+    if (int rc = sd_bus_message_read(m, "t", &to); rc < 0) return rc;
+    auto revision = service_of(userdata)->manager().rollback_policy(name, to);
+    if (!revision) return fail(error, revision.error());
+    return sd_bus_reply_method_return(m, "t", *revision);
   });
 }
 
@@ -414,6 +474,19 @@ const sd_bus_vtable kVtable[] = {
                              SD_BUS_PARAM(name) SD_BUS_PARAM(max) SD_BUS_PARAM(class_uid)
                                  SD_BUS_PARAM(denied_only) SD_BUS_PARAM(since_unix_ms),
                              "as", SD_BUS_PARAM(events), method_read_events,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("SetPolicy", "sss",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(text) SD_BUS_PARAM(source), "t",
+                             SD_BUS_PARAM(revision), method_set_policy,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("GetPolicy", "st", SD_BUS_PARAM(name) SD_BUS_PARAM(revision), "ts",
+                             SD_BUS_PARAM(revision) SD_BUS_PARAM(text), method_get_policy,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("PolicyHistory", "s", SD_BUS_PARAM(name), "ta(txs)",
+                             SD_BUS_PARAM(current) SD_BUS_PARAM(revisions),
+                             method_policy_history, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("RollbackPolicy", "st", SD_BUS_PARAM(name) SD_BUS_PARAM(revision),
+                             "t", SD_BUS_PARAM(revision), method_rollback_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END};
 

@@ -282,7 +282,7 @@ Result<SandboxRecord> Manager::create(const std::string& name, const std::string
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
-  auto revision = registry_.add_revision(name, *policy_text);
+  auto revision = registry_.add_revision(name, *policy_text, "created from policy " + policy_name);
   if (!revision) return revision.error();
   record.revision = *revision;
   if (auto st = registry_.save(record); !st) return st.error();
@@ -459,7 +459,9 @@ Manager::ReloadReport Manager::reload_policies() {
   }
   for (auto& [name, record] : sandboxes_) {
     refresh(record);
-    if (record.phase != Phase::kRunning) continue;
+    // Not running: it reads its revision at start. Pinned: its policy was set directly, and
+    // the named one no longer applies to it.
+    if (record.phase != Phase::kRunning || record.pinned) continue;
     auto next = set.files.find(record.policy);
     if (next == set.files.end()) {
       report.failed.push_back(name + ": its policy '" + record.policy +
@@ -468,32 +470,97 @@ Manager::ReloadReport Manager::reload_policies() {
     }
     auto current = registry_.revision(name, record.revision);
     if (current && *current == next->second.text) continue;
-    if (current && !same_static_sections(*current, next->second.text)) {
-      report.needs_recreation.push_back(name);
-      continue;
-    }
-    control::Request update;
-    update.op = control::Op::kPolicyUpdate;
-    update.policy_toml = next->second.text;
-    auto reply = ask(control_socket(name), update);
-    if (!reply || !reply->ok) {
-      report.failed.push_back(name + ": " +
-                              (reply ? reply->error : reply.error().message()));
-      continue;
-    }
-    auto revision = registry_.add_revision(name, next->second.text);
+    auto revision = apply_revision(record, next->second.text, "reload of policy " + record.policy);
     if (!revision) {
-      report.failed.push_back(name + ": applied, but not recorded: " +
-                              revision.error().message());
+      if (revision.error().code == std::errc::operation_not_supported)
+        report.needs_recreation.push_back(name);
+      else
+        report.failed.push_back(name + ": " + revision.error().message());
       continue;
     }
-    record.revision = *revision;
-    (void)registry_.save(record);
     report.applied.push_back(name);
   }
   log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
                             " sandbox(es) updated");
   return report;
+}
+
+Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::string& text,
+                                         const std::string& origin) {
+  if (record.phase == Phase::kRunning) {
+    auto current = registry_.revision(record.name, record.revision);
+    if (current && !same_static_sections(*current, text))
+      return Error{std::make_error_code(std::errc::operation_not_supported),
+                   "the policy changes more than [network_policies]; re-create sandbox " +
+                       record.name + " to apply it"};
+    control::Request update;
+    update.op = control::Op::kPolicyUpdate;
+    update.policy_toml = text;
+    auto reply = ask(control_socket(record.name), update);
+    if (!reply) return reply.error();
+    if (!reply->ok) return Error::invalid(reply->error);
+  }
+  // A stopped sandbox gets the whole policy at its next start.
+  auto revision = registry_.add_revision(record.name, text, origin);
+  if (!revision) return revision.error().wrap("applied, but not recorded");
+  record.revision = *revision;
+  if (auto st = registry_.save(record); !st) return st.error();
+  return revision;
+}
+
+Result<uint64_t> Manager::set_policy(const std::string& name, const std::string& text,
+                                     const std::string& source) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (text.size() > policy::kMaxPolicyFileBytes) return Error::invalid("policy larger than 1 MiB");
+  auto parsed = policy::parse_policy_string(text, source.empty() ? "<policy>" : source);
+  if (!parsed.ok()) {
+    std::string all;
+    for (const auto& d : parsed.diagnostics) all += (all.empty() ? "" : "\n") + d.to_string();
+    return Error::invalid(all);
+  }
+  SandboxRecord& record = it->second;
+  refresh(record);
+  const bool was_pinned = record.pinned;
+  record.pinned = true;
+  auto revision = apply_revision(record, text, "set from " + source.substr(0, 256));
+  if (!revision) record.pinned = was_pinned;
+  return revision;
+}
+
+Result<uint64_t> Manager::rollback_policy(const std::string& name, uint64_t to) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  SandboxRecord& record = it->second;
+  if (to == 0) {  // the one before the current
+    for (uint64_t n : registry_.revisions(name))
+      if (n < record.revision) to = n;
+    if (to == 0) return Error::invalid(name + " has no revision before " +
+                                       std::to_string(record.revision));
+  }
+  if (to == record.revision)
+    return Error::invalid(name + " is on revision " + std::to_string(to) + " already");
+  auto text = registry_.revision(name, to);
+  if (!text) return Error::from_errno("no revision " + std::to_string(to) + " of " + name, ENOENT);
+  refresh(record);
+  const bool was_pinned = record.pinned;
+  record.pinned = true;
+  auto revision = apply_revision(record, *text, "rollback to " + std::to_string(to));
+  if (!revision) record.pinned = was_pinned;
+  return revision;
+}
+
+Result<std::string> Manager::sandbox_policy(const std::string& name, uint64_t number) const {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  auto text = registry_.revision(name, number == 0 ? it->second.revision : number);
+  if (!text) return Error::from_errno("no revision " + std::to_string(number) + " of " + name, ENOENT);
+  return text;
+}
+
+Result<std::vector<RevisionInfo>> Manager::policy_history(const std::string& name) const {
+  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  return registry_.history(name);
 }
 
 Result<std::vector<std::string>> Manager::events(const std::string& name, size_t max,

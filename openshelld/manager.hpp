@@ -73,6 +73,18 @@ class Manager {
     std::vector<std::string> failed;  // "name: why"
   };
   ReloadReport reload_policies();
+
+  // A sandbox's own policy, apart from the named one it came from (which then no longer applies
+  // to it on reload: it is pinned). Validated whole; a running sandbox takes only a change to
+  // [network_policies] (anything else: operation_not_supported, re-create it), a stopped one
+  // gets the whole policy at its next start. Each is a new revision; returns its number.
+  Result<uint64_t> set_policy(const std::string& name, const std::string& text,
+                              const std::string& source);
+  // Applies an earlier revision's text again, as a new revision (0: the one before the current).
+  Result<uint64_t> rollback_policy(const std::string& name, uint64_t revision);
+  // The text of one of the sandbox's revisions (0: the current one).
+  Result<std::string> sandbox_policy(const std::string& name, uint64_t revision) const;
+  Result<std::vector<RevisionInfo>> policy_history(const std::string& name) const;
   [[nodiscard]] std::vector<std::string> policy_names() const;
 
   // The sandbox's OCSF events (JSON lines), oldest first: the last `max` with time >=
@@ -91,6 +103,9 @@ class Manager {
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file);
   void refresh(SandboxRecord& record) const;
+  // Pushes text to the running supervisor (if it runs) and records it as the next revision.
+  Result<uint64_t> apply_revision(SandboxRecord& record, const std::string& text,
+                                  const std::string& origin);
   void stop_supervisor(const std::string& name, pid_t pid);
 
   Config config_;

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/names.hpp"
+#include "core/ocsf.hpp"
 #include "sys/file_util.hpp"
 
 namespace openshell::daemon {
@@ -75,7 +76,8 @@ json to_json(const SandboxRecord& r) {
             {"reason", r.reason},
             {"created_unix_ms", r.created_unix_ms},
             {"supervisor_pid", r.supervisor_pid},
-            {"unit", r.unit}};
+            {"unit", r.unit},
+            {"pinned", r.pinned}};
   j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
   return j;
 }
@@ -103,6 +105,7 @@ Result<SandboxRecord> record_from_json(const json& j) {
     r.created_unix_ms = j.at("created_unix_ms").get<int64_t>();
     r.supervisor_pid = j.at("supervisor_pid").get<pid_t>();
     r.unit = j.at("unit").get<std::string>();
+    r.pinned = j.value("pinned", false);  // absent in records older than policy set
     return r;
   } catch (const json::exception& e) {
     return Error::invalid(std::string("malformed record: ") + e.what());
@@ -189,8 +192,8 @@ std::vector<uint64_t> Registry::revisions(const std::string& name) const {
   return out;
 }
 
-Result<uint64_t> Registry::add_revision(const std::string& name,
-                                        const std::string& policy_toml) const {
+Result<uint64_t> Registry::add_revision(const std::string& name, const std::string& policy_toml,
+                                        const std::string& origin) const {
   if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
   if (policy_toml.size() > kMaxPolicyBytes) return Error::invalid("policy too large");
   const std::string dir = state_dir_ + "/revisions/" + name;
@@ -201,7 +204,31 @@ Result<uint64_t> Registry::add_revision(const std::string& name,
                                        0600);
       !st)
     return st.error();
+  // The revision is the .toml; its note is best effort (history shows "" without it).
+  const json meta = {{"time_unix_ms", ocsf::now_ms()}, {"origin", origin.substr(0, 512)}};
+  (void)sys::write_file_atomic(dir + "/" + std::to_string(next) + ".json", meta.dump(), 0600);
   return next;
+}
+
+std::vector<RevisionInfo> Registry::history(const std::string& name) const {
+  std::vector<RevisionInfo> out;
+  for (uint64_t n : revisions(name)) {
+    RevisionInfo info;
+    info.number = n;
+    const std::string meta_path =
+        state_dir_ + "/revisions/" + name + "/" + std::to_string(n) + ".json";
+    if (auto text = sys::read_file(meta_path, 4096)) {
+      auto meta = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+      if (meta.is_object()) {
+        if (auto t = meta.find("time_unix_ms"); t != meta.end() && t->is_number_integer())
+          info.time_unix_ms = t->get<int64_t>();
+        if (auto o = meta.find("origin"); o != meta.end() && o->is_string())
+          info.origin = o->get<std::string>();
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 Result<std::string> Registry::revision(const std::string& name, uint64_t number) const {

@@ -30,6 +30,8 @@ struct SandboxRecord {
   std::optional<int> exit_code;    // when stopped
   std::string reason;              // why it stopped or failed, for a human
   int64_t created_unix_ms = 0;
+  // Its policy was set directly (policy set, rollback): reloads of the named policy pass it by.
+  bool pinned = false;
   pid_t supervisor_pid = -1;       // direct driver
   std::string unit;                // systemd driver
 };
@@ -37,6 +39,14 @@ struct SandboxRecord {
 nlohmann::json to_json(const SandboxRecord& record);
 // Everything validated: a record is data from disk, and disks lie after crashes.
 Result<SandboxRecord> record_from_json(const nlohmann::json& j);
+
+// One entry of a sandbox's policy history: when a revision was applied, and how ("created from
+// policy default", "reload of policy default", "set from FILE", "rollback to 2").
+struct RevisionInfo {
+  uint64_t number = 0;
+  int64_t time_unix_ms = 0;  // 0 when unknown
+  std::string origin;
+};
 
 class Registry {
  public:
@@ -54,9 +64,13 @@ class Registry {
   Status save(const SandboxRecord& record) const;
   Status remove(const std::string& name) const;  // the record and its revisions
 
-  // Stores policy text as the next revision for a sandbox; returns its number (1, 2, ...).
-  Result<uint64_t> add_revision(const std::string& name, const std::string& policy_toml) const;
+  // Stores policy text as the next revision for a sandbox, with where it came from (in
+  // <n>.json beside <n>.toml); returns its number (1, 2, ...).
+  Result<uint64_t> add_revision(const std::string& name, const std::string& policy_toml,
+                                const std::string& origin) const;
   [[nodiscard]] std::vector<uint64_t> revisions(const std::string& name) const;
+  // Every revision, oldest first. A missing or unreadable <n>.json gives time 0 and origin "".
+  [[nodiscard]] std::vector<RevisionInfo> history(const std::string& name) const;
   Result<std::string> revision(const std::string& name, uint64_t number) const;
   [[nodiscard]] std::string revision_path(const std::string& name, uint64_t number) const;
 

@@ -369,6 +369,13 @@ TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon kee
   CHECK(d.ctl({"exec", name, "--", "echo", "ok"}).out == "ok\n");
 }
 
+// curl in the sandbox: the body and " <http status>" (" 403" when the proxy refuses).
+std::string curl_in(Daemon& d, const std::string& sandbox, const std::string& url) {
+  return d.ctl({"exec", sandbox, "--", "/usr/bin/curl", "-s", "-m", "10", "-w", " %{http_code}",
+                url})
+      .out;
+}
+
 TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandboxes") {
   UpstreamHost up;
   up.start(8080, "echo");
@@ -382,12 +389,7 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   d.dir().write("policies/web.toml", base);
   const std::string name = unique_name("web");
   REQUIRE(d.ctl({"sandbox", "create", name, "--policy", "web"}).exit_code == 0);
-  const std::string url = "http://" + up.address() + ":8081/x";
-  auto curl = [&] {
-    return d.ctl({"exec", name, "--", "/usr/bin/curl", "-s", "-m", "10", "-w", " %{http_code}",
-                  url})
-        .out;
-  };
+  auto curl = [&] { return curl_in(d, name, "http://" + up.address() + ":8081/x"); };
   CHECK(curl().find(" 403") != std::string::npos);
 
   // Added: reachable at once, without re-creating; a new revision.
@@ -437,6 +439,75 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   CHECK(names.out.find("default\n") != std::string::npos);
   CHECK(names.out.find("web\n") != std::string::npos);
   CHECK(d.ctl({"policy", "show", "web"}).out.find("/srv") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
+}
+
+TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
+  UpstreamHost up;
+  up.start(8081, "http");
+  Daemon d;
+  const std::string base = test_policy("", "include_workdir = true\n");
+  const std::string open = base + "[network_policies.up]\n[[network_policies.up.endpoints]]\nhost = \"" +
+                           up.address() + "\"\nports = [8081]\n";
+  d.dir().write("policies/web.toml", base);
+  const std::string name = unique_name("set");
+  REQUIRE(d.ctl({"sandbox", "create", name, "--policy", "web"}).exit_code == 0);
+  auto curl = [&] { return curl_in(d, name, "http://" + up.address() + ":8081/x"); };
+  CHECK(curl().find(" 403") != std::string::npos);
+
+  // set: the sandbox's own policy, in force at once, as revision 2.
+  const std::string file = d.dir().write("open.toml", open);
+  auto set = d.ctl({"policy", "set", name, file});
+  CHECK(set.exit_code == 0);
+  CHECK(set.out == name + " is on revision 2\n");
+  CHECK(curl().find("upstream ok: GET /x") != std::string::npos);
+  CHECK(d.ctl({"policy", "get", name}).out == open);
+  CHECK(d.ctl({"policy", "get", name, "--revision", "1"}).out == base);
+
+  // Pinned: a reload of its named policy passes it by.
+  d.dir().write("policies/web.toml", base + "# edited\n");
+  auto reload = d.ctl({"policy", "reload"});
+  CHECK(reload.exit_code == 0);
+  CHECK(reload.out.find(name) == std::string::npos);
+  CHECK(d.ctl({"policy", "get", name}).out == open);
+
+  // Refused, and nothing changes: a broken policy (with file:line:col) and a static change.
+  const std::string broken = d.dir().write("broken.toml", "version = 1\n[network_policies.x\n");
+  auto bad = d.ctl({"policy", "set", name, broken});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("broken.toml:2:") != std::string::npos);
+  const std::string statics =
+      d.dir().write("statics.toml", test_policy(", \"/srv\"", "include_workdir = true\n"));
+  auto refused = d.ctl({"policy", "set", name, statics});
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err.find("re-create") != std::string::npos);
+  CHECK(d.ctl({"policy", "get", name}).out == open);
+
+  // rollback: revision 1's text again, as revision 3; the endpoint is closed again.
+  auto back = d.ctl({"policy", "rollback", name});
+  CHECK(back.exit_code == 0);
+  CHECK(back.out == name + " is on revision 3\n");
+  CHECK(curl().find(" 403") != std::string::npos);
+  CHECK(d.ctl({"policy", "rollback", name, "--to", "3"}).exit_code == 1);  // already on it
+  CHECK(d.ctl({"policy", "rollback", name, "--to", "9"}).exit_code == 1);
+
+  auto history = nlohmann::json::parse(d.ctl({"--json", "policy", "history", name}).out);
+  REQUIRE(history.size() == 3);
+  CHECK(history[0]["origin"] == "created from policy web");
+  CHECK(history[1]["origin"] == "set from " + file);
+  CHECK(history[2]["origin"] == "rollback to 1");
+  CHECK(history[2]["current"] == true);
+  CHECK(history[0]["time_unix_ms"].get<int64_t>() > 0);
+  auto table = d.ctl({"policy", "history", name});
+  CHECK(table.out.find("rollback to 1") != std::string::npos);
+
+  // Stopped: any valid policy is taken, and is what the sandbox starts with.
+  REQUIRE(d.ctl({"sandbox", "stop", name}).exit_code == 0);
+  REQUIRE(d.ctl({"policy", "set", name, statics}).exit_code == 0);
+  REQUIRE(d.ctl({"sandbox", "start", name}).exit_code == 0);
+  CHECK(d.ctl({"exec", name, "--", "/bin/sh", "-c", "test -d /srv && echo srv"}).out == "srv\n");
+  CHECK(d.ctl({"policy", "get", "no-such-sandbox"}).exit_code == 1);
+  CHECK(d.ctl({"policy", "set", name}).exit_code == 2);
   CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
 }
 

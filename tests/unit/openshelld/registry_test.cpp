@@ -62,6 +62,7 @@ TEST_CASE("registry: records round-trip through the state directory") {
   b.phase = Phase::kStopped;
   b.exit_code = 7;
   b.reason = "agent exited";
+  b.pinned = true;
   REQUIRE(registry.save(a).ok());
   REQUIRE(registry.save(b).ok());
   REQUIRE(::stat((dir.path + "/state/sandboxes/alpha.json").c_str(), &st) == 0);
@@ -76,6 +77,8 @@ TEST_CASE("registry: records round-trip through the state directory") {
   CHECK_FALSE(loaded.records[0].exit_code.has_value());
   CHECK(loaded.records[1].exit_code == 7);
   CHECK(loaded.records[1].reason == "agent exited");
+  CHECK(loaded.records[1].pinned);
+  CHECK_FALSE(loaded.records[0].pinned);
 
   REQUIRE(registry.remove("alpha").ok());
   CHECK(registry.load_all().records.size() == 1);
@@ -118,12 +121,23 @@ TEST_CASE("registry: policy revisions are numbered and kept per sandbox") {
   Registry registry(dir.path);
   REQUIRE(registry.init().ok());
   CHECK(registry.revisions("s1").empty());
-  REQUIRE(registry.add_revision("s1", "version = 1\n").value() == 1);
-  REQUIRE(registry.add_revision("s1", "version = 1\n# two\n").value() == 2);
+  REQUIRE(registry.add_revision("s1", "version = 1\n", "created from policy p").value() == 1);
+  REQUIRE(registry.add_revision("s1", "version = 1\n# two\n", "set from f.toml").value() == 2);
   CHECK(registry.revisions("s1") == std::vector<uint64_t>{1, 2});
+  const auto history = registry.history("s1");
+  REQUIRE(history.size() == 2);
+  CHECK(history[0].number == 1);
+  CHECK(history[0].origin == "created from policy p");
+  CHECK(history[1].origin == "set from f.toml");
+  CHECK(history[1].time_unix_ms >= history[0].time_unix_ms);
+  CHECK(history[0].time_unix_ms > 0);
+  // A lost note costs the history its origin, not the revision.
+  REQUIRE(::unlink((dir.path + "/revisions/s1/1.json").c_str()) == 0);
+  CHECK(registry.history("s1").front().origin.empty());
+  CHECK(registry.history("s1").size() == 2);
   CHECK(registry.revision("s1", 2).value() == "version = 1\n# two\n");
   CHECK_FALSE(registry.revision("s1", 3).ok());
-  CHECK_FALSE(registry.add_revision("../s1", "x").ok());
+  CHECK_FALSE(registry.add_revision("../s1", "x", "").ok());
   REQUIRE(registry.remove("s1").ok());
   CHECK(registry.revisions("s1").empty());
 }
