@@ -1,6 +1,7 @@
-// openshellctl exec NAME [--env K=V]... [--workdir D] -- CMD: runs CMD in the sandbox with this
-// process's stdin, stdout and stderr (passed to the daemon as descriptors) and exits with its
-// code (128+N when a signal N ended it).
+// openshellctl exec NAME [--tty] [--env K=V]... [--workdir D] -- CMD: runs CMD in the sandbox
+// with this process's stdin, stdout and stderr (passed to the daemon as descriptors), or with
+// --tty on a pty of its own relayed to this terminal (tty_session.hpp), and exits with its code
+// (128+N when a signal N ended it).
 #include <systemd/sd-bus.h>
 
 #include <iostream>
@@ -8,6 +9,7 @@
 
 #include "ctl/bus_client.hpp"
 #include "ctl/commands.hpp"
+#include "ctl/tty_session.hpp"
 
 namespace openshell::ctl {
 namespace {
@@ -17,6 +19,7 @@ struct Options {
   std::vector<std::string> env;
   std::string workdir;
   std::vector<std::string> command;
+  bool tty = false;
 };
 
 int exec(const Global& global, const Options& o) {
@@ -28,6 +31,7 @@ int exec(const Global& global, const Options& o) {
     }
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
+  if (o.tty) return run_on_pty(bus->get(), o.name, o.command, o.env, o.workdir);
   auto reply = call(bus->get(), "Exec", [&](sd_bus_message* m) {
     int rc = sd_bus_message_append(m, "s", o.name.c_str());
     if (rc >= 0) rc = append_strings(m, o.command);
@@ -49,6 +53,7 @@ void add_exec(CLI::App& app, const Global& global, Action* run) {
   cmd->add_option("name", options->name, "Sandbox name")->required();
   cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment");
   cmd->add_option("--workdir", options->workdir, "Absolute directory inside the sandbox");
+  cmd->add_flag("-t,--tty", options->tty, "Give the command a terminal of its own (interactive)");
   cmd->add_option("command", options->command, "-- CMD ARGS...")->required();
   cmd->callback([&global, run, options] { *run = [&global, options] { return exec(global, *options); }; });
 }

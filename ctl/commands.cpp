@@ -20,6 +20,7 @@ int ctl_main(int argc, char** argv) {
   add_status(app, global, &run);
   add_sandbox(app, global, &run);
   add_exec(app, global, &run);
+  add_connect(app, global, &run);
   add_policy(app, global, &run);
   add_run(app, global, &run);
   add_logs(app, global, &run);

@@ -22,6 +22,7 @@ using Action = std::function<int()>;
 void add_status(CLI::App& app, const Global& global, Action* run);
 void add_sandbox(CLI::App& app, const Global& global, Action* run);
 void add_exec(CLI::App& app, const Global& global, Action* run);
+void add_connect(CLI::App& app, const Global& global, Action* run);
 void add_policy(CLI::App& app, const Global& global, Action* run);
 void add_run(CLI::App& app, const Global& global, Action* run);
 void add_logs(CLI::App& app, const Global& global, Action* run);

@@ -228,7 +228,8 @@ int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.stop(n); });
 }
 
-int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+// Exec and ExecTty: the command's stdio is three descriptors, or one pty slave.
+int exec_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool tty) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
@@ -237,12 +238,16 @@ int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
     if (int rc = read_strings(m, &env, error); rc < 0) return rc;
     const char* cwd = nullptr;
-    int in = -1, out = -1, err = -1;
-    if (int rc = sd_bus_message_read(m, "shhh", &cwd, &in, &out, &err); rc < 0) return rc;
+    if (int rc = sd_bus_message_read(m, "s", &cwd); rc < 0) return rc;
+    std::vector<int> passed(tty ? 1 : 3, -1);
+    for (int& fd : passed)
+      if (int rc = sd_bus_message_read(m, "h", &fd); rc < 0) return rc;
+    if (tty && ::isatty(passed[0]) == 0)
+      return sd_bus_error_set(error, kErrorInvalid, "ExecTty needs a terminal (a pty's slave)");
     auto& manager = service_of(userdata)->manager();
     // The message owns its descriptors: the command gets copies.
     std::vector<UniqueFd> stdio;
-    for (int fd : {in, out, err}) {
+    for (int fd : passed) {
       UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
       if (!copy) return sd_bus_error_set_errno(error, errno);
       stdio.push_back(std::move(copy));
@@ -264,6 +269,14 @@ int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     }
     return 1;  // the reply comes when the command ends
   });
+}
+
+int method_exec(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return exec_with(m, userdata, error, false);
+}
+
+int method_exec_tty(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return exec_with(m, userdata, error, true);
 }
 
 int reply_strings(sd_bus_message* reply, const std::vector<std::string>& v) {
@@ -458,6 +471,11 @@ const sd_bus_vtable kVtable[] = {
                                  SD_BUS_PARAM(cwd) SD_BUS_PARAM(stdin) SD_BUS_PARAM(stdout)
                                      SD_BUS_PARAM(stderr),
                              "i", SD_BUS_PARAM(exit_code), method_exec,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ExecTty", "sasassh",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(env)
+                                 SD_BUS_PARAM(cwd) SD_BUS_PARAM(tty),
+                             "i", SD_BUS_PARAM(exit_code), method_exec_tty,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ReloadPolicies", "", , "asasas",
                              SD_BUS_PARAM(applied) SD_BUS_PARAM(needs_recreation)

@@ -400,6 +400,7 @@ Status Manager::exec(const std::string& name, std::vector<std::string> argv,
   request.exec.argv = std::move(argv);
   request.exec.env = std::move(env);
   request.exec.cwd = std::move(cwd);
+  request.exec.tty = stdio.size() == 1;  // a pty's slave, the command's controlling terminal
   auto frame = control::encode_request(request);
   if (!frame) return frame.error();
   auto fd = sys::connect_seqpacket(control_socket(name));

@@ -58,7 +58,8 @@ class Manager {
   Status stop(const std::string& name);
   // Starts a stopped sandbox again: the same name, command, workspace and policy revision.
   Status start(const std::string& name);
-  // Runs a command in the sandbox with the given stdio; `done` is called from the event loop.
+  // Runs a command in the sandbox with the given stdio (stdin, stdout, stderr; or one pty slave,
+  // which becomes its controlling terminal); `done` is called from the event loop.
   Status exec(const std::string& name, std::vector<std::string> argv,
               std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
               std::function<void(const ExecOutcome&)> done);

@@ -511,6 +511,32 @@ TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
   CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
 }
 
+TEST_CASE("openshellctl exec --tty and connect: a terminal of the command's own") {
+  Daemon d;
+  const std::string name = d.create("tty");
+  const std::string ctl = std::string(OPENSHELL_CTL_BIN) + " --bus " + d.address();
+  // Input from a pipe: relayed to the pty, which the shell has as its controlling terminal.
+  auto piped = run_process(
+      {"/bin/sh", "-c",
+       "printf 'test -t 0 && test -t 1 && echo TTY-OK; exec 3</dev/tty && echo CTTY-OK; "
+       "exit 3\\n' | " + ctl + " exec --tty " + name + " -- /bin/sh"});
+  CHECK(piped.exit_code == 3);
+  CHECK(piped.out.find("TTY-OK") != std::string::npos);
+  CHECK(piped.out.find("CTTY-OK") != std::string::npos);
+  // Without --tty the same command has no terminal.
+  auto plain = d.ctl({"exec", name, "--", "/bin/sh", "-c", "test -t 0 || echo no-tty"});
+  CHECK(plain.out == "no-tty\n");
+  // connect from a real terminal (script(1) makes one): raw keys in, its size followed, the
+  // shell's exit code out.
+  auto connected = run_process(
+      {"/bin/sh", "-c",
+       "(sleep 1; printf 'stty size; exit 5\\r'; sleep 3) | script -qec 'stty rows 40 cols 100; " +
+           ctl + " connect " + name + "' /dev/null"});
+  CHECK(connected.exit_code == 5);
+  CHECK(connected.out.find("40 100") != std::string::npos);
+  CHECK(d.ctl({"exec", "--tty", "no-such-sandbox", "--", "true"}).exit_code == 1);
+}
+
 TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind") {
   Daemon d;
   auto r = d.ctl({"run", "--", "/bin/sh", "-c", "echo in-run; exit 3"});
