@@ -21,6 +21,8 @@ int ctl_main(int argc, char** argv) {
   add_sandbox(app, global, &run);
   add_exec(app, global, &run);
   add_connect(app, global, &run);
+  add_upload(app, global, &run);
+  add_download(app, global, &run);
   add_policy(app, global, &run);
   add_run(app, global, &run);
   add_logs(app, global, &run);

@@ -23,6 +23,8 @@ void add_status(CLI::App& app, const Global& global, Action* run);
 void add_sandbox(CLI::App& app, const Global& global, Action* run);
 void add_exec(CLI::App& app, const Global& global, Action* run);
 void add_connect(CLI::App& app, const Global& global, Action* run);
+void add_upload(CLI::App& app, const Global& global, Action* run);
+void add_download(CLI::App& app, const Global& global, Action* run);
 void add_policy(CLI::App& app, const Global& global, Action* run);
 void add_run(CLI::App& app, const Global& global, Action* run);
 void add_logs(CLI::App& app, const Global& global, Action* run);

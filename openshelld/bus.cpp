@@ -445,6 +445,16 @@ int method_rollback_policy(sd_bus_message* m, void* userdata, sd_bus_error* erro
   });
 }
 
+int method_open_workspace(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    auto fd = service_of(userdata)->manager().open_workspace(r.name);
+    if (!fd) return fail(error, fd.error());
+    return sd_bus_reply_method_return(m, "h", fd->get());  // sd-bus sends a copy
+  });
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssu", SD_BUS_PARAM(version) SD_BUS_PARAM(driver)
@@ -505,6 +515,9 @@ const sd_bus_vtable kVtable[] = {
                              method_policy_history, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("RollbackPolicy", "st", SD_BUS_PARAM(name) SD_BUS_PARAM(revision),
                              "t", SD_BUS_PARAM(revision), method_rollback_policy,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("OpenWorkspace", "s", SD_BUS_PARAM(name), "h",
+                             SD_BUS_PARAM(workspace), method_open_workspace,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END};
 

@@ -564,6 +564,14 @@ Result<std::vector<RevisionInfo>> Manager::policy_history(const std::string& nam
   return registry_.history(name);
 }
 
+Result<UniqueFd> Manager::open_workspace(const std::string& name) const {
+  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  const std::string dir = registry_.workspace(name);
+  UniqueFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return Error::from_errno("opening the workspace of " + name);
+  return fd;
+}
+
 Result<std::vector<std::string>> Manager::events(const std::string& name, size_t max,
                                                  uint32_t class_uid, bool denied_only,
                                                  int64_t since_unix_ms) const {

@@ -86,6 +86,10 @@ class Manager {
   // The text of one of the sandbox's revisions (0: the current one).
   Result<std::string> sandbox_policy(const std::string& name, uint64_t revision) const;
   Result<std::vector<RevisionInfo>> policy_history(const std::string& name) const;
+
+  // An O_PATH handle on the sandbox's workspace, for upload and download: the caller copies with
+  // its own credentials (the workspace is its own), it just could not reach it otherwise.
+  Result<UniqueFd> open_workspace(const std::string& name) const;
   [[nodiscard]] std::vector<std::string> policy_names() const;
 
   // The sandbox's OCSF events (JSON lines), oldest first: the last `max` with time >=

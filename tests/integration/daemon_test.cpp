@@ -323,6 +323,19 @@ TEST_CASE("openshelld: only root and group openshell may call; members see their
   CHECK(rows[0]["owner"] == member.uid());
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"exec", mine, "--", "true"}).exit_code == 0);
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"exec", roots, "--", "true"}).exit_code == 1);
+  // Its uploads are its own files (it copies with its own credentials); root's workspace is
+  // not there for it.
+  const std::string source = "/tmp/osh-upload-" + std::to_string(::getpid());
+  { std::ofstream(source) << "from the member\n"; }
+  REQUIRE(::chmod(source.c_str(), 0644) == 0);
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"upload", mine, source, "note"}).exit_code == 0);
+  struct stat uploaded {};
+  CHECK(::stat((d.dir().path() + "/state/workspaces/" + mine + "/note").c_str(), &uploaded) == 0);
+  CHECK(uploaded.st_uid == member.uid());
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"exec", mine, "--", "cat", "/sandbox/note"}).out ==
+        "from the member\n");
+  CHECK(ctl_as(d, member.uid(), {group.gid()}, {"upload", roots, source}).exit_code == 1);
+  ::unlink(source.c_str());
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "delete", roots}).exit_code == 1);
   // Another member does not see the first member's sandbox either; root sees both.
   auto other = ctl_as(d, other_member.uid(), {group.gid()}, {"--json", "sandbox", "list"});
@@ -535,6 +548,69 @@ TEST_CASE("openshellctl exec --tty and connect: a terminal of the command's own"
   CHECK(connected.exit_code == 5);
   CHECK(connected.out.find("40 100") != std::string::npos);
   CHECK(d.ctl({"exec", "--tty", "no-such-sandbox", "--", "true"}).exit_code == 1);
+}
+
+TEST_CASE("openshellctl upload and download: trees in and out, never through the agent's links") {
+  Daemon d;
+  const std::string name = d.create("copy");
+  const std::string workspace = d.dir().path() + "/state/workspaces/" + name;
+  const std::string local = d.dir().path() + "/local";
+  std::filesystem::create_directories(local + "/proj/sub");
+  { std::ofstream(local + "/proj/a.txt") << "one\n"; }
+  { std::ofstream(local + "/proj/sub/b.txt") << "two\n"; }
+  std::filesystem::create_symlink("a.txt", local + "/proj/link-in");
+  std::filesystem::create_symlink("/etc/passwd", local + "/proj/link-out");
+
+  // In: the tree, with the symlink that stays inside; the one that would not is refused.
+  auto in = d.ctl({"upload", name, local + "/proj"});
+  CHECK(in.exit_code == 1);
+  CHECK(in.out == "2 file(s), 2 directory(ies), 1 symlink(s), 8 bytes\n");
+  CHECK(in.err.find("link-out: symlink to /etc/passwd would lead outside") != std::string::npos);
+  CHECK(d.ctl({"exec", name, "--", "cat", "/sandbox/proj/link-in", "/sandbox/proj/sub/b.txt"}).out ==
+        "one\ntwo\n");
+  // Root's copies belong to the workspace's owner, as the agent's own files do.
+  struct stat ws {}, copied {};
+  REQUIRE(::stat(workspace.c_str(), &ws) == 0);
+  REQUIRE(::stat((workspace + "/proj/a.txt").c_str(), &copied) == 0);
+  CHECK(copied.st_uid == ws.st_uid);
+  CHECK(copied.st_uid != 0);
+
+  // What the agent can plant: a link out of the workspace, a link at the destination, a fifo.
+  REQUIRE(d.ctl({"exec", name, "--", "/bin/sh", "-c",
+                 "ln -s /etc /sandbox/evil && ln -s /etc/hostname /sandbox/target && "
+                 "mkfifo /sandbox/pipe && ln -s /etc/shadow /sandbox/proj/shadow && "
+                 "mkfifo /sandbox/proj/fifo"})
+              .exit_code == 0);
+  const std::string hostname_before = read_text("/etc/hostname");
+  auto through_dir = d.ctl({"upload", name, local + "/proj/a.txt", "/sandbox/evil/x"});
+  CHECK(through_dir.exit_code == 1);
+  CHECK(through_dir.err.find("leads outside the workspace") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists("/etc/x"));
+  auto onto_link = d.ctl({"upload", name, local + "/proj/a.txt", "target"});
+  CHECK(onto_link.exit_code == 1);
+  CHECK(onto_link.err.find("a symlink is in the way") != std::string::npos);
+  CHECK(read_text("/etc/hostname") == hostname_before);
+  auto onto_fifo = d.ctl({"upload", name, local + "/proj/a.txt", "pipe"});
+  CHECK(onto_fifo.exit_code == 1);
+
+  // Out: the tree; the agent's escaping link and its fifo are refused, the rest arrives.
+  const std::string out = d.dir().path() + "/out";
+  std::filesystem::create_directories(out);
+  auto got = d.ctl({"download", name, "/sandbox/proj", out});
+  CHECK(got.exit_code == 1);
+  CHECK(got.err.find("shadow: symlink to /etc/shadow leads outside") != std::string::npos);
+  CHECK(got.err.find("fifo: not a file, directory or symlink") != std::string::npos);
+  CHECK(read_text(out + "/proj/sub/b.txt") == "two\n");
+  CHECK(std::filesystem::read_symlink(out + "/proj/link-in") == "a.txt");
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(out + "/proj/shadow")));
+  auto escape = d.ctl({"download", name, "evil/passwd", out + "/p"});
+  CHECK(escape.exit_code == 1);
+  CHECK(escape.err.find("leads outside the workspace") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(out + "/p"));
+  // Paths outside /sandbox, and "..", are usage mistakes caught before anything is opened.
+  CHECK(d.ctl({"download", name, "/etc/passwd", out}).exit_code == 1);
+  CHECK(d.ctl({"download", name, "proj/../../x", out}).exit_code == 1);
+  CHECK(d.ctl({"upload", "no-such-sandbox", local + "/proj"}).exit_code == 1);
 }
 
 TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind") {
