@@ -17,6 +17,7 @@
 
 #include "core/log.hpp"
 #include "core/policy.hpp"
+#include "openshelld/features.hpp"
 
 namespace openshell::daemon {
 namespace {
@@ -150,7 +151,16 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     uint32_t visible = 0;
     for (const auto& r : manager.list())
       if (may_touch(caller, r)) ++visible;
-    return sd_bus_reply_method_return(m, "ssu", OPENSHELL_VERSION, manager.driver(), visible);
+    sd_bus_message* reply = nullptr;
+    int rc = sd_bus_message_new_method_return(m, &reply);
+    if (rc >= 0) rc = sd_bus_message_append(reply, "ssu", OPENSHELL_VERSION, manager.driver(), visible);
+    if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "{ss}");
+    for (const auto& [feature, found] : kernel_features())
+      if (rc >= 0) rc = sd_bus_message_append(reply, "{ss}", feature.c_str(), found.c_str());
+    if (rc >= 0) rc = sd_bus_message_close_container(reply);
+    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
+    sd_bus_message_unref(reply);
+    return rc;
   });
 }
 
@@ -457,8 +467,9 @@ int method_open_workspace(sd_bus_message* m, void* userdata, sd_bus_error* error
 
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
-    SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssu", SD_BUS_PARAM(version) SD_BUS_PARAM(driver)
-                                                       SD_BUS_PARAM(sandboxes),
+    SD_BUS_METHOD_WITH_NAMES("Status", "", , "ssua{ss}",
+                             SD_BUS_PARAM(version) SD_BUS_PARAM(driver) SD_BUS_PARAM(sandboxes)
+                                 SD_BUS_PARAM(kernel),
                              method_status, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("CreateSandbox", "ssas",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(policy) SD_BUS_PARAM(command), "s",

@@ -142,6 +142,14 @@ TEST_CASE("openshelld: create, exec, list, get, delete") {
   CHECK(rows[0]["phase"] == "running");
   CHECK(rows[0]["policy"] == "default");
   CHECK(rows[0]["owner"] == 0);
+  // status: the driver, and what the kernel offers (this machine: Landlock, nft, userns).
+  auto status = nlohmann::json::parse(d.ctl({"--json", "status"}).out);
+  CHECK(status["driver"] == "direct");  // PID 1 is not systemd here
+  CHECK(status["sandboxes"] == 1);
+  CHECK(status["kernel"]["landlock"].get<std::string>().rfind("ABI ", 0) == 0);
+  CHECK(status["kernel"]["nftables"] == "available");
+  CHECK(status["kernel"]["userns"].get<std::string>().rfind("yes", 0) == 0);
+  CHECK(status["kernel"]["cgroup"].get<std::string>().find("pids") != std::string::npos);
   auto get = d.ctl({"sandbox", "get", name});
   CHECK(get.exit_code == 0);
   CHECK(get.out.find("phase     running") != std::string::npos);
