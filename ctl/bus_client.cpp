@@ -3,7 +3,10 @@
 #include <systemd/sd-bus.h>
 
 #include <cstdint>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iostream>
 
 namespace openshell::ctl {
 
@@ -69,6 +72,40 @@ int read_strings(sd_bus_message* m, std::vector<std::string>* out) {
   while (rc >= 0 && (rc = sd_bus_message_read(m, "s", &s)) > 0) out->emplace_back(s);
   if (rc >= 0) rc = sd_bus_message_exit_container(m);
   return rc;
+}
+
+Result<std::string> read_policy_file(const std::string& file) {
+  constexpr size_t kMaxPolicyBytes = 1 << 20;
+  std::ifstream in;
+  if (file != "-") {
+    in.open(file, std::ios::binary);
+    if (!in) return Error::from_errno("cannot read " + file, ENOENT);
+  }
+  std::istream& from = file == "-" ? std::cin : in;
+  std::string text(kMaxPolicyBytes + 1, '\0');
+  from.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(from.gcount()));
+  if (text.size() > kMaxPolicyBytes) return Error::invalid(file + ": larger than 1 MiB");
+  return text;
+}
+
+Result<MessagePtr> create_sandbox(sd_bus* bus, const std::string& name, const std::string& policy,
+                                  const std::string& policy_file,
+                                  const std::vector<std::string>& command) {
+  if (policy_file.empty())
+    return call(bus, "CreateSandbox", [&](sd_bus_message* m) {
+      int rc = sd_bus_message_append(m, "ss", name.c_str(), policy.c_str());
+      if (rc >= 0) rc = append_strings(m, command);
+      return rc;
+    });
+  auto text = read_policy_file(policy_file);
+  if (!text) return text.error();
+  const std::string source = policy_file == "-" ? "<stdin>" : policy_file;
+  return call(bus, "CreateSandboxWithPolicy", [&](sd_bus_message* m) {
+    int rc = sd_bus_message_append(m, "sss", name.c_str(), text->c_str(), source.c_str());
+    if (rc >= 0) rc = append_strings(m, command);
+    return rc;
+  });
 }
 
 }  // namespace openshell::ctl

@@ -17,8 +17,6 @@
 namespace openshell::ctl {
 namespace {
 
-constexpr size_t kMaxPolicyBytes = 1 << 20;
-
 int list(const Global& global) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
@@ -46,23 +44,8 @@ int show(const Global& global, const std::string& name) {
   return kExitOk;
 }
 
-// A policy file's text ("-": standard input), at most 1 MiB.
-Result<std::string> read_policy(const std::string& file) {
-  std::ifstream in;
-  if (file != "-") {
-    in.open(file, std::ios::binary);
-    if (!in) return Error::from_errno("cannot read " + file, ENOENT);
-  }
-  std::istream& from = file == "-" ? std::cin : in;
-  std::string text(kMaxPolicyBytes + 1, '\0');
-  from.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(from.gcount()));
-  if (text.size() > kMaxPolicyBytes) return Error::invalid(file + ": larger than 1 MiB");
-  return text;
-}
-
 int validate(const Global& global, const std::string& file) {
-  auto text = read_policy(file);
+  auto text = read_policy_file(file);
   if (!text) return fail(text.error().message());
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
@@ -123,7 +106,7 @@ int print_revision(const Global& global, const std::string& sandbox,
 }
 
 int set(const Global& global, const std::string& sandbox, const std::string& file) {
-  auto text = read_policy(file);
+  auto text = read_policy_file(file);
   if (!text) return fail(text.error().message());
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());

@@ -17,6 +17,7 @@ namespace {
 
 struct Options {
   std::string policy;
+  std::string policy_file;
   std::vector<std::string> env;
   std::vector<std::string> command;
 };
@@ -38,11 +39,7 @@ int run(const Global& global, const Options& o) {
   if (!bus) return fail(bus.error().message());
   const std::string name = random_name();
   const std::vector<std::string> hold = {"/bin/sleep", "infinity"};
-  auto created = call(bus->get(), "CreateSandbox", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "ss", name.c_str(), o.policy.c_str());
-    if (rc >= 0) rc = append_strings(m, hold);
-    return rc;
-  });
+  auto created = create_sandbox(bus->get(), name, o.policy, o.policy_file, hold);
   if (!created) return fail(created.error().message());
   auto reply = call(bus->get(), "Exec", [&](sd_bus_message* m) {
     int rc = sd_bus_message_append(m, "s", name.c_str());
@@ -68,7 +65,10 @@ int run(const Global& global, const Options& o) {
 void add_run(CLI::App& app, const Global& global, Action* run_action) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("run", "Run one command in a new sandbox, then delete it");
-  cmd->add_option("--policy", options->policy, "Named policy (default: the daemon's default)");
+  auto* named = cmd->add_option("--policy", options->policy,
+                                "Named policy (default: the daemon's default)");
+  cmd->add_option("--policy-file", options->policy_file, "A policy file of your own instead")
+      ->excludes(named);
   cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment");
   cmd->add_option("command", options->command, "-- CMD ARGS...")->required();
   cmd->callback([&global, run_action, options] {

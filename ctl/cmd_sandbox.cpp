@@ -24,20 +24,20 @@ nlohmann::json to_json(const Row& r) {
           {"revision", r.revision}, {"owner", r.owner}, {"created_unix_ms", r.created}};
 }
 
+// A sandbox made from a policy file of its own has no named policy.
+const char* shown_policy(const Row& r) { return r.policy.empty() ? "(its own)" : r.policy.c_str(); }
+
 struct Options {
   std::string name;
   std::string policy;
+  std::string policy_file;
   std::vector<std::string> command;
 };
 
 int create(const Global& global, const Options& o) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
-  auto reply = call(bus->get(), "CreateSandbox", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "ss", o.name.c_str(), o.policy.c_str());
-    if (rc >= 0) rc = append_strings(m, o.command);
-    return rc;
-  });
+  auto reply = create_sandbox(bus->get(), o.name, o.policy, o.policy_file, o.command);
   if (!reply) return fail(reply.error().message());
   if (global.json) {
     std::cout << nlohmann::json{{"name", o.name}}.dump() << "\n";
@@ -75,7 +75,7 @@ int list(const Global& global) {
   }
   std::printf("%-24s %-9s %-16s %8s %8s\n", "NAME", "PHASE", "POLICY", "REVISION", "OWNER");
   for (const auto& r : rows)
-    std::printf("%-24s %-9s %-16s %8llu %8u\n", r.name.c_str(), r.phase.c_str(), r.policy.c_str(),
+    std::printf("%-24s %-9s %-16s %8llu %8u\n", r.name.c_str(), r.phase.c_str(), shown_policy(r),
                 static_cast<unsigned long long>(r.revision), r.owner);
   return kExitOk;
 }
@@ -100,7 +100,7 @@ int get(const Global& global, const std::string& name) {
     std::cout << j.dump() << "\n";
     return kExitOk;
   }
-  std::cout << "name      " << r.name << "\nphase     " << r.phase << "\npolicy    " << r.policy
+  std::cout << "name      " << r.name << "\nphase     " << r.phase << "\npolicy    " << shown_policy(r)
             << "\nrevision  " << r.revision << "\nowner     " << r.owner << "\n";
   if (reason[0] != '\0') std::cout << "reason    " << reason << "\n";
   return kExitOk;
@@ -129,7 +129,11 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
 
   auto* c = sandbox->add_subcommand("create", "Create a sandbox and start its main process");
   c->add_option("name", options->name, "Sandbox name")->required();
-  c->add_option("--policy", options->policy, "Named policy (default: the daemon's default)");
+  auto* named = c->add_option("--policy", options->policy,
+                              "Named policy (default: the daemon's default)");
+  c->add_option("--policy-file", options->policy_file,
+                "A policy file of your own instead (- for standard input)")
+      ->excludes(named);
   c->add_option("command", options->command, "-- CMD ARGS... (default: sleep infinity)");
   c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
 

@@ -164,19 +164,33 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
-int method_create(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+// CreateSandbox (a named policy) and CreateSandboxWithPolicy (the caller's own text).
+int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own_text) {
   return guarded(error, [&] {
     Caller caller;
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
     const char* name = nullptr;
     const char* policy = nullptr;
+    const char* source = "";
     if (int rc = sd_bus_message_read(m, "ss", &name, &policy); rc < 0) return rc;
+    if (own_text)
+      if (int rc = sd_bus_message_read(m, "s", &source); rc < 0) return rc;
     std::vector<std::string> command;
     if (int rc = read_strings(m, &command, error); rc < 0) return rc;
-    auto created = service_of(userdata)->manager().create(name, policy, command, caller.uid);
+    auto& manager = service_of(userdata)->manager();
+    auto created = own_text ? manager.create_with_text(name, policy, source, command, caller.uid)
+                            : manager.create(name, policy, command, caller.uid);
     if (!created) return fail(error, created.error());
     return sd_bus_reply_method_return(m, "s", created->name.c_str());
   });
+}
+
+int method_create(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return create_with(m, userdata, error, false);
+}
+
+int method_create_with_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return create_with(m, userdata, error, true);
 }
 
 int append_record(sd_bus_message* reply, const SandboxRecord& r) {
@@ -474,6 +488,11 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD_WITH_NAMES("CreateSandbox", "ssas",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(policy) SD_BUS_PARAM(command), "s",
                              SD_BUS_PARAM(name), method_create, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("CreateSandboxWithPolicy", "sssas",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(text) SD_BUS_PARAM(source)
+                                 SD_BUS_PARAM(command),
+                             "s", SD_BUS_PARAM(name), method_create_with_policy,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstux)", SD_BUS_PARAM(sandboxes),
                              method_list, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxs",

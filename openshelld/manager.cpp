@@ -30,6 +30,16 @@
 namespace openshell::daemon {
 namespace {
 
+// Policy text from a caller: at most 1 MiB, and valid, or every diagnostic (file:line:col).
+Status validate_policy(const std::string& text, const std::string& source) {
+  if (text.size() > policy::kMaxPolicyFileBytes) return Error::invalid(source + ": larger than 1 MiB");
+  auto parsed = policy::parse_policy_string(text, source);
+  if (parsed.ok()) return {};
+  std::string all;
+  for (const auto& d : parsed.diagnostics) all += (all.empty() ? "" : "\n") + d.to_string();
+  return Error::invalid(all.empty() ? source + ": invalid policy" : all);
+}
+
 constexpr std::string_view kComponent = "manager";
 constexpr auto kStartTimeout = std::chrono::seconds(15);
 constexpr auto kStopTimeout = std::chrono::seconds(15);
@@ -256,37 +266,51 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
 
 Result<SandboxRecord> Manager::create(const std::string& name, const std::string& policy,
                                       std::vector<std::string> command, uid_t owner) {
-  if (!valid_sandbox_name(name))
-    return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
-                          "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
   const std::string policy_name = policy.empty() ? config_.default_policy : policy;
   if (!valid_policy_name(policy_name))
     return Error::invalid("invalid policy name '" + policy_name.substr(0, 64) + "'");
+  const std::string policy_file = config_.policy_dir + "/" + policy_name + ".toml";
+  auto text = sys::read_file(policy_file, policy::kMaxPolicyFileBytes + 1);
+  if (!text) return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")", ENOENT);
+  SandboxRecord record;
+  record.policy = policy_name;
+  return create_from(name, std::move(record), *text, policy_file,
+                     "created from policy " + policy_name, std::move(command), owner);
+}
+
+Result<SandboxRecord> Manager::create_with_text(const std::string& name, const std::string& text,
+                                                const std::string& source,
+                                                std::vector<std::string> command, uid_t owner) {
+  SandboxRecord record;
+  record.pinned = true;  // no named policy: reloads have nothing to give it
+  const std::string shown = source.empty() ? "<policy>" : source.substr(0, 256);
+  return create_from(name, std::move(record), text, shown, "created from " + shown,
+                     std::move(command), owner);
+}
+
+Result<SandboxRecord> Manager::create_from(const std::string& name, SandboxRecord record,
+                                           const std::string& text, const std::string& source,
+                                           const std::string& origin,
+                                           std::vector<std::string> command, uid_t owner) {
+  if (!valid_sandbox_name(name))
+    return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
+                          "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
   if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
   if (sandboxes_.size() >= config_.max_sandboxes)
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
                              EAGAIN);
+  if (auto st = validate_policy(text, source); !st) return st.error();
   if (command.empty()) command = {"/bin/sleep", "infinity"};
-  const std::string policy_file = config_.policy_dir + "/" + policy_name + ".toml";
-  auto policy_text = sys::read_file(policy_file, policy::kMaxPolicyFileBytes + 1);
-  if (!policy_text) return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")", ENOENT);
-  if (auto parsed = policy::parse_policy_string(*policy_text, policy_file); !parsed.ok())
-    return Error::invalid("policy '" + policy_name + "' is invalid: " +
-                          (parsed.diagnostics.empty() ? std::string("?")
-                                                      : parsed.diagnostics.front().to_string()));
-
-  SandboxRecord record;
   record.name = name;
   record.owner_uid = owner;
-  record.policy = policy_name;
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
-  auto revision = registry_.add_revision(name, *policy_text, "created from policy " + policy_name);
+  auto revision = registry_.add_revision(name, text, origin);
   if (!revision) return revision.error();
   record.revision = *revision;
   if (auto st = registry_.save(record); !st) return st.error();
-  auto pid = spawn_supervisor(record, policy_file);
+  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
   if (!pid) {
     record.phase = Phase::kFailed;
     record.reason = pid.error().message();
@@ -513,13 +537,7 @@ Result<uint64_t> Manager::set_policy(const std::string& name, const std::string&
                                      const std::string& source) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (text.size() > policy::kMaxPolicyFileBytes) return Error::invalid("policy larger than 1 MiB");
-  auto parsed = policy::parse_policy_string(text, source.empty() ? "<policy>" : source);
-  if (!parsed.ok()) {
-    std::string all;
-    for (const auto& d : parsed.diagnostics) all += (all.empty() ? "" : "\n") + d.to_string();
-    return Error::invalid(all);
-  }
+  if (auto st = validate_policy(text, source.empty() ? "<policy>" : source); !st) return st.error();
   SandboxRecord& record = it->second;
   refresh(record);
   const bool was_pinned = record.pinned;

@@ -49,6 +49,11 @@ class Manager {
 
   Result<SandboxRecord> create(const std::string& name, const std::string& policy,
                                std::vector<std::string> command, uid_t owner);
+  // The same with the caller's own policy text (`source` names it in diagnostics); the sandbox
+  // has no named policy, so reloads pass it by.
+  Result<SandboxRecord> create_with_text(const std::string& name, const std::string& text,
+                                         const std::string& source,
+                                         std::vector<std::string> command, uid_t owner);
   [[nodiscard]] std::vector<SandboxRecord> list() const;
   Result<SandboxRecord> get(const std::string& name) const;
   // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
@@ -104,6 +109,10 @@ class Manager {
  private:
   struct PendingExec;
   std::string control_socket(const std::string& name) const;
+  Result<SandboxRecord> create_from(const std::string& name, SandboxRecord record,
+                                    const std::string& text, const std::string& source,
+                                    const std::string& origin, std::vector<std::string> command,
+                                    uid_t owner);
   // Starts the supervisor with the driver and waits for its control socket; returns its pid.
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file);

@@ -630,6 +630,19 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
   CHECK(std::filesystem::is_empty(d.dir().path() + "/state/sandboxes"));
   CHECK(std::filesystem::is_empty(d.dir().path() + "/state/workspaces"));
+  // A policy of one's own, from a file: here one that also shows /srv.
+  const std::string own = d.dir().write("own.toml", test_policy(", \"/srv\"", "include_workdir = true\n"));
+  auto with_file = d.ctl({"run", "--policy-file", own, "--", "/bin/sh", "-c", "test -d /srv"});
+  CHECK(with_file.exit_code == 0);
+  CHECK(d.ctl({"run", "--policy", "default", "--policy-file", own, "--", "true"}).exit_code == 2);
+  const std::string broken = d.dir().write("broken.toml", "version = 1\n[network_policies.x\n");
+  auto bad = d.ctl({"run", "--policy-file", broken, "--", "true"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("broken.toml:2:") != std::string::npos);
+  const std::string mine = unique_name("own");
+  REQUIRE(d.ctl({"sandbox", "create", mine, "--policy-file", own}).exit_code == 0);
+  CHECK(d.ctl({"sandbox", "get", mine}).out.find("policy    (its own)") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "delete", mine}).exit_code == 0);
   auto missing = d.ctl({"run", "--", "/no/such/command"});
   CHECK(missing.exit_code == 1);
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
