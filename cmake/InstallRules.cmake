@@ -23,3 +23,4 @@ install(FILES ${PROJECT_SOURCE_DIR}/policy-examples/default.toml
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/policy-examples/
         DESTINATION ${CMAKE_INSTALL_DATADIR}/openshell/policy-examples FILES_MATCHING PATTERN "*.toml")
 install(FILES ${PROJECT_SOURCE_DIR}/docs/dbus-api.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/docs/openshellctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -7,7 +7,7 @@
 
 namespace openshell::ctl {
 
-// Exit statuses (docs/openshellctl.md): a command's own code passes through for exec.
+// Exit statuses (docs/openshellctl.1, EXIT STATUS): a command's own code passes through for exec.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the daemon refused or failed (its message on stderr)
 inline constexpr int kExitUsage = 2;   // bad arguments: one line on stderr
