@@ -3,8 +3,10 @@
 # bus in a temp dir (nothing is installed; everything made is removed on exit):
 #   - `openshellctl run -- /bin/true` through the daemon, against bwrap (start_latency, RUNS runs);
 #   - a policy reload pushed to SANDBOXES running sandboxes (REPEAT times);
-#   - RSS of the idle daemon, of the daemon with the sandboxes, and of one supervisor.
-# Environment: RUNS (default 50), SANDBOXES (default 50), REPEAT (default 3).
+#   - RSS of the idle daemon, of the daemon with the sandboxes, and of one supervisor (and its
+#     Pss and private memory with the sandboxes running).
+# Environment: RUNS (default 50), SANDBOXES (default 50), REPEAT (default 3), BENCH_TMP (where
+# the daemon's directories go; default /tmp).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=$(realpath -m "${1:-$repo/build/release}")
@@ -19,7 +21,7 @@ done
 command -v dbus-daemon >/dev/null || die "dbus-daemon not found (apt-get install dbus-daemon)"
 command -v bwrap >/dev/null || die "bwrap not found (apt-get install bubblewrap)"
 
-tmp=$(mktemp -d /tmp/daemon-bench.XXXXXX)
+tmp=$(mktemp -d ${BENCH_TMP:-/tmp}/daemon-bench.XXXXXX)
 pids=()
 cleanup() {
   local ctl=("$build_dir/ctl/openshellctl" --bus "unix:path=$tmp/bus")
@@ -57,6 +59,10 @@ pids+=($daemon)
 ctl=("$build_dir/ctl/openshellctl" --bus "unix:path=$tmp/bus")
 for _ in $(seq 50); do "${ctl[@]}" status >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Proportional and private memory: a supervisor's RSS is mostly library and binary pages that
+# every supervisor shares (Pss divides them among the sharers; Private is its own alone).
+pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+private() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 
 echo "# openshelld figures: $runs runs each, $sandboxes sandboxes for the reload"
 idle_rss=$(rss "$daemon")
@@ -82,4 +88,5 @@ for i in $(seq "$repeat"); do
     'BEGIN { t = ms / 1000; printf "reload to %d sandboxes: %.1f ms (goal < 200 ms) %s\n", n, t, (t < 200 ? "ok" : "OVER GOAL") }'
 done
 echo "RSS: daemon idle $idle_rss KiB, daemon with $sandboxes sandboxes $(rss "$daemon") KiB," \
-  "one supervisor $(rss "$supervisor") KiB (goal < 8192 KiB)"
+  "one supervisor $(rss "$supervisor") KiB (goal < 8192 KiB; with $sandboxes running: Pss" \
+  "$(pss "$supervisor") KiB, private $(private "$supervisor") KiB)"

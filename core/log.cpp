@@ -10,6 +10,7 @@ namespace openshell::log {
 namespace {
 
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_output_fd{STDERR_FILENO};
 
 bool journal_prefixes() {
   static const bool enabled = std::getenv("JOURNAL_STREAM") != nullptr;
@@ -19,6 +20,7 @@ bool journal_prefixes() {
 }  // namespace
 
 void set_min_level(Level level) { g_min_level = static_cast<int>(level); }
+void set_output_fd(int fd) { g_output_fd = fd; }
 Level min_level() { return static_cast<Level>(g_min_level.load()); }
 
 void write(Level level, std::string_view component, std::string_view message) {
@@ -36,7 +38,7 @@ void write(Level level, std::string_view component, std::string_view message) {
   line += message;
   line += '\n';
   // One write per line so concurrent writers do not interleave within a line.
-  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  (void)!::write(g_output_fd.load(), line.data(), line.size());
 }
 
 }  // namespace openshell::log

@@ -1,6 +1,6 @@
 // The one log facade. Library code logs at debug at most; the caller that decides logs once.
 // Security facts are OCSF events (core/ocsf.hpp), never log lines.
-// Output: stderr; when JOURNAL_STREAM is set (we run under systemd) each line carries the
+// Output: stderr (or set_output_fd); when JOURNAL_STREAM is set (we run under systemd) each line carries the
 // sd-daemon "<N>" priority prefix, which journald turns into the PRIORITY field.
 #pragma once
 
@@ -11,6 +11,8 @@ namespace openshell::log {
 enum class Level { kError = 3, kWarning = 4, kInfo = 6, kDebug = 7 };
 
 void set_min_level(Level level);
+// Where lines go (default: stderr), e.g. a log file when stderr belongs to someone else.
+void set_output_fd(int fd);
 [[nodiscard]] Level min_level();
 
 // component names the area ("supervisor", "policy", "cgroup", ...).

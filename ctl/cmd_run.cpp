@@ -1,12 +1,8 @@
-// openshellctl run [--policy P] -- CMD: a sandbox for one command. Creates it, runs CMD with this
-// process's stdio, deletes it (workspace included), and exits with CMD's code.
+// openshellctl run [--policy P|--policy-file F] [--env K=V]... -- CMD: a sandbox for one command,
+// CMD its main process with this process's stdio; it is deleted (workspace included) before
+// we exit with CMD's code.
 #include <systemd/sd-bus.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <iostream>
 #include <vector>
 
 #include "ctl/bus_client.hpp"
@@ -22,41 +18,28 @@ struct Options {
   std::vector<std::string> command;
 };
 
-std::string random_name() {
-  unsigned char bytes[4] = {};
-  const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)!::read(fd, bytes, sizeof bytes);
-    ::close(fd);
-  }
-  char name[16];
-  std::snprintf(name, sizeof name, "run-%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
-  return name;
-}
-
 int run(const Global& global, const Options& o) {
+  std::string text, source;
+  if (!o.policy_file.empty()) {
+    auto read = read_policy_file(o.policy_file);
+    if (!read) return fail(read.error().message());
+    text = std::move(*read);
+    source = o.policy_file == "-" ? "<stdin>" : o.policy_file;
+  }
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
-  const std::string name = random_name();
-  const std::vector<std::string> hold = {"/bin/sleep", "infinity"};
-  auto created = create_sandbox(bus->get(), name, o.policy, o.policy_file, hold);
-  if (!created) return fail(created.error().message());
-  auto reply = call(bus->get(), "Exec", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "s", name.c_str());
+  // One call: the daemon makes the sandbox with CMD as its main process on our stdio, and
+  // replies with CMD's status once the sandbox is gone.
+  auto reply = call(bus->get(), "RunSandbox", [&](sd_bus_message* m) {
+    int rc = sd_bus_message_append(m, "sss", o.policy.c_str(), text.c_str(), source.c_str());
     if (rc >= 0) rc = append_strings(m, o.command);
     if (rc >= 0) rc = append_strings(m, o.env);
-    if (rc >= 0) rc = sd_bus_message_append(m, "shhh", "", 0, 1, 2);
+    if (rc >= 0) rc = sd_bus_message_append(m, "hhh", 0, 1, 2);
     return rc;
   });
+  if (!reply) return fail(reply.error().message());
   int code = kExitFailed;
-  if (!reply) {
-    (void)fail(reply.error().message());
-  } else if (sd_bus_message_read(reply->get(), "i", &code) < 0) {
-    code = fail("unexpected reply to Exec");
-  }
-  auto deleted = call(bus->get(), "DeleteSandbox",
-                      [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
-  if (!deleted) (void)fail("sandbox " + name + " was not deleted: " + deleted.error().message());
+  if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to RunSandbox");
   return code;
 }
 

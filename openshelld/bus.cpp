@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -253,45 +255,75 @@ int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 }
 
 // Exec and ExecTty: the command's stdio is three descriptors, or one pty slave.
+// `count` descriptors from the message, as our own copies (the message owns its own).
+int take_fds(sd_bus_message* m, size_t count, sd_bus_error* error, std::vector<UniqueFd>* out) {
+  for (size_t i = 0; i < count; ++i) {
+    int fd = -1;
+    if (int rc = sd_bus_message_read(m, "h", &fd); rc < 0) return rc;
+    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+    if (!copy) return sd_bus_error_set_errno(error, errno);
+    out->push_back(std::move(copy));
+  }
+  return 0;
+}
+
+// The reply to a call that ends with a command: its exit code (128+N for signal N), or why not.
+// The call (and the caller's descriptors it carries) is let go when the callback is, called or
+// not: a call refused before it started must not keep the caller's stdout open.
+std::function<void(const ExecOutcome&)> reply_when_done(sd_bus_message* m) {
+  std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
+  return [call](const ExecOutcome& outcome) {
+    if (outcome.ok) {
+      const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
+      (void)sd_bus_reply_method_return(call.get(), "i", code);
+    } else {
+      (void)sd_bus_reply_method_errorf(call.get(), kErrorFailed, "%s", outcome.error.c_str());
+    }
+  };
+}
+
+// Exec and ExecTty: the command's stdio is three descriptors, or one pty slave.
 int exec_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool tty) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    const std::string& name = r.name;
     std::vector<std::string> argv, env;
     if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
     if (int rc = read_strings(m, &env, error); rc < 0) return rc;
     const char* cwd = nullptr;
     if (int rc = sd_bus_message_read(m, "s", &cwd); rc < 0) return rc;
-    std::vector<int> passed(tty ? 1 : 3, -1);
-    for (int& fd : passed)
-      if (int rc = sd_bus_message_read(m, "h", &fd); rc < 0) return rc;
-    if (tty && ::isatty(passed[0]) == 0)
-      return sd_bus_error_set(error, kErrorInvalid, "ExecTty needs a terminal (a pty's slave)");
-    auto& manager = service_of(userdata)->manager();
-    // The message owns its descriptors: the command gets copies.
     std::vector<UniqueFd> stdio;
-    for (int fd : passed) {
-      UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
-      if (!copy) return sd_bus_error_set_errno(error, errno);
-      stdio.push_back(std::move(copy));
-    }
-    sd_bus_message* call = sd_bus_message_ref(m);
-    auto done = [call](const ExecOutcome& outcome) {
-      if (outcome.ok) {
-        const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
-        (void)sd_bus_reply_method_return(call, "i", code);
-      } else {
-        (void)sd_bus_reply_method_errorf(call, kErrorFailed, "%s", outcome.error.c_str());
-      }
-      sd_bus_message_unref(call);
-    };
-    if (auto st = manager.exec(name, std::move(argv), std::move(env), cwd, std::move(stdio), done);
-        !st) {
-      sd_bus_message_unref(call);
+    if (int rc = take_fds(m, tty ? 1 : 3, error, &stdio); rc < 0) return rc;
+    if (tty && ::isatty(stdio[0].get()) == 0)
+      return sd_bus_error_set(error, kErrorInvalid, "ExecTty needs a terminal (a pty's slave)");
+    if (auto st = service_of(userdata)->manager().exec(r.name, std::move(argv), std::move(env),
+                                                       cwd, std::move(stdio), reply_when_done(m));
+        !st)
       return fail(error, st.error());
-    }
     return 1;  // the reply comes when the command ends
+  });
+}
+
+// RunSandbox: one command in a new sandbox, as its main process, with the caller's stdio.
+int method_run(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* policy = nullptr;
+    const char* text = nullptr;
+    const char* source = nullptr;
+    if (int rc = sd_bus_message_read(m, "sss", &policy, &text, &source); rc < 0) return rc;
+    std::vector<std::string> argv, env;
+    if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
+    if (int rc = read_strings(m, &env, error); rc < 0) return rc;
+    std::vector<UniqueFd> stdio;
+    if (int rc = take_fds(m, 3, error, &stdio); rc < 0) return rc;
+    if (auto st = service_of(userdata)->manager().run(policy, text, source, std::move(argv),
+                                                      std::move(env), std::move(stdio),
+                                                      caller.uid, reply_when_done(m));
+        !st)
+      return fail(error, st.error());
+    return 1;
   });
 }
 
@@ -516,6 +548,12 @@ const sd_bus_vtable kVtable[] = {
                              SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(env)
                                  SD_BUS_PARAM(cwd) SD_BUS_PARAM(tty),
                              "i", SD_BUS_PARAM(exit_code), method_exec_tty,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("RunSandbox", "sssasashhh",
+                             SD_BUS_PARAM(policy) SD_BUS_PARAM(text) SD_BUS_PARAM(source)
+                                 SD_BUS_PARAM(argv) SD_BUS_PARAM(env) SD_BUS_PARAM(stdin)
+                                     SD_BUS_PARAM(stdout) SD_BUS_PARAM(stderr),
+                             "i", SD_BUS_PARAM(exit_code), method_run,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ReloadPolicies", "", , "asasas",
                              SD_BUS_PARAM(applied) SD_BUS_PARAM(needs_recreation)

@@ -92,11 +92,14 @@ Result<control::Reply> ask(const std::string& socket, const control::Request& re
 
 }  // namespace
 
+// An exec (its control connection) or a run (its status pipe) waiting for the command's end.
 struct Manager::PendingExec {
   Manager* manager = nullptr;
   UniqueFd socket;
   sd_event_source* source = nullptr;
   std::function<void(const ExecOutcome&)> done;
+  std::string status;  // a run's status lines so far
+  std::string log;     // a run's supervisor log, for why it did not start
 
   void finish(const ExecOutcome& outcome) {
     auto callback = std::move(done);
@@ -161,7 +164,7 @@ Result<std::vector<std::string>> Manager::start() {
 }
 
 Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
-                                        const std::string& policy_file) {
+                                        const std::string& policy_file, Attach* attach) {
   const std::string workspace = registry_.workspace(record.name);
   if (auto st = make_dir(workspace, 0700); !st) return st.error();
   // The agent writes as the workspace's owner: the caller, or nobody for root's sandboxes
@@ -180,11 +183,17 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
                                    "--events",         logs + "/events.jsonl",
                                    "--journal"};
   if (systemd_) args.emplace_back("--cgroup-delegated");
+  // The supervisor's own log: the unit's journal, or a file beside the events.
+  const std::string log_file = logs + "/supervisor.log";
+  if (attach != nullptr) {
+    // stdio is the caller's (the agent's); our lines go to the file; the status pipe is fd 3.
+    if (systemd_) return Error::invalid("attached runs are for the direct driver");
+    args.insert(args.end(), {"--log", log_file, "--status-fd", "3"});
+    for (const auto& kv : attach->env) args.insert(args.end(), {"--env", kv});
+  }
   args.emplace_back("--");
   args.insert(args.end(), record.command.begin(), record.command.end());
 
-  // The supervisor's own log: the unit's journal, or a file beside the events.
-  const std::string log_file = logs + "/supervisor.log";
   std::string log_hint = log_file;
   pid_t supervisor = -1;
   if (systemd_) {
@@ -197,9 +206,10 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
         !st)
       return st.error();
   } else {
-    auto pid = spawn_detached(args, log_file);
+    auto pid = spawn_detached(args, log_file, attach);
     if (!pid) return pid.error();
     supervisor = *pid;
+    if (attach != nullptr) return supervisor;  // its status pipe tells the rest
   }
   auto gone = [&] {
     return systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
@@ -229,7 +239,7 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
 // The direct driver: detached twice over, its own session and not our child (the middle
 // process exits at once), so it outlives the daemon and never becomes our zombie.
 Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
-                                      const std::string& log_file) {
+                                      const std::string& log_file, const Attach* attach) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -241,6 +251,16 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
   if (middle == 0) {
     ::setsid();
     const pid_t supervisor = ::fork();
+    if (supervisor == 0 && attach != nullptr) {
+      // The caller's stdio as 0, 1, 2 (ours are all >= 3), then the status pipe as 3.
+      for (int i = 0; i < 3; ++i)
+        if (::dup2(attach->stdio[static_cast<size_t>(i)].get(), i) < 0) ::_exit(125);
+      const int status = attach->status_write.get();
+      if (status == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(status, 3) < 0) ::_exit(125);
+      ::syscall(SYS_close_range, 4U, ~0U, 0U);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
     if (supervisor == 0) {
       const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       const int log_fd =
@@ -264,52 +284,47 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
   return supervisor;
 }
 
+Result<Manager::NewPolicy> Manager::new_policy(const std::string& policy,
+                                               const std::string& text,
+                                               const std::string& source) const {
+  NewPolicy np;
+  if (!text.empty() || !source.empty()) {  // the caller's own: no named policy to follow
+    np.text = text;
+    np.source = source.empty() ? "<policy>" : source.substr(0, 256);
+    np.origin = "created from " + np.source;
+    return np;
+  }
+  np.name = policy.empty() ? config_.default_policy : policy;
+  if (!valid_policy_name(np.name))
+    return Error::invalid("invalid policy name '" + np.name.substr(0, 64) + "'");
+  np.source = config_.policy_dir + "/" + np.name + ".toml";
+  auto read = sys::read_file(np.source, policy::kMaxPolicyFileBytes + 1);
+  if (!read) return Error::from_errno("no policy '" + np.name + "' (" + np.source + ")", ENOENT);
+  np.text = std::move(*read);
+  np.origin = "created from policy " + np.name;
+  return np;
+}
+
 Result<SandboxRecord> Manager::create(const std::string& name, const std::string& policy,
                                       std::vector<std::string> command, uid_t owner) {
-  const std::string policy_name = policy.empty() ? config_.default_policy : policy;
-  if (!valid_policy_name(policy_name))
-    return Error::invalid("invalid policy name '" + policy_name.substr(0, 64) + "'");
-  const std::string policy_file = config_.policy_dir + "/" + policy_name + ".toml";
-  auto text = sys::read_file(policy_file, policy::kMaxPolicyFileBytes + 1);
-  if (!text) return Error::from_errno("no policy '" + policy_name + "' (" + policy_file + ")", ENOENT);
-  SandboxRecord record;
-  record.policy = policy_name;
-  return create_from(name, std::move(record), *text, policy_file,
-                     "created from policy " + policy_name, std::move(command), owner);
+  auto np = new_policy(policy, "", "");
+  if (!np) return np.error();
+  return create_from(name, *np, std::move(command), owner);
 }
 
 Result<SandboxRecord> Manager::create_with_text(const std::string& name, const std::string& text,
                                                 const std::string& source,
                                                 std::vector<std::string> command, uid_t owner) {
-  SandboxRecord record;
-  record.pinned = true;  // no named policy: reloads have nothing to give it
-  const std::string shown = source.empty() ? "<policy>" : source.substr(0, 256);
-  return create_from(name, std::move(record), text, shown, "created from " + shown,
-                     std::move(command), owner);
+  auto np = new_policy("", text, source.empty() ? "<policy>" : source);
+  if (!np) return np.error();
+  return create_from(name, *np, std::move(command), owner);
 }
 
-Result<SandboxRecord> Manager::create_from(const std::string& name, SandboxRecord record,
-                                           const std::string& text, const std::string& source,
-                                           const std::string& origin,
+Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPolicy& np,
                                            std::vector<std::string> command, uid_t owner) {
-  if (!valid_sandbox_name(name))
-    return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
-                          "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
-  if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
-  if (sandboxes_.size() >= config_.max_sandboxes)
-    return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
-                             EAGAIN);
-  if (auto st = validate_policy(text, source); !st) return st.error();
-  if (command.empty()) command = {"/bin/sleep", "infinity"};
-  record.name = name;
-  record.owner_uid = owner;
-  record.command = std::move(command);
-  record.created_unix_ms = now_unix_ms();
-  record.phase = Phase::kCreating;
-  auto revision = registry_.add_revision(name, text, origin);
-  if (!revision) return revision.error();
-  record.revision = *revision;
-  if (auto st = registry_.save(record); !st) return st.error();
+  SandboxRecord record;
+  if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
+    return st.error();
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
   if (!pid) {
     record.phase = Phase::kFailed;
@@ -318,13 +333,46 @@ Result<SandboxRecord> Manager::create_from(const std::string& name, SandboxRecor
     sandboxes_[name] = record;
     return pid.error();
   }
-  record.supervisor_pid = *pid;
+  if (auto st = mark_running(record, *pid); !st) return st.error();
+  return record;
+}
+
+Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
+                               SandboxRecord& record, std::vector<std::string> command,
+                               uid_t owner) {
+  if (!valid_sandbox_name(name))
+    return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
+                          "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
+  if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
+  if (sandboxes_.size() >= config_.max_sandboxes)
+    return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
+                             EAGAIN);
+  if (auto st = validate_policy(np.text, np.source); !st) return st.error();
+  if (command.empty()) command = {"/bin/sleep", "infinity"};
+  record.name = name;
+  record.policy = np.name;
+  record.pinned = np.name.empty();  // its own policy: reloads have nothing to give it
+  record.owner_uid = owner;
+  record.command = std::move(command);
+  record.created_unix_ms = now_unix_ms();
+  record.phase = Phase::kCreating;
+  auto revision = registry_.add_revision(name, np.text, np.origin);
+  if (!revision) return revision.error();
+  record.revision = *revision;
+  // The record itself is written once its supervisor runs (or failed to): a record saved as
+  // "creating" first would cost every start a durable write and tell a restarted daemon
+  // nothing it could act on.
+  return {};
+}
+
+Status Manager::mark_running(SandboxRecord& record, pid_t supervisor) {
+  record.supervisor_pid = supervisor;
   record.phase = Phase::kRunning;
   if (auto st = registry_.save(record); !st) return st.error();
-  sandboxes_[name] = record;
-  log::info(kComponent, "sandbox " + name + " running (supervisor pid " + std::to_string(*pid) +
-                            ")");
-  return record;
+  sandboxes_[record.name] = record;
+  log::info(kComponent, "sandbox " + record.name + " running (supervisor pid " +
+                            std::to_string(supervisor) + ")");
+  return {};
 }
 
 std::vector<SandboxRecord> Manager::list() const {
@@ -470,6 +518,114 @@ Status Manager::exec(const std::string& name, std::vector<std::string> argv,
   if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_reply, raw);
       rc < 0)
     return Error::from_errno("watching the exec", -rc);
+  execs_[raw] = std::move(pending);
+  return {};
+}
+
+namespace {
+
+std::string random_run_name() {
+  unsigned char bytes[4] = {};
+  UniqueFd fd(::open("/dev/urandom", O_RDONLY | O_CLOEXEC));
+  if (fd) (void)!::read(fd.get(), bytes, sizeof bytes);
+  char name[16];
+  std::snprintf(name, sizeof name, "run-%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  return name;
+}
+
+// The last line of a log file, for an error message.
+std::string last_line(const std::string& file) {
+  auto text = sys::read_file(file, 1 << 20);
+  if (!text) return "";
+  std::string t = *text;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  const auto nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+}  // namespace
+
+Status Manager::run(const std::string& policy, const std::string& text, const std::string& source,
+                    std::vector<std::string> argv, std::vector<std::string> env,
+                    std::vector<UniqueFd> stdio, uid_t owner,
+                    std::function<void(const ExecOutcome&)> done) {
+  if (argv.empty()) return Error::invalid("run: no command");
+  if (stdio.size() != 3) return Error::invalid("run: stdin, stdout and stderr are needed");
+  auto np = new_policy(policy, text, source);
+  if (!np) return np.error();
+  std::string name;
+  do {
+    name = random_run_name();
+  } while (sandboxes_.contains(name));
+  // One sandbox for one command, removed before the reply: the command's end is the reply.
+  auto finish = [this, name, done = std::move(done)](const ExecOutcome& outcome) {
+    auto it = sandboxes_.find(name);
+    if (it != sandboxes_.end() && it->second.supervisor_pid > 0) {
+      // It is ending (its status pipe closed with it): wait, do not ask it to stop.
+      UniqueFd fd = pidfd_of(it->second.supervisor_pid);
+      pollfd p{fd.get(), POLLIN, 0};
+      if (fd) (void)::poll(&p, 1, 5000);
+      it->second.phase = Phase::kStopped;
+    }
+    if (auto st = remove(name); !st) log::warn(kComponent, st.error().message());
+    done(outcome);
+  };
+
+  if (systemd_) {
+    // A unit cannot take the caller's descriptors and report the status the way a process we
+    // start can: hold the sandbox with its default command, exec, delete.
+    auto created = create_from(name, *np, {}, owner);
+    if (!created) return created.error();
+    return exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
+  }
+
+  SandboxRecord record;
+  if (auto st = prepare_record(name, *np, record, std::move(argv), owner); !st) return st.error();
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
+  UniqueFd status_read(pipe_fds[0]);
+  Attach attach{std::move(stdio), UniqueFd(pipe_fds[1]), std::move(env)};
+  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), &attach);
+  attach = Attach{};  // the supervisor holds them now; the pipe's EOF is its end
+  if (!pid) {
+    (void)registry_.remove(name);
+    return pid.error();
+  }
+  if (auto st = mark_running(record, *pid); !st) return st.error();
+
+  auto pending = std::make_unique<PendingExec>();
+  pending->manager = this;
+  pending->socket = std::move(status_read);
+  pending->log = config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
+  pending->done = std::move(finish);
+  PendingExec* raw = pending.get();
+  auto on_status = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
+    auto* p = static_cast<PendingExec*>(userdata);
+    char buf[256];
+    const ssize_t n = ::read(p->socket.get(), buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
+    if (n > 0 && p->status.size() < 4096) {
+      p->status.append(buf, static_cast<size_t>(n));
+      return 0;
+    }
+    // The end: "launched" once the command ran, "exit N" last.
+    ExecOutcome outcome;
+    const auto exit_at = p->status.find("exit ");
+    const bool launched = p->status.find("launched\n") != std::string::npos;
+    if (launched && exit_at != std::string::npos) {
+      outcome.ok = true;
+      outcome.exit_code = std::atoi(p->status.c_str() + exit_at + 5);
+    } else {
+      const std::string why = last_line(p->log);
+      outcome.error = launched ? "the sandbox ended without a status"
+                               : "the sandbox did not start" + (why.empty() ? "" : ": " + why);
+    }
+    p->finish(outcome);
+    return 0;
+  };
+  if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_status, raw);
+      rc < 0)
+    return Error::from_errno("watching the run", -rc);
   execs_[raw] = std::move(pending);
   return {};
 }

@@ -69,6 +69,13 @@ class Manager {
               std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
               std::function<void(const ExecOutcome&)> done);
 
+  // One command in a new sandbox, as its main process with the caller's stdio (policy: named,
+  // or the caller's own `text`); `done` gets its exit status once the sandbox has ended and
+  // been removed. Under the systemd driver: create, exec, delete.
+  Status run(const std::string& policy, const std::string& text, const std::string& source,
+             std::vector<std::string> argv, std::vector<std::string> env,
+             std::vector<UniqueFd> stdio, uid_t owner, std::function<void(const ExecOutcome&)> done);
+
   // Re-reads every named policy; only if all are valid, pushes the new network_policies to
   // every running sandbox whose policy text changed (a change outside [network_policies] is
   // reported as needing re-creation and not applied). Each applied change is a new revision.
@@ -109,13 +116,35 @@ class Manager {
  private:
   struct PendingExec;
   std::string control_socket(const std::string& name) const;
-  Result<SandboxRecord> create_from(const std::string& name, SandboxRecord record,
-                                    const std::string& text, const std::string& source,
-                                    const std::string& origin, std::vector<std::string> command,
-                                    uid_t owner);
+  // The policy a new sandbox starts from: a named one, or the caller's own text (no name).
+  struct NewPolicy {
+    std::string name;    // "" for the caller's own
+    std::string text;
+    std::string source;  // for diagnostics: the file, or what the caller called it
+    std::string origin;  // the first revision's note
+  };
+  Result<NewPolicy> new_policy(const std::string& policy, const std::string& text,
+                               const std::string& source) const;
+  Result<SandboxRecord> create_from(const std::string& name, const NewPolicy& np,
+                                    std::vector<std::string> command, uid_t owner);
+  // Validates the policy and stores its first revision; fills in the record (phase creating),
+  // which mark_running (or the failure path) saves.
+  Status prepare_record(const std::string& name, const NewPolicy& np, SandboxRecord& record,
+                        std::vector<std::string> command, uid_t owner);
+  Status mark_running(SandboxRecord& record, pid_t supervisor);
+  // A run's attachments: the caller's stdio for the main process, the status pipe (fd 3 in
+  // the supervisor: --status-fd), extra environment.
+  struct Attach {
+    std::vector<UniqueFd> stdio;
+    UniqueFd status_write;
+    std::vector<std::string> env;
+  };
   // Starts the supervisor with the driver and waits for its control socket; returns its pid.
-  Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file);
-  static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file);
+  // With `attach` (direct driver only) it returns at once: the status pipe says the rest.
+  Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
+                                 Attach* attach = nullptr);
+  static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,
+                                      const Attach* attach);
   void refresh(SandboxRecord& record) const;
   // Pushes text to the running supervisor (if it runs) and records it as the next revision.
   Result<uint64_t> apply_revision(SandboxRecord& record, const std::string& text,

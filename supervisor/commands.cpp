@@ -1,5 +1,6 @@
 #include "supervisor/commands.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -45,12 +46,38 @@ struct RunArgs {
   std::string cgroup = "auto";
   bool journal = false;
   bool cgroup_delegated = false;
+  std::string log_file;
+  int status_fd = -1;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> command;
 };
 
+// --status-fd: "exit N" as the very last thing, whatever N is.
+void report_exit(int status_fd, int code) {
+  if (status_fd < 0) return;
+  const std::string line = "exit " + std::to_string(code) + "\n";
+  (void)!::write(status_fd, line.data(), line.size());
+}
+
+int run_sandbox_command(const RunArgs& args);
+
 int run_command(const RunArgs& args) {
+  if (args.status_fd >= 0 && ::fcntl(args.status_fd, F_SETFD, FD_CLOEXEC) != 0)
+    return usage_error("run: --status-fd " + std::to_string(args.status_fd) + " is not open");
+  if (!args.log_file.empty()) {
+    // Our own lines go there; stdin, stdout and stderr are the agent's.
+    const int fd = ::open(args.log_file.c_str(),
+                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return usage_error("run: cannot open --log " + args.log_file);
+    log::set_output_fd(fd);
+  }
+  const int code = run_sandbox_command(args);
+  report_exit(args.status_fd, code);
+  return code;
+}
+
+int run_sandbox_command(const RunArgs& args) {
   if (::geteuid() != 0)
     return usage_error("run needs root: it creates namespaces, cgroups and mounts");
   RunOptions options;
@@ -88,6 +115,7 @@ int run_command(const RunArgs& args) {
   options.command = args.command;
 
   options.cgroup_delegated = args.cgroup_delegated;
+  options.status_fd = args.status_fd;
 
   auto tee = std::make_unique<TeeSink>();
   if (!args.events_file.empty()) {
@@ -171,6 +199,10 @@ int supervisor_main(int argc, char** argv) {
   run_cmd->add_flag("--journal", run.journal,
                     "Also send events to the systemd journal (OPENSHELL_SANDBOX=, "
                     "OCSF_CLASS_UID= fields)");
+  run_cmd->add_option("--log", run.log_file,
+                      "Write our own log lines to FILE (stdio stays the agent's)");
+  run_cmd->add_option("--status-fd", run.status_fd,
+                      "Report on descriptor N: 'launched' once the agent runs, 'exit CODE' last");
   run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();
   run_cmd->positionals_at_end(true);
 

@@ -179,6 +179,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   agent.exe = plan->argv_storage[0];
   agent.uid = plan->inside_uid;
   events.emit(ocsf::process_launch(options.name, agent));
+  if (options.status_fd >= 0) (void)!::write(options.status_fd, "launched\n", 9);
 
   // Every proxied connection holds two sockets and, while it tunnels, two pipe ends each way;
   // the default soft limit of 1024 would run out before the connection limit does. Raised only

@@ -220,6 +220,7 @@ TEST_CASE("openshelld: the interface is what docs/org.openshell.Manager1.xml say
   };
   const std::string documented =
       read_text(std::string(OPENSHELL_SOURCE_DIR) + "/docs/org.openshell.Manager1.xml");
+  INFO("after changing the bus methods: docs/update-introspection.sh BUILD_DIR");
   CHECK(interface_of(live) == interface_of(documented));
 }
 

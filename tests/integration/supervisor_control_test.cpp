@@ -304,3 +304,26 @@ TEST_CASE("control socket: exec runs commands inside the sandbox, as the agent i
   REQUIRE(::waitpid(supervisor, &wstatus, 0) == supervisor);
   CHECK(WEXITSTATUS(wstatus) == 128 + SIGTERM);
 }
+
+TEST_CASE("--status-fd reports launched and the exit; --log keeps stderr the agent's") {
+  TempDir dir;
+  const std::string policy = dir.write("p.toml", test_policy());
+  const std::string status = dir.path() + "/status";
+  const std::string log = dir.path() + "/supervisor.log";
+  auto r = run_process({"/bin/sh", "-c",
+                        "exec \"$0\" run --policy-file \"$1\" --status-fd 3 --log \"$2\" -- "
+                        "/bin/sh -c 'echo to-stderr >&2; exit 3' 3>\"$3\"",
+                        supervisor_bin(), policy, log, status});
+  CHECK(r.exit_code == 3);
+  CHECK(read_text(status) == "launched\nexit 3\n");
+  CHECK(r.err == "to-stderr\n");  // the agent's; our own lines go to the log
+  // A command that cannot start: no "launched", and the reason in the log.
+  auto missing = run_process({"/bin/sh", "-c",
+                              "exec \"$0\" run --policy-file \"$1\" --status-fd 3 --log \"$2\" -- "
+                              "/no/such/command 3>\"$3\"",
+                              supervisor_bin(), policy, log, status});
+  CHECK(missing.exit_code == 127);
+  CHECK(read_text(status) == "exit 127\n");
+  CHECK(missing.err.empty());
+  CHECK(read_text(log).find("/no/such/command") != std::string::npos);
+}
