@@ -21,10 +21,12 @@
 #include <thread>
 
 #include "core/control.hpp"
+#include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/names.hpp"
 #include "core/policy.hpp"
 #include "sys/file_util.hpp"
+#include "sys/journal.hpp"
 #include "sys/unix_socket.hpp"
 
 namespace openshell::daemon {
@@ -145,6 +147,9 @@ void Manager::refresh(SandboxRecord& record) const {
 }
 
 Result<std::vector<std::string>> Manager::start() {
+  // Events go to the journal too where there is one (and only there: the supervisor then
+  // loads libsystemd at all).
+  journal_ = ::access("/run/systemd/journal/socket", F_OK) == 0;
   if (config_.driver == "systemd" || (config_.driver == "auto" && sd_booted() > 0)) {
     auto driver = SystemdDriver::connect();
     if (!driver) return driver.error();
@@ -180,8 +185,8 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
                                    "--name",           record.name,
                                    "--workdir",        workspace,
                                    "--control",        control_socket(record.name),
-                                   "--events",         logs + "/events.jsonl",
-                                   "--journal"};
+                                   "--events",         logs + "/events.jsonl"};
+  if (journal_) args.emplace_back("--journal");
   if (systemd_) args.emplace_back("--cgroup-delegated");
   // The supervisor's own log: the unit's journal, or a file beside the events.
   const std::string log_file = logs + "/supervisor.log";
@@ -636,6 +641,15 @@ Manager::ReloadReport Manager::reload_policies() {
   if (!set.ok()) {
     report.diagnostics = std::move(set.diagnostics);
     log::warn(kComponent, "policy reload rejected: " + report.diagnostics.front());
+    // The sandboxes that would have taken it say so in their own event streams.
+    for (const auto& [name, record] : sandboxes_)
+      if (record.phase == Phase::kRunning && !record.pinned)
+        emit(ocsf::config_change(name, "Rejected", ocsf::Severity::kMedium,
+                                 ocsf::StatusId::kFailure,
+                                 "policy reload rejected; revision " +
+                                     std::to_string(record.revision) + " stays in force: " +
+                                     report.diagnostics.front(),
+                                 {{"policy", {{"name", record.policy}}}}));
     return report;
   }
   for (auto& [name, record] : sandboxes_) {
@@ -664,6 +678,14 @@ Manager::ReloadReport Manager::reload_policies() {
   log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
                             " sandbox(es) updated");
   return report;
+}
+
+void Manager::emit(const ocsf::Event& event) {
+  // Beside the supervisor's own lines: one O_APPEND write per event keeps lines whole, and
+  // only the supervisor rotates the file (this sink never does).
+  const std::string file = config_.log_dir + "/sandboxes/" + event.sandbox + "/events.jsonl";
+  if (auto sink = JsonlFileSink::open(file, UINT64_MAX)) (*sink)->emit(event);
+  if (journal_) sys::JournalSink().emit(event);
 }
 
 Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::string& text,

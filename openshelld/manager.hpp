@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ocsf.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "openshelld/config.hpp"
@@ -146,6 +147,9 @@ class Manager {
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,
                                       const Attach* attach);
   void refresh(SandboxRecord& record) const;
+  // An event of the daemon's own about a sandbox: to its events file, and to the journal
+  // under systemd.
+  void emit(const ocsf::Event& event);
   // Pushes text to the running supervisor (if it runs) and records it as the next revision.
   Result<uint64_t> apply_revision(SandboxRecord& record, const std::string& text,
                                   const std::string& origin);
@@ -155,6 +159,7 @@ class Manager {
   sd_event* event_;
   Registry registry_;
   std::optional<SystemdDriver> systemd_;  // set when the systemd driver is in use
+  bool journal_ = false;                  // journald listens: events go there too
   std::map<std::string, SandboxRecord> sandboxes_;
   std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
 };

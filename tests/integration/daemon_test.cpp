@@ -437,6 +437,11 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   CHECK(broken.err.find("web.toml:2:") != std::string::npos);
   CHECK(read_text(tunnel_out).find("tunnel closed") == std::string::npos);
   CHECK(curl().find("upstream ok") != std::string::npos);
+  // ...and the sandbox's own event stream says so, with the revision that stays.
+  auto config_events = d.ctl({"--json", "logs", name, "--class", "config", "-n", "100"}).out;
+  CHECK(config_events.find("policy reload rejected; revision 2 stays in force") !=
+        std::string::npos);
+  CHECK(config_events.find("web.toml:2:") != std::string::npos);
   auto validate = d.ctl({"policy", "validate", d.dir().path() + "/policies/web.toml"});
   CHECK(validate.exit_code == 1);
   CHECK(validate.err.find("web.toml:2:") != std::string::npos);

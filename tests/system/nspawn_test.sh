@@ -149,6 +149,9 @@ echo 'this is = = not toml' >"$root/etc/openshell/policies/broken.toml"
 check "a broken policy fails systemctl reload" bash -c "! inside systemctl reload openshelld.service"
 check "s1 stays on revision 2" bash -c "
   inside openshellctl --json sandbox get s1 | grep -q '\"revision\":2'"
+check "the rejection is in s1's journal events" bash -c "
+  inside journalctl --no-pager -o cat OPENSHELL_SANDBOX=s1 OCSF_CLASS_UID=5019 |
+    grep -q 'policy reload rejected'"
 rm -f "$root/etc/openshell/policies/broken.toml"
 
 # kill -9 openshelld: systemd restarts it (Restart=on-failure); the sandbox's unit never noticed.
