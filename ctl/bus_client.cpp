@@ -89,23 +89,4 @@ Result<std::string> read_policy_file(const std::string& file) {
   return text;
 }
 
-Result<MessagePtr> create_sandbox(sd_bus* bus, const std::string& name, const std::string& policy,
-                                  const std::string& policy_file,
-                                  const std::vector<std::string>& command) {
-  if (policy_file.empty())
-    return call(bus, "CreateSandbox", [&](sd_bus_message* m) {
-      int rc = sd_bus_message_append(m, "ss", name.c_str(), policy.c_str());
-      if (rc >= 0) rc = append_strings(m, command);
-      return rc;
-    });
-  auto text = read_policy_file(policy_file);
-  if (!text) return text.error();
-  const std::string source = policy_file == "-" ? "<stdin>" : policy_file;
-  return call(bus, "CreateSandboxWithPolicy", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "sss", name.c_str(), text->c_str(), source.c_str());
-    if (rc >= 0) rc = append_strings(m, command);
-    return rc;
-  });
-}
-
 }  // namespace openshell::ctl

@@ -38,12 +38,6 @@ Result<MessagePtr> new_call(sd_bus* bus, const char* method);
 // A policy file's text ("-": standard input), at most 1 MiB.
 Result<std::string> read_policy_file(const std::string& file);
 
-// Creates a sandbox from a named policy, or from a policy file when `policy_file` is set
-// (CreateSandbox / CreateSandboxWithPolicy).
-Result<MessagePtr> create_sandbox(sd_bus* bus, const std::string& name, const std::string& policy,
-                                  const std::string& policy_file,
-                                  const std::vector<std::string>& command);
-
 template <typename Fill>
 Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill) {
   auto request = new_call(bus, method);
