@@ -310,18 +310,19 @@ TEST_CASE("--status-fd reports launched and the exit; --log keeps stderr the age
   const std::string policy = dir.write("p.toml", test_policy());
   const std::string status = dir.path() + "/status";
   const std::string log = dir.path() + "/supervisor.log";
-  auto r = run_process({"/bin/sh", "-c",
-                        "exec \"$0\" run --policy-file \"$1\" --status-fd 3 --log \"$2\" -- "
-                        "/bin/sh -c 'echo to-stderr >&2; exit 3' 3>\"$3\"",
+  // The supervisor with the status pipe as its fd 3, running `command` (a shell line).
+  auto run_with_status = [&](const std::string& command) {
+    return run_process({"/bin/sh", "-c",
+                        "exec \"$0\" run --policy-file \"$1\" --status-fd 3 --log \"$2\" -- " +
+                            command + " 3>\"$3\"",
                         supervisor_bin(), policy, log, status});
+  };
+  auto r = run_with_status("/bin/sh -c 'echo to-stderr >&2; exit 3'");
   CHECK(r.exit_code == 3);
   CHECK(read_text(status) == "launched\nexit 3\n");
   CHECK(r.err == "to-stderr\n");  // the agent's; our own lines go to the log
   // A command that cannot start: no "launched", and the reason in the log.
-  auto missing = run_process({"/bin/sh", "-c",
-                              "exec \"$0\" run --policy-file \"$1\" --status-fd 3 --log \"$2\" -- "
-                              "/no/such/command 3>\"$3\"",
-                              supervisor_bin(), policy, log, status});
+  auto missing = run_with_status("/no/such/command");
   CHECK(missing.exit_code == 127);
   CHECK(read_text(status) == "exit 127\n");
   CHECK(missing.err.empty());
