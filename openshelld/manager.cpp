@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -94,7 +95,7 @@ Result<control::Reply> ask(const std::string& socket, const control::Request& re
 
 }  // namespace
 
-// An exec (its control connection) or a run (its status pipe) waiting for the command's end.
+// An exec (its control connection) or a run (its status socket) waiting for the command's end.
 struct Manager::PendingExec {
   Manager* manager = nullptr;
   UniqueFd socket;
@@ -191,7 +192,7 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
   // The supervisor's own log: the unit's journal, or a file beside the events.
   const std::string log_file = logs + "/supervisor.log";
   if (attach != nullptr) {
-    // stdio is the caller's (the agent's); our lines go to the file; the status pipe is fd 3.
+    // stdio is the caller's (the agent's); our lines go to the file; the status socket is fd 3.
     if (systemd_) return Error::invalid("attached runs are for the direct driver");
     args.insert(args.end(), {"--log", log_file, "--status-fd", "3"});
     for (const auto& kv : attach->env) args.insert(args.end(), {"--env", kv});
@@ -214,7 +215,7 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
     auto pid = spawn_detached(args, log_file, attach);
     if (!pid) return pid.error();
     supervisor = *pid;
-    if (attach != nullptr) return supervisor;  // its status pipe tells the rest
+    if (attach != nullptr) return supervisor;  // its status socket tells the rest
   }
   auto gone = [&] {
     return systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
@@ -257,7 +258,7 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
     ::setsid();
     const pid_t supervisor = ::fork();
     if (supervisor == 0 && attach != nullptr) {
-      // The caller's stdio as 0, 1, 2 (ours are all >= 3), then the status pipe as 3.
+      // The caller's stdio as 0, 1, 2 (ours are all >= 3), then the status socket as 3.
       for (int i = 0; i < 3; ++i)
         if (::dup2(attach->stdio[static_cast<size_t>(i)].get(), i) < 0) ::_exit(125);
       const int status = attach->status_write.get();
@@ -566,7 +567,7 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
   auto finish = [this, name, done = std::move(done)](const ExecOutcome& outcome) {
     auto it = sandboxes_.find(name);
     if (it != sandboxes_.end() && it->second.supervisor_pid > 0) {
-      // It is ending (its status pipe closed with it): wait, do not ask it to stop.
+      // It is ending (its status socket closed with it): wait, do not ask it to stop.
       UniqueFd fd = pidfd_of(it->second.supervisor_pid);
       pollfd p{fd.get(), POLLIN, 0};
       if (fd) (void)::poll(&p, 1, 5000);
@@ -586,12 +587,15 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
 
   SandboxRecord record;
   if (auto st = prepare_record(name, *np, record, std::move(argv), owner); !st) return st.error();
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
-  UniqueFd status_read(pipe_fds[0]);
-  Attach attach{std::move(stdio), UniqueFd(pipe_fds[1]), std::move(env)};
+  // A socket, not a pipe: if we are gone when the supervisor reports, it gets EPIPE
+  // (MSG_NOSIGNAL), not SIGPIPE.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::from_errno("socketpair");
+  UniqueFd status_read(pair[0]);
+  Attach attach{std::move(stdio), UniqueFd(pair[1]), std::move(env)};
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), &attach);
-  attach = Attach{};  // the supervisor holds them now; the pipe's EOF is its end
+  attach = Attach{};  // the supervisor holds them now; the socket's EOF is its end
   if (!pid) {
     (void)registry_.remove(name);
     return pid.error();

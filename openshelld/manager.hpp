@@ -133,7 +133,7 @@ class Manager {
   Status prepare_record(const std::string& name, const NewPolicy& np, SandboxRecord& record,
                         std::vector<std::string> command, uid_t owner);
   Status mark_running(SandboxRecord& record, pid_t supervisor);
-  // A run's attachments: the caller's stdio for the main process, the status pipe (fd 3 in
+  // A run's attachments: the caller's stdio for the main process, the status socket (fd 3 in
   // the supervisor: --status-fd), extra environment.
   struct Attach {
     std::vector<UniqueFd> stdio;
@@ -141,7 +141,7 @@ class Manager {
     std::vector<std::string> env;
   };
   // Starts the supervisor with the driver and waits for its control socket; returns its pid.
-  // With `attach` (direct driver only) it returns at once: the status pipe says the rest.
+  // With `attach` (direct driver only) it returns at once: the status socket says the rest.
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
                                  Attach* attach = nullptr);
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,

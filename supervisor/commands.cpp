@@ -10,6 +10,7 @@
 #include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/policy.hpp"
+#include "sys/file_util.hpp"
 #include "sys/journal.hpp"
 #include "supervisor/run.hpp"
 
@@ -56,8 +57,7 @@ struct RunArgs {
 // --status-fd: "exit N" as the very last thing, whatever N is.
 void report_exit(int status_fd, int code) {
   if (status_fd < 0) return;
-  const std::string line = "exit " + std::to_string(code) + "\n";
-  (void)!::write(status_fd, line.data(), line.size());
+  (void)sys::write_no_sigpipe(status_fd, "exit " + std::to_string(code) + "\n");
 }
 
 int run_sandbox_command(const RunArgs& args);

@@ -18,6 +18,7 @@
 #include "supervisor/control_server.hpp"
 #include "supervisor/exec_channel.hpp"
 #include "supervisor/launch/launcher.hpp"
+#include "sys/file_util.hpp"
 #include "supervisor/proxy/egress_service.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/process.hpp"
@@ -179,7 +180,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   agent.exe = plan->argv_storage[0];
   agent.uid = plan->inside_uid;
   events.emit(ocsf::process_launch(options.name, agent));
-  if (options.status_fd >= 0) (void)!::write(options.status_fd, "launched\n", 9);
+  if (options.status_fd >= 0) (void)sys::write_no_sigpipe(options.status_fd, "launched\n");
 
   // Every proxied connection holds two sockets and, while it tunnels, two pipe ends each way;
   // the default soft limit of 1024 would run out before the connection limit does. Raised only

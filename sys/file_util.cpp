@@ -1,6 +1,7 @@
 #include "sys/file_util.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,19 @@ Status write_file(const std::string& path, std::string_view content) {
   if (n < 0) return Error::from_errno("writing '" + std::string(content) + "' to " + path);
   if (static_cast<size_t>(n) != content.size()) return Error::invalid("short write to " + path);
   return {};
+}
+
+bool write_no_sigpipe(int fd, std::string_view data) {
+  ssize_t n;
+  do {
+    n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == ENOTSOCK) {
+    do {
+      n = ::write(fd, data.data(), data.size());
+    } while (n < 0 && errno == EINTR);
+  }
+  return n == static_cast<ssize_t>(data.size());
 }
 
 Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {

@@ -20,4 +20,8 @@ Status write_file(const std::string& path, std::string_view content);
 // old content or the new one, never a mix; the temporary is removed on failure.
 Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode);
 
+// One write to a descriptor whose reader may be gone: a socket gets MSG_NOSIGNAL, so a dead
+// reader costs EPIPE, not our life to SIGPIPE. Other descriptors get a plain write.
+bool write_no_sigpipe(int fd, std::string_view data);
+
 }  // namespace openshell::sys

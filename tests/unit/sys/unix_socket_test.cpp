@@ -1,5 +1,7 @@
 #include "sys/unix_socket.hpp"
 
+#include "sys/file_util.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -167,4 +169,18 @@ TEST_CASE("unix_socket: a dead owner's path is taken over though a child still h
   REQUIRE(creds.ok());
   CHECK(creds->pid == ::getpid());
   release.reset();
+}
+
+TEST_CASE("write_no_sigpipe: a gone reader is EPIPE, not a SIGPIPE; files still work") {
+  int pair[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+  UniqueFd ours(pair[0]);
+  ::close(pair[1]);
+  CHECK_FALSE(sys::write_no_sigpipe(ours.get(), "exit 0\n"));  // and we are still here
+  TempDir dir;
+  const std::string path = dir.path + "/file";
+  UniqueFd file(::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  REQUIRE(file);
+  CHECK(sys::write_no_sigpipe(file.get(), "launched\n"));
+  ::unlink(path.c_str());
 }
