@@ -255,6 +255,11 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
   const pid_t middle = ::fork();
   if (middle < 0) return Error::from_errno("fork");
   if (middle == 0) {
+    // Not our event loop's blocked signals: a mask survives exec (the supervisor clears it
+    // too, for any other launcher).
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::setsid();
     const pid_t supervisor = ::fork();
     if (supervisor == 0 && attach != nullptr) {

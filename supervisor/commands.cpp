@@ -1,6 +1,7 @@
 #include "supervisor/commands.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +64,12 @@ void report_exit(int status_fd, int code) {
 int run_sandbox_command(const RunArgs& args);
 
 int run_command(const RunArgs& args) {
+  // Whoever started us may have blocked signals (openshelld blocks SIGTERM, SIGINT and SIGCHLD
+  // for its event loop, and a blocked mask survives exec): we stop on SIGTERM like any service,
+  // and forward what we catch, so nothing may stay blocked.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (args.status_fd >= 0 && ::fcntl(args.status_fd, F_SETFD, FD_CLOEXEC) != 0)
     return usage_error("run: --status-fd " + std::to_string(args.status_fd) + " is not open");
   if (!args.log_file.empty()) {

@@ -193,6 +193,22 @@ TEST_CASE("openshelld: sandboxes outlive a kill -9 of the daemon and are re-adop
   CHECK(d.ctl({"exec", b, "--", "echo", "b"}).out == "b\n");
 }
 
+TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any service") {
+  Daemon d;
+  const std::string name = d.create("term");
+  // The oldest process with the sandbox's name is its supervisor (the reaper and init follow).
+  auto found = run_process({"/usr/bin/pgrep", "-o", "-f", "--", "--name " + name + " "});
+  REQUIRE(found.exit_code == 0);
+  const pid_t supervisor = std::stoi(found.out);
+  // The daemon blocks SIGTERM for its event loop; its supervisors must not inherit that.
+  const std::string status = read_text("/proc/" + std::to_string(supervisor) + "/status");
+  CHECK(status.find("SigBlk:\t0000000000000000") != std::string::npos);
+  REQUIRE(::kill(supervisor, SIGTERM) == 0);
+  CHECK(eventually([&] { return ::kill(supervisor, 0) != 0 && errno == ESRCH; }));
+  auto get = d.ctl({"sandbox", "get", name});
+  CHECK(get.out.find("phase     stopped") != std::string::npos);
+}
+
 TEST_CASE("openshelld: the interface is what docs/org.openshell.Manager1.xml says") {
   Daemon d;
   sd_bus* bus = nullptr;
