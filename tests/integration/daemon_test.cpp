@@ -102,6 +102,15 @@ class Daemon {
   }
   const TempDir& dir() const { return dir_; }
   const std::string& address() const { return address_; }
+  // A raw client connection to the daemon's bus, for calls openshellctl would never make.
+  sd_bus* open_bus() const {
+    sd_bus* bus = nullptr;
+    REQUIRE(sd_bus_new(&bus) >= 0);
+    REQUIRE(sd_bus_set_address(bus, address_.c_str()) >= 0);
+    REQUIRE(sd_bus_set_bus_client(bus, 1) >= 0);
+    REQUIRE(sd_bus_start(bus) >= 0);
+    return bus;
+  }
   // Every sd_notify message received so far, in order.
   std::string notifications() {
     char buf[4096];
@@ -211,11 +220,7 @@ TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any servic
 
 TEST_CASE("openshelld: the interface is what docs/org.openshell.Manager1.xml says") {
   Daemon d;
-  sd_bus* bus = nullptr;
-  REQUIRE(sd_bus_new(&bus) >= 0);
-  REQUIRE(sd_bus_set_address(bus, d.address().c_str()) >= 0);
-  REQUIRE(sd_bus_set_bus_client(bus, 1) >= 0);
-  REQUIRE(sd_bus_start(bus) >= 0);
+  sd_bus* bus = d.open_bus();
   sd_bus_message* reply = nullptr;
   sd_bus_error error = SD_BUS_ERROR_NULL;
   REQUIRE(sd_bus_call_method(bus, "org.openshell.Manager1", "/org/openshell/Manager1",
@@ -372,11 +377,7 @@ TEST_CASE("openshelld: only root and group openshell may call; members see their
 
 TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
   Daemon d;
-  sd_bus* bus = nullptr;
-  REQUIRE(sd_bus_new(&bus) >= 0);
-  REQUIRE(sd_bus_set_address(bus, d.address().c_str()) >= 0);
-  REQUIRE(sd_bus_set_bus_client(bus, 1) >= 0);
-  REQUIRE(sd_bus_start(bus) >= 0);
+  sd_bus* bus = d.open_bus();
   auto call = [&](const char* method, const char* types, auto... args) {
     sd_bus_error error = SD_BUS_ERROR_NULL;
     sd_bus_message* reply = nullptr;
