@@ -200,6 +200,12 @@ TEST_CASE("openshelld: sandboxes outlive a kill -9 of the daemon and are re-adop
   for (const auto& row : rows) CHECK(row["phase"] == "running");
   CHECK(d.ctl({"exec", a, "--", "cat", "/sandbox/file"}).out == "kept\n");
   CHECK(d.ctl({"exec", b, "--", "echo", "b"}).out == "b\n");
+  // Their supervisors never stopped enforcing: egress the policy does not allow is refused.
+  for (const auto& name : {a, b}) {
+    auto denied = d.ctl({"exec", name, "--", "/usr/bin/curl", "-s", "-m", "5", "-w",
+                         " %{http_code}", "http://198.51.100.7/secret"});
+    CHECK(denied.out.find(" 403") != std::string::npos);
+  }
 }
 
 TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any service") {
