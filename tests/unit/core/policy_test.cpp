@@ -856,6 +856,19 @@ TEST_CASE("parse_policy_file refuses missing, odd and oversized files", "[policy
   REQUIRE(too_big.diagnostics.size() == 1);
   CHECK_THAT(too_big.diagnostics[0].reason, Catch::Contains("the limit is 1048576"));
   CHECK(too_big.diagnostics[0].file == big);
+
+  // Exactly at the limit is fine: the whole file is read, not a prefix of it.
+  const std::string at_limit = (dir.path / "at-limit.toml").string();
+  const std::string head = "version = 1\n#";
+  const std::string tail = "\n[process]\nrun_as_user = 2001\n";
+  std::ofstream(at_limit) << head
+                          << std::string(kMaxPolicyFileBytes - head.size() - tail.size(), 'x')
+                          << tail;
+  REQUIRE(std::filesystem::file_size(at_limit) == kMaxPolicyFileBytes);
+  const ParseResult fits = parse_policy_file(at_limit);
+  INFO(dump(fits));
+  REQUIRE(fits.ok());
+  CHECK(fits.policy->process.run_as_user == 2001);
 }
 
 TEST_CASE("every policy example parses and validates clean", "[policy][examples]") {
