@@ -106,8 +106,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     control_listener = std::move(*listener);
   }
 
-  // Order: cgroup and reaper first (the reaper is forked while we are single-threaded), then
-  // the network namespace's thread, whose work overlaps with the plan and the launch.
+  // The network namespace first: its thread (loading libnftables, the first commit) is the
+  // longest part of a start, and overlaps with everything up to the agent's exec.
+  auto network = SandboxNetwork::start();
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
   if (!layout) return failed("cgroup", layout.error());
   const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
@@ -133,7 +134,6 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     if (auto st = cgroup->remove(); !st) log::warn("supervisor", st.error().message());
     reaper->finish();
   };
-  auto network = SandboxNetwork::start();
 
   auto plan = build_launch_plan(policy, options, events);
   if (!plan) {

@@ -1,25 +1,95 @@
 #include "sys/nft.hpp"
 
+#include <dlfcn.h>
 #include <nftables/libnftables.h>
 
-#include <memory>
-
 namespace openshell::sys {
+namespace {
 
-Status nft_apply(const std::string& ruleset) {
-  std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx(nft_ctx_new(NFT_CTX_DEFAULT),
-                                                        &nft_ctx_free);
-  if (!ctx) return Error::invalid("nft_ctx_new failed");
+// libnftables' entry points, resolved once. The header gives the types; the library is
+// loaded with RTLD_LOCAL so its dependencies' symbols stay out of ours.
+struct Api {
+  decltype(&nft_ctx_new) ctx_new = nullptr;
+  decltype(&nft_ctx_free) ctx_free = nullptr;
+  decltype(&nft_ctx_buffer_output) buffer_output = nullptr;
+  decltype(&nft_ctx_buffer_error) buffer_error = nullptr;
+  decltype(&nft_ctx_get_error_buffer) get_error_buffer = nullptr;
+  decltype(&nft_ctx_get_output_buffer) get_output_buffer = nullptr;
+  decltype(&nft_run_cmd_from_buffer) run_cmd = nullptr;
+  std::string error;  // why it could not be loaded
+};
+
+template <typename Fn>
+bool resolve(void* lib, const char* name, Fn* out) {
+  *out = reinterpret_cast<Fn>(::dlsym(lib, name));
+  return *out != nullptr;
+}
+
+const Api& api() {
+  static const Api loaded = [] {
+    Api a;
+    void* lib = ::dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      const char* why = ::dlerror();
+      a.error = std::string("cannot load libnftables.so.1: ") + (why != nullptr ? why : "");
+      return a;
+    }
+    if (!resolve(lib, "nft_ctx_new", &a.ctx_new) || !resolve(lib, "nft_ctx_free", &a.ctx_free) ||
+        !resolve(lib, "nft_ctx_buffer_output", &a.buffer_output) ||
+        !resolve(lib, "nft_ctx_buffer_error", &a.buffer_error) ||
+        !resolve(lib, "nft_ctx_get_error_buffer", &a.get_error_buffer) ||
+        !resolve(lib, "nft_ctx_get_output_buffer", &a.get_output_buffer) ||
+        !resolve(lib, "nft_run_cmd_from_buffer", &a.run_cmd)) {
+      a = Api{};
+      a.error = "libnftables.so.1 lacks an expected symbol";
+    }
+    return a;
+  }();
+  return loaded;
+}
+
+}  // namespace
+
+struct Nft::Context {
+  nft_ctx* ctx;
+};
+
+void Nft::Free::operator()(Context* c) const {
+  if (c->ctx != nullptr) api().ctx_free(c->ctx);
+  delete c;
+}
+
+Result<Nft> Nft::open() {
+  const Api& a = api();
+  if (a.ctx_new == nullptr) return Error::invalid(a.error);
+  nft_ctx* ctx = a.ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == nullptr) return Error::invalid("nft_ctx_new failed");
+  Nft nft;
+  nft.ctx_.reset(new Context{ctx});
   // Keep libnftables' diagnostics for our error instead of letting it print to stderr.
-  nft_ctx_buffer_output(ctx.get());
-  nft_ctx_buffer_error(ctx.get());
-  if (nft_run_cmd_from_buffer(ctx.get(), ruleset.c_str()) != 0) {
-    const char* err = nft_ctx_get_error_buffer(ctx.get());
+  a.buffer_output(ctx);
+  a.buffer_error(ctx);
+  return nft;
+}
+
+Status Nft::apply(const std::string& ruleset) {
+  const Api& a = api();
+  const int rc = a.run_cmd(ctx_->ctx, ruleset.c_str());
+  // Reading a buffer rewinds it: what a command printed does not pile up in a long-lived context.
+  (void)a.get_output_buffer(ctx_->ctx);
+  if (rc != 0) {
+    const char* err = a.get_error_buffer(ctx_->ctx);
     std::string message = err != nullptr ? err : "";
     while (!message.empty() && message.back() == '\n') message.pop_back();
     return Error::invalid("applying nftables rules: " + message);
   }
   return {};
+}
+
+Status nft_apply(const std::string& ruleset) {
+  auto nft = Nft::open();
+  if (!nft) return nft.error();
+  return nft->apply(ruleset);
 }
 
 }  // namespace openshell::sys

@@ -535,6 +535,8 @@ void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
     reset_signals_in_child(old);
     ::umask(022);
     if (::chdir(plan.cwd.c_str()) != 0) fail(error_fd, Stage::kChdir, errno);
+    // The supervisor's last byte: the sandbox's network is captured. Init read the two before.
+    if (!read_byte(ch.sync_read)) fail(error_fd, Stage::kNetworkWait, EPIPE);
     // The kernel attaches our pid to this message, translated into the supervisor's pid
     // namespace: that is how the supervisor learns the agent's host pid, even if it exits at once.
     const StageRecord hello{Stage::kAboutToExec, 0, -1};

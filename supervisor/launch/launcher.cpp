@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -134,12 +135,16 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
   char byte;
   if ((fds[0].revents & POLLIN) == 0 || ::read(fds[0].fd, &byte, 1) != 1) return child_failed();
 
-  if (auto st = network.wait_configured(); !st) return st.error();
   if (auto st = sys::write_single_id_maps(cloned->pid, plan.inside_uid, plan.outside_uid,
                                           plan.inside_gid, plan.outside_gid);
       !st)
     return st.error().wrap("writing the sandbox's id maps");
   if (::write((*sync)[1].get(), "m", 1) != 1) return Error::from_errno("releasing sandbox init");
+  // Init locks itself down and forks the agent meanwhile; the agent's exec waits for this byte,
+  // so nothing runs in the sandbox before its egress is captured. (Waiting before the id maps
+  // instead put the whole nftables setup in front of init's work.)
+  if (auto st = network.wait_configured(); !st) return st.error();
+  if (::write((*sync)[1].get(), "n", 1) != 1) return Error::from_errno("releasing the agent");
 
   // Phase 2: privileges dropped, agent forked. The agent says it is about to exec; EOF after
   // that means it did.
@@ -177,9 +182,11 @@ Result<LaunchedSandbox> launch_sandbox(LaunchPlan& plan, const sys::Cgroup& cgro
 Result<CgroupReaper> CgroupReaper::spawn(const sys::Cgroup& cgroup) {
   auto pipe = sys::make_pipe();
   if (!pipe) return pipe.error();
-  auto cloned = sys::clone3_fork(0, -1);
-  if (!cloned) return cloned.error().wrap("starting cgroup reaper");
-  if (cloned->pid == 0) {
+  // glibc's fork, not a raw clone: the network thread is already running, and fork's handlers
+  // leave malloc usable in the child, which cgroup removal needs.
+  const pid_t pid = ::fork();
+  if (pid < 0) return Error::from_errno("starting cgroup reaper");
+  if (pid == 0) {
     // Its own session: a signal to the supervisor's process group does not reach it.
     ::setsid();
     (void)::prctl(PR_SET_NAME, "openshell-reap");
@@ -203,8 +210,15 @@ Result<CgroupReaper> CgroupReaper::spawn(const sys::Cgroup& cgroup) {
     ::_exit(0);
   }
   (*pipe)[0].reset();
-  return CgroupReaper(sys::ChildProcess(cloned->pid, UniqueFd(cloned->pidfd)),
-                      std::move((*pipe)[1]));
+  // Our child, not reaped yet: the pid cannot have been reused.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return Error::from_errno("pidfd_open of the cgroup reaper", err);
+  }
+  return CgroupReaper(sys::ChildProcess(pid, std::move(pidfd)), std::move((*pipe)[1]));
 }
 
 void CgroupReaper::finish() {

@@ -89,22 +89,24 @@ std::unique_ptr<SandboxNetwork> SandboxNetwork::start() {
         const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
         const int err = errno;
         created.set_value(fd >= 0 ? fd : -err);
-        if (fd < 0) {
-          self->status_ = Error::from_errno("opening the network namespace", err);
-        } else if (int lo_err = sys::loopback_up_in_child(); lo_err != 0) {
-          self->status_ = Error::from_errno("bringing up lo", lo_err);
-        } else if (auto st = sys::add_capture_routes(kSandboxAddress); !st) {
-          self->status_ = st;
-        } else if (auto nft = sys::nft_apply(capture_ruleset()); !nft) {
-          self->status_ = nft;
-        } else {
-          self->status_ = self->open_listeners();
-        }
+        self->status_ =
+            fd < 0 ? Error::from_errno("opening the network namespace", err) : self->configure();
         const bool ok = self->status_.ok();
         configured.set_value();
         if (ok) self->serve();
       });
   return net;
+}
+
+Status SandboxNetwork::configure() {
+  if (int err = sys::loopback_up_in_child(); err != 0)
+    return Error::from_errno("bringing up lo", err);
+  if (auto st = sys::add_capture_routes(kSandboxAddress); !st) return st;
+  auto nft = sys::Nft::open();
+  if (!nft) return nft.error();
+  nft_.emplace(std::move(*nft));
+  if (auto st = nft_->apply(capture_ruleset()); !st) return st;
+  return open_listeners();
 }
 
 void SandboxNetwork::serve() {
@@ -141,7 +143,7 @@ Status SandboxNetwork::add_pinned(const std::vector<IpAddress>& addresses) {
   }
   if (elements.empty()) return {};
   const std::string cmd = "add element inet openshell pinned4 { " + elements + " }\n";
-  return run_inside([cmd] { return sys::nft_apply(cmd); });
+  return run_inside([this, cmd] { return nft_->apply(cmd); });
 }
 
 Status SandboxNetwork::set_policy_destinations(const std::vector<Cidr>& blocks) {
@@ -152,7 +154,7 @@ Status SandboxNetwork::set_policy_destinations(const std::vector<Cidr>& blocks) 
     elements += (elements.empty() ? "" : ", ") + to_string(block);
   }
   if (!elements.empty()) cmd += "add element inet openshell policy4 { " + elements + " }\n";
-  return run_inside([cmd] { return sys::nft_apply(cmd); });
+  return run_inside([this, cmd] { return nft_->apply(cmd); });
 }
 
 namespace {

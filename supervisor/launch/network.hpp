@@ -12,6 +12,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "core/cidr.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
+#include "sys/nft.hpp"
 
 namespace openshell::supervisor {
 
@@ -38,8 +40,8 @@ inline constexpr uint32_t kRefusedLogBytes = 80;
 std::string capture_ruleset();
 
 // The sandbox's network namespace, created and configured on a thread of its own so that the
-// work (about 2 ms, mostly the nftables commit) overlaps with planning and with the child
-// building its root. The namespace belongs to the initial user namespace: nothing in the
+// work (mostly loading libnftables and the first nftables commit) overlaps with planning and with
+// the child building its root. The namespace belongs to the initial user namespace: nothing in the
 // sandbox ever holds CAP_NET_ADMIN over it.
 class SandboxNetwork {
  public:
@@ -74,12 +76,15 @@ class SandboxNetwork {
 
  private:
   SandboxNetwork() = default;
-  Status open_listeners();  // on the namespace's thread
+  // On the namespace's thread: lo, routes, the ruleset, the listeners.
+  Status configure();
+  Status open_listeners();
   // Runs `task` on the namespace's thread (nftables talks to the thread's namespace).
   Status run_inside(std::function<Status()> task);
   void serve();  // the thread's loop after configuration
 
   std::thread thread_;
+  std::optional<sys::Nft> nft_;  // the namespace's nftables context; used on its thread only
   std::future<int> created_;  // the namespace fd, or -errno
   std::future<void> configured_;
   UniqueFd netns_;

@@ -68,6 +68,8 @@ std::string_view stage_name(Stage stage) {
       return "fork";
     case Stage::kChdir:
       return "chdir";
+    case Stage::kNetworkWait:
+      return "network-wait";
     case Stage::kExec:
       return "exec";
     case Stage::kAboutToExec:

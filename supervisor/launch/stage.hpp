@@ -40,6 +40,7 @@ enum class Stage : int32_t {
   kSeccomp,
   kFork,
   kChdir,
+  kNetworkWait,  // the agent waiting for the sandbox's network to be captured
   kExec,
   kAboutToExec,  // not a failure: the agent announces itself (its pid travels as credentials)
   // Not a failure either: init hands over the connect listener (SCM_RIGHTS), or says with err
