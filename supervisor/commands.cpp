@@ -55,13 +55,7 @@ struct RunArgs {
   std::vector<std::string> command;
 };
 
-// --status-fd: "exit N" as the very last thing, whatever N is.
-void report_exit(int status_fd, int code) {
-  if (status_fd < 0) return;
-  (void)sys::write_no_sigpipe(status_fd, "exit " + std::to_string(code) + "\n");
-}
-
-int run_sandbox_command(const RunArgs& args);
+int run_sandbox_command(const RunArgs& args, StatusReporter& status);
 
 int run_command(const RunArgs& args) {
   // Whoever started us may have blocked signals (openshelld blocks SIGTERM, SIGINT and SIGCHLD
@@ -79,12 +73,14 @@ int run_command(const RunArgs& args) {
     if (fd < 0) return usage_error("run: cannot open --log " + args.log_file);
     log::set_output_fd(fd);
   }
-  const int code = run_sandbox_command(args);
-  report_exit(args.status_fd, code);
+  // "exit N" whatever N is: run_sandbox's report if it got that far, ours otherwise.
+  StatusReporter status(args.status_fd);
+  const int code = run_sandbox_command(args, status);
+  status.exited(code);
   return code;
 }
 
-int run_sandbox_command(const RunArgs& args) {
+int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
   if (::geteuid() != 0)
     return usage_error("run needs root: it creates namespaces, cgroups and mounts");
   RunOptions options;
@@ -122,7 +118,7 @@ int run_sandbox_command(const RunArgs& args) {
   options.command = args.command;
 
   options.cgroup_delegated = args.cgroup_delegated;
-  options.status_fd = args.status_fd;
+  options.status = &status;
 
   auto tee = std::make_unique<TeeSink>();
   if (!args.events_file.empty()) {

@@ -81,6 +81,16 @@ class SignalForwarder {
 
 }  // namespace
 
+void StatusReporter::launched() {
+  if (fd_ >= 0) (void)sys::write_no_sigpipe(fd_, "launched\n");
+}
+
+void StatusReporter::exited(int code) {
+  if (fd_ < 0 || exited_) return;
+  exited_ = true;
+  (void)sys::write_no_sigpipe(fd_, "exit " + std::to_string(code) + "\n");
+}
+
 Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                         EventSink& events) {
   events.emit(ocsf::config_change(
@@ -180,7 +190,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   agent.exe = plan->argv_storage[0];
   agent.uid = plan->inside_uid;
   events.emit(ocsf::process_launch(options.name, agent));
-  if (options.status_fd >= 0) (void)sys::write_no_sigpipe(options.status_fd, "launched\n");
+  if (options.status != nullptr) options.status->launched();
 
   // Every proxied connection holds two sockets and, while it tunnels, two pipe ends each way;
   // the default soft limit of 1024 would run out before the connection limit does. Raised only
@@ -326,6 +336,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     detail = std::string("killed by signal ") + ::sigabbrev_np(sig);
   }
   events.emit(ocsf::process_exit(options.name, agent, code, sig, detail));
+  // Nothing of the sandbox is left (its processes, cgroup and mounts are gone; the network
+  // namespace goes with our thread): whoever waits may go on.
+  if (options.status != nullptr) options.status->exited(code);
   return code;
 }
 

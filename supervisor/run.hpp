@@ -14,6 +14,21 @@ inline constexpr int kExitSetupFailed = 125;
 inline constexpr int kExitCannotExecute = 126;
 inline constexpr int kExitNotFound = 127;
 
+// --status-fd: "launched\n" once the agent runs, "exit N\n" once the sandbox is gone. Written
+// with MSG_NOSIGNAL where it is a socket: a reader that went away costs no signal.
+class StatusReporter {
+ public:
+  explicit StatusReporter(int fd) : fd_(fd) {}
+  void launched();
+  // Only the first call writes: run_sandbox reports as soon as the sandbox is gone, before its
+  // own teardown (the proxy, the network thread: ~2 ms); the caller reports every other end.
+  void exited(int code);
+
+ private:
+  int fd_;
+  bool exited_ = false;
+};
+
 // Builds the sandbox, runs the command, forwards signals, cleans up. Returns the agent's exit
 // status as a shell reports it (128+N for signal N).
 Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options, EventSink& events);

@@ -44,6 +44,8 @@ struct MountEntry {
   std::string content;         // kGeneratedFile: written by the child, then bound read-only
 };
 
+class StatusReporter;  // supervisor/run.hpp
+
 struct RunOptions {
   std::string name;              // validated sandbox name
   std::string workdir;           // host directory for /sandbox; empty = private tmpfs
@@ -51,7 +53,7 @@ struct RunOptions {
   std::vector<std::string> command;
   std::string cgroup_parent = "openshell";
   bool cgroup_delegated = false;  // build inside our own cgroup instead (systemd Delegate=yes)
-  int status_fd = -1;             // --status-fd: "launched\n" once the agent runs
+  StatusReporter* status = nullptr;                  // --status-fd
   std::optional<sys::CgroupVersion> cgroup_version;  // nullopt: the host's primary hierarchy
   std::string policy_file;  // re-read on SIGHUP; empty when the built-in default is used
   std::map<std::string, std::vector<IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
