@@ -62,14 +62,19 @@ int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
   int rc = sd_bus_query_sender_creds(
       m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &creds);
   if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller credentials unknown");
+  // The group list points into creds: they live until we return.
+  std::unique_ptr<sd_bus_creds, decltype(&sd_bus_creds_unref)> held(creds, &sd_bus_creds_unref);
   uid_t uid = 0;
   gid_t egid = 0;
   const gid_t* groups = nullptr;
   rc = sd_bus_creds_get_euid(creds, &uid);
   const int egid_rc = sd_bus_creds_get_egid(creds, &egid);
   const int ngroups = sd_bus_creds_get_supplementary_gids(creds, &groups);
-  sd_bus_creds_unref(creds);
   if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller uid unknown");
+  caller->uid = uid;
+  caller->root = uid == 0;
+  // Root needs no group: no user-database lookup (with nss-systemd, a dozen file probes) then.
+  if (caller->root) return 0;
   bool member = false;
   if (const group* g = ::getgrnam("openshell"); g != nullptr) {
     const gid_t wanted = g->gr_gid;
@@ -79,9 +84,7 @@ int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
     // (it is what dbus-daemon applies its own policy with).
     if (!member) member = in_group(uid, wanted);
   }
-  caller->uid = uid;
-  caller->root = uid == 0;
-  if (!caller->root && !member)
+  if (!member)
     return sd_bus_error_set(error, kErrorAccessDenied,
                             "only root and members of group openshell may use openshelld");
   return 0;
