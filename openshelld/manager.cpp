@@ -69,6 +69,14 @@ UniqueFd pidfd_of(pid_t pid) {
   return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
+// Whether `pid` is the supervisor of sandbox `name` (and not a process that took its pid since):
+// its command line says `--name NAME`.
+bool is_supervisor_of(pid_t pid, const std::string& name) {
+  if (pid <= 0) return false;
+  auto cmdline = sys::read_file("/proc/" + std::to_string(pid) + "/cmdline", 64 * 1024);
+  return cmdline && cmdline->find(std::string("\0--name\0", 8) + name + '\0') != std::string::npos;
+}
+
 // Whether the process still runs. A pidfd turns readable when it exits, zombie or not: its
 // parent is whoever reaps detached processes on this host, possibly late.
 bool alive(pid_t pid) {
@@ -140,10 +148,11 @@ void Manager::refresh(SandboxRecord& record) const {
       record.supervisor_pid = pid->get<pid_t>();
     return;
   }
+  // No answer from a supervisor that runs: it is still starting (its socket answers once the
+  // agent runs), or busy. Only a gone one makes the sandbox stopped.
+  if (is_supervisor_of(record.supervisor_pid, record.name)) return;
   record.phase = Phase::kStopped;
-  record.reason = alive(record.supervisor_pid)
-                      ? "the supervisor does not answer on its control socket"
-                      : "the supervisor is gone";
+  record.reason = "the supervisor is gone";
   record.supervisor_pid = -1;
   (void)registry_.save(record);
 }
@@ -164,10 +173,54 @@ Result<std::vector<std::string>> Manager::start() {
   if (auto st = registry_.init(); !st) return st.error();
   auto loaded = registry_.load_all();
   for (auto& record : loaded.records) {
+    const pid_t recorded = record.supervisor_pid;
     refresh(record);
     sandboxes_[record.name] = record;
+    if (record.ephemeral) adopt_ephemeral(record.name, recorded);
   }
   return loaded.problems;
+}
+
+struct Manager::Orphan {
+  Manager* manager = nullptr;
+  std::string name;
+  UniqueFd pidfd;
+  sd_event_source* source = nullptr;
+  ~Orphan() { sd_event_source_disable_unref(source); }
+};
+
+void Manager::adopt_ephemeral(const std::string& name, pid_t supervisor) {
+  auto orphan = std::make_unique<Orphan>();
+  orphan->manager = this;
+  orphan->name = name;
+  // Its supervisor by the process itself, not by its control socket: one still starting has no
+  // answer yet, and its sandbox must not be removed under it.
+  if (!systemd_ && is_supervisor_of(supervisor, name)) orphan->pidfd = pidfd_of(supervisor);
+  auto on_exit = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
+    auto* o = static_cast<Orphan*>(userdata);
+    Manager* m = o->manager;
+    const std::string gone = o->name;  // remove() destroys o, and its event source with it
+    m->remove_orphan(gone);
+    return 0;
+  };
+  if (orphan->pidfd && sd_event_add_io(event_, &orphan->source, orphan->pidfd.get(), EPOLLIN,
+                                       on_exit, orphan.get()) >= 0) {
+    orphans_[name] = std::move(orphan);
+    return;
+  }
+  // Ended already, or under the systemd driver (its run sandboxes hold the command as an exec,
+  // which went with the caller's connection): nothing is left to wait for.
+  remove_orphan(name);
+}
+
+void Manager::remove_orphan(const std::string& name) {
+  // Asked first, so that a supervisor gone for good is not waited for by a pid that may have
+  // been reused since.
+  if (auto it = sandboxes_.find(name); it != sandboxes_.end()) refresh(it->second);
+  if (auto st = remove(name); !st)
+    log::warn(kComponent, st.error().message());
+  else
+    log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
 }
 
 Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
@@ -343,8 +396,10 @@ Result<SandboxRecord> Manager::create_with_text(const std::string& name, const s
 }
 
 Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPolicy& np,
-                                           std::vector<std::string> command, uid_t owner) {
+                                           std::vector<std::string> command, uid_t owner,
+                                           bool ephemeral) {
   SandboxRecord record;
+  record.ephemeral = ephemeral;
   if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
     return st.error();
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
@@ -378,7 +433,9 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
-  auto revision = registry_.add_revision(name, np.text, np.origin);
+  auto revision = registry_.add_revision(
+      name, np.text, np.origin,
+      record.ephemeral ? sys::Durability::kProcessCrash : sys::Durability::kPowerLoss);
   if (!revision) return revision.error();
   record.revision = *revision;
   // The record itself is written once its supervisor runs (or failed to): a record saved as
@@ -479,6 +536,7 @@ Status Manager::remove(const std::string& name) {
   std::error_code ignored;
   std::filesystem::remove_all(registry_.workspace(name), ignored);
   sandboxes_.erase(it);
+  orphans_.erase(name);
   return {};
 }
 
@@ -600,12 +658,13 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
   if (systemd_) {
     // A unit cannot take the caller's descriptors and report the status the way a process we
     // start can: hold the sandbox with its default command, exec, delete.
-    auto created = create_from(name, *np, {}, owner);
+    auto created = create_from(name, *np, {}, owner, /*ephemeral=*/true);
     if (!created) return created.error();
     return exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
   }
 
   SandboxRecord record;
+  record.ephemeral = true;
   if (auto st = prepare_record(name, *np, record, std::move(argv), owner); !st) return st.error();
   // A socket, not a pipe: if we are gone when the supervisor reports, it gets EPIPE
   // (MSG_NOSIGNAL), not SIGPIPE.

@@ -127,12 +127,17 @@ class Manager {
   Result<NewPolicy> new_policy(const std::string& policy, const std::string& text,
                                const std::string& source) const;
   Result<SandboxRecord> create_from(const std::string& name, const NewPolicy& np,
-                                    std::vector<std::string> command, uid_t owner);
+                                    std::vector<std::string> command, uid_t owner,
+                                    bool ephemeral = false);
   // Validates the policy and stores its first revision; fills in the record (phase creating),
   // which mark_running (or the failure path) saves.
   Status prepare_record(const std::string& name, const NewPolicy& np, SandboxRecord& record,
                         std::vector<std::string> command, uid_t owner);
   Status mark_running(SandboxRecord& record, pid_t supervisor);
+  // A run's sandbox found by a restarted daemon: whoever ran it is gone with the old daemon, so
+  // the sandbox goes once its command ends (at once if it has ended).
+  void adopt_ephemeral(const std::string& name, pid_t supervisor);
+  void remove_orphan(const std::string& name);
   // A run's attachments: the caller's stdio for the main process, the status socket (fd 3 in
   // the supervisor: --status-fd), extra environment.
   struct Attach {
@@ -162,6 +167,8 @@ class Manager {
   bool journal_ = false;                  // journald listens: events go there too
   std::map<std::string, SandboxRecord> sandboxes_;
   std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
+  struct Orphan;  // an adopted run's sandbox, watched through its supervisor's pidfd
+  std::map<std::string, std::unique_ptr<Orphan>> orphans_;
 };
 
 }  // namespace openshell::daemon

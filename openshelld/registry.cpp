@@ -77,7 +77,8 @@ json to_json(const SandboxRecord& r) {
             {"created_unix_ms", r.created_unix_ms},
             {"supervisor_pid", r.supervisor_pid},
             {"unit", r.unit},
-            {"pinned", r.pinned}};
+            {"pinned", r.pinned},
+            {"ephemeral", r.ephemeral}};
   j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
   return j;
 }
@@ -106,6 +107,7 @@ Result<SandboxRecord> record_from_json(const json& j) {
     r.supervisor_pid = j.at("supervisor_pid").get<pid_t>();
     r.unit = j.at("unit").get<std::string>();
     r.pinned = j.value("pinned", false);  // absent in records older than policy set
+    r.ephemeral = j.value("ephemeral", false);  // absent in records older than run's own
     return r;
   } catch (const json::exception& e) {
     return Error::invalid(std::string("malformed record: ") + e.what());
@@ -165,7 +167,9 @@ Registry::Loaded Registry::load_all() const {
 
 Status Registry::save(const SandboxRecord& record) const {
   if (!valid_sandbox_name(record.name)) return Error::invalid("invalid sandbox name");
-  return sys::write_file_atomic(record_path(record.name), to_json(record).dump(2) + "\n", 0600);
+  return sys::write_file_atomic(
+      record_path(record.name), to_json(record).dump(2) + "\n", 0600,
+      record.ephemeral ? sys::Durability::kProcessCrash : sys::Durability::kPowerLoss);
 }
 
 Status Registry::remove(const std::string& name) const {
@@ -193,7 +197,8 @@ std::vector<uint64_t> Registry::revisions(const std::string& name) const {
 }
 
 Result<uint64_t> Registry::add_revision(const std::string& name, const std::string& policy_toml,
-                                        const std::string& origin) const {
+                                        const std::string& origin,
+                                        sys::Durability durability) const {
   if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
   if (policy_toml.size() > kMaxPolicyBytes) return Error::invalid("policy too large");
   const std::string dir = state_dir_ + "/revisions/" + name;
@@ -201,12 +206,13 @@ Result<uint64_t> Registry::add_revision(const std::string& name, const std::stri
   const auto existing = revisions(name);
   const uint64_t next = existing.empty() ? 1 : existing.back() + 1;
   if (auto st = sys::write_file_atomic(dir + "/" + std::to_string(next) + ".toml", policy_toml,
-                                       0600);
+                                       0600, durability);
       !st)
     return st.error();
   // The revision is the .toml; its note is best effort (history shows "" without it).
   const json meta = {{"time_unix_ms", ocsf::now_ms()}, {"origin", origin.substr(0, 512)}};
-  (void)sys::write_file_atomic(dir + "/" + std::to_string(next) + ".json", meta.dump(), 0600);
+  (void)sys::write_file_atomic(dir + "/" + std::to_string(next) + ".json", meta.dump(), 0600,
+                               durability);
   return next;
 }
 

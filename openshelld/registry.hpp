@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
+#include "sys/file_util.hpp"
 
 namespace openshell::daemon {
 
@@ -32,6 +33,9 @@ struct SandboxRecord {
   int64_t created_unix_ms = 0;
   // Its policy was set directly (policy set, rollback): reloads of the named policy pass it by.
   bool pinned = false;
+  // Made by `run` for one command: its state is written without fsync (it cannot outlive the
+  // machine), and a daemon that finds it ended while nobody watched removes it.
+  bool ephemeral = false;
   pid_t supervisor_pid = -1;       // direct driver
   std::string unit;                // systemd driver
 };
@@ -67,7 +71,8 @@ class Registry {
   // Stores policy text as the next revision for a sandbox, with where it came from (in
   // <n>.json beside <n>.toml); returns its number (1, 2, ...).
   Result<uint64_t> add_revision(const std::string& name, const std::string& policy_toml,
-                                const std::string& origin) const;
+                                const std::string& origin,
+                                sys::Durability durability = sys::Durability::kPowerLoss) const;
   [[nodiscard]] std::vector<uint64_t> revisions(const std::string& name) const;
   // Every revision, oldest first. A missing or unreadable <n>.json gives time 0 and origin "".
   [[nodiscard]] std::vector<RevisionInfo> history(const std::string& name) const;

@@ -52,7 +52,9 @@ bool write_no_sigpipe(int fd, std::string_view data) {
   return n == static_cast<ssize_t>(data.size());
 }
 
-Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {
+Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode,
+                         Durability durability) {
+  const bool sync = durability == Durability::kPowerLoss;
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -71,9 +73,10 @@ Status write_file_atomic(const std::string& path, std::string_view content, mode
     done += static_cast<size_t>(n);
   }
   if (::fchmod(fd.get(), mode) != 0) return fail("chmod " + tmp);
-  if (::fsync(fd.get()) != 0) return fail("fsync " + tmp);
+  if (sync && ::fsync(fd.get()) != 0) return fail("fsync " + tmp);
   fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("renaming " + tmp + " to " + path);
+  if (!sync) return {};
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir_fd || ::fsync(dir_fd.get()) != 0) return Error::from_errno("fsync " + dir);
   return {};

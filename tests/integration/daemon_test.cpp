@@ -677,6 +677,34 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
 }
 
+TEST_CASE("openshellctl run: a run whose daemon died goes once its command ends") {
+  Daemon d;
+  // The command waits (boundedly) for a file the test drops into its workspace.
+  const pid_t caller = spawn_process(
+      {OPENSHELL_CTL_BIN, "--bus", d.address(), "run", "--", "/bin/sh", "-c",
+       "for i in $(seq 600); do [ -e /sandbox/go ] && exit 0; sleep 0.1; done; exit 1"},
+      d.dir().path() + "/caller.log");
+  auto listed = [&] { return nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out); };
+  REQUIRE(eventually([&] { return listed().size() == 1; }));
+  d.stop(SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(caller, &status, 0) == caller);
+  CHECK(WEXITSTATUS(status) == 1);  // its call went with the daemon
+  d.start();
+  auto rows = listed();
+  REQUIRE(rows.size() == 1);
+  const std::string name = rows[0]["name"];
+  CHECK(rows[0]["phase"] == "running");  // the command still runs: it is not cut short
+  const std::string workspace = d.dir().path() + "/state/workspaces/" + name;
+  REQUIRE(path_exists(workspace));
+  d.dir().write("state/workspaces/" + name + "/go", "");
+  // Nobody is left to want its status: the daemon removes it when it ends.
+  CHECK(eventually([&] { return listed().empty(); }));
+  CHECK(!path_exists(workspace));
+  CHECK(!path_exists(d.dir().path() + "/state/sandboxes/" + name + ".json"));
+  CHECK(read_text(d.dir().path() + "/daemon.log").find("removed " + name) != std::string::npos);
+}
+
 TEST_CASE("openshellctl logs: a sandbox's events, filtered, across daemon restarts") {
   Daemon d;
   const std::string name = d.create("logs");

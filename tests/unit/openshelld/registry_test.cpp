@@ -63,6 +63,7 @@ TEST_CASE("registry: records round-trip through the state directory") {
   b.exit_code = 7;
   b.reason = "agent exited";
   b.pinned = true;
+  b.ephemeral = true;  // written without fsync, read back the same
   REQUIRE(registry.save(a).ok());
   REQUIRE(registry.save(b).ok());
   REQUIRE(::stat((dir.path + "/state/sandboxes/alpha.json").c_str(), &st) == 0);
@@ -79,6 +80,8 @@ TEST_CASE("registry: records round-trip through the state directory") {
   CHECK(loaded.records[1].reason == "agent exited");
   CHECK(loaded.records[1].pinned);
   CHECK_FALSE(loaded.records[0].pinned);
+  CHECK(loaded.records[1].ephemeral);
+  CHECK_FALSE(loaded.records[0].ephemeral);
 
   REQUIRE(registry.remove("alpha").ok());
   CHECK(registry.load_all().records.size() == 1);
@@ -122,7 +125,10 @@ TEST_CASE("registry: policy revisions are numbered and kept per sandbox") {
   REQUIRE(registry.init().ok());
   CHECK(registry.revisions("s1").empty());
   REQUIRE(registry.add_revision("s1", "version = 1\n", "created from policy p").value() == 1);
-  REQUIRE(registry.add_revision("s1", "version = 1\n# two\n", "set from f.toml").value() == 2);
+  REQUIRE(registry
+              .add_revision("s1", "version = 1\n# two\n", "set from f.toml",
+                            sys::Durability::kProcessCrash)
+              .value() == 2);
   CHECK(registry.revisions("s1") == std::vector<uint64_t>{1, 2});
   const auto history = registry.history("s1");
   REQUIRE(history.size() == 2);
@@ -148,6 +154,9 @@ TEST_CASE("write_file_atomic replaces content whole and leaves no temporary behi
   REQUIRE(sys::write_file_atomic(path, "one", 0640).ok());
   REQUIRE(sys::write_file_atomic(path, "two", 0640).ok());
   CHECK(sys::read_file(path).value() == "two");
+  REQUIRE(sys::write_file_atomic(path, "three", 0640, sys::Durability::kProcessCrash).ok());
+  CHECK(sys::read_file(path).value() == "three");
+  CHECK(::access((path + ".tmp." + std::to_string(::getpid())).c_str(), F_OK) != 0);
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0640);
