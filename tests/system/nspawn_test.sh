@@ -68,7 +68,7 @@ cleanup() {
     kill -9 "$nspawn_pid" 2>/dev/null
     wait "$nspawn_pid" 2>/dev/null
   fi
-  rm -rf "$root"
+  rm -rf "$root" "$root.console"
 }
 trap cleanup EXIT
 cp -a "$base/." "$root/"
@@ -96,9 +96,16 @@ EOF
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -q -D "$root" -b -M openshell-sys \
   --register=no --keep-unit --private-network --console=passive >"$root.console" 2>&1 &
 nspawn_pid=$!
+# The container's init: a child of nspawn that is pid 1 in its own namespace. (nspawn's first
+# child can be a short-lived helper; entering that one failed 2 runs in 9.)
 leader=
 for _ in $(seq 1 100); do
-  leader=$(pgrep -P "$nspawn_pid" | head -1)
+  for pid in $(pgrep -P "$nspawn_pid"); do
+    if awk '/^NSpid:/ { exit ($NF == 1) ? 0 : 1 }' "/proc/$pid/status" 2>/dev/null; then
+      leader=$pid
+      break
+    fi
+  done
   [[ -n $leader ]] && break
   sleep 0.1
 done
