@@ -93,6 +93,8 @@ class SandboxNetwork {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<std::packaged_task<Status()>> tasks_;
+  std::mutex policy_elements_mu_;
+  std::string policy_elements_;  // what policy4 holds now ("" at start: empty)
   bool stopping_ = false;
 };
 
