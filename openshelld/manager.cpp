@@ -86,20 +86,32 @@ bool alive(pid_t pid) {
   return ::poll(&p, 1, 0) == 0;
 }
 
-// One request and its single reply over a fresh connection to a supervisor.
-Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
+// A request to a supervisor over a fresh connection; the reply is read from the connection.
+Result<UniqueFd> send_request(const std::string& socket, const control::Request& request) {
   auto frame = control::encode_request(request);
   if (!frame) return frame.error();
   auto fd = sys::connect_seqpacket(socket);
   if (!fd) return fd.error();
   if (int err = sys::send_message(fd->get(), frame->data(), frame->size(), {}); err != 0)
     return Error::from_errno("sending to " + socket, err);
-  pollfd p{fd->get(), POLLIN, 0};
-  if (::poll(&p, 1, 5000) != 1) return Error::from_errno("waiting for " + socket, ETIMEDOUT);
-  auto message = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+  return std::move(*fd);
+}
+
+Result<control::Reply> read_reply(int fd, const std::string& socket, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, std::max(timeout_ms, 0)) != 1)
+    return Error::from_errno("waiting for " + socket, ETIMEDOUT);
+  auto message = sys::receive_message(fd, control::kMaxFrame, 0);
   if (!message) return message.error();
   if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
   return control::parse_reply((*message)->frame);
+}
+
+// One request and its single reply.
+Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
+  auto fd = send_request(socket, request);
+  if (!fd) return fd.error();
+  return read_reply(fd->get(), socket, 5000);
 }
 
 }  // namespace
@@ -737,8 +749,15 @@ Manager::ReloadReport Manager::reload_policies() {
                                  {{"policy", {{"name", record.policy}}}}));
     return report;
   }
+  // Pushed to every sandbox first, the replies collected after: each supervisor validates and
+  // swaps on its own, so their work overlaps instead of queuing behind one another's.
+  struct Push {
+    SandboxRecord* record;
+    const std::string* text;
+    UniqueFd connection;
+  };
+  std::vector<Push> pushes;
   for (auto& [name, record] : sandboxes_) {
-    refresh(record);
     // Not running: it reads its revision at start. Pinned: its policy was set directly, and
     // the named one no longer applies to it.
     if (record.phase != Phase::kRunning || record.pinned) continue;
@@ -748,18 +767,47 @@ Manager::ReloadReport Manager::reload_policies() {
                               "' is gone; it keeps revision " + std::to_string(record.revision));
       continue;
     }
+    const std::string& text = next->second.text;
     auto current = registry_.revision(name, record.revision);
-    if (current && *current == next->second.text) continue;
-    auto revision = apply_revision(record, next->second.text, "reload of policy " + record.policy);
-    if (!revision) {
-      if (revision.error().code == std::errc::operation_not_supported)
-        report.needs_recreation.push_back(name);
-      else
-        report.failed.push_back(name + ": " + revision.error().message());
+    if (current && *current == text) continue;
+    if (current && !same_static_sections(*current, text)) {
+      report.needs_recreation.push_back(name);
+      continue;
+    }
+    control::Request update;
+    update.op = control::Op::kPolicyUpdate;
+    update.policy_toml = text;
+    auto sent = send_request(control_socket(name), update);
+    if (!sent) {
+      refresh(record);  // gone since: stopped, and it reads its revision at start
+      if (record.phase == Phase::kRunning)
+        report.failed.push_back(name + ": " + sent.error().message());
+      continue;
+    }
+    pushes.push_back({&record, &text, std::move(*sent)});
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (auto& push : pushes) {
+    const std::string& name = push.record->name;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto reply =
+        read_reply(push.connection.get(), control_socket(name), static_cast<int>(left.count()));
+    if (!reply || !reply->ok) {
+      report.failed.push_back(name + ": " + (reply ? reply->error : reply.error().message()));
+      continue;
+    }
+    // Not fsynced one by one (six fsyncs a sandbox): one syncfs below, before the reply.
+    const std::string origin = "reload of policy " + push.record->policy;
+    if (auto st = record_revision(*push.record, *push.text, origin, sys::Durability::kProcessCrash);
+        !st) {
+      report.failed.push_back(name + ": " + st.error().message());
       continue;
     }
     report.applied.push_back(name);
   }
+  if (!report.applied.empty())
+    if (auto st = registry_.sync(); !st) log::warn(kComponent, st.error().message());
   log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
                             " sandbox(es) updated");
   return report;
@@ -789,11 +837,18 @@ Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::strin
     if (!reply->ok) return Error::invalid(reply->error);
   }
   // A stopped sandbox gets the whole policy at its next start.
-  auto revision = registry_.add_revision(record.name, text, origin);
+  if (auto st = record_revision(record, text, origin, sys::Durability::kPowerLoss); !st)
+    return st.error();
+  return record.revision;
+}
+
+Status Manager::record_revision(SandboxRecord& record, const std::string& text,
+                                const std::string& origin, sys::Durability durability) {
+  auto revision = registry_.add_revision(
+      record.name, text, origin, record.ephemeral ? sys::Durability::kProcessCrash : durability);
   if (!revision) return revision.error().wrap("applied, but not recorded");
   record.revision = *revision;
-  if (auto st = registry_.save(record); !st) return st.error();
-  return revision;
+  return registry_.save(record, durability);
 }
 
 Result<uint64_t> Manager::set_policy(const std::string& name, const std::string& text,

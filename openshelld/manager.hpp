@@ -158,6 +158,10 @@ class Manager {
   // Pushes text to the running supervisor (if it runs) and records it as the next revision.
   Result<uint64_t> apply_revision(SandboxRecord& record, const std::string& text,
                                   const std::string& origin);
+  // Stores what a sandbox now enforces as its next revision, and its record. kProcessCrash for
+  // a batch (a reload) that ends with registry_.sync().
+  Status record_revision(SandboxRecord& record, const std::string& text, const std::string& origin,
+                         sys::Durability durability);
   void stop_supervisor(const std::string& name, pid_t pid);
 
   Config config_;

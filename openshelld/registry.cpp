@@ -1,6 +1,7 @@
 #include "openshelld/registry.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "core/names.hpp"
 #include "core/ocsf.hpp"
+#include "core/unique_fd.hpp"
 #include "sys/file_util.hpp"
 
 namespace openshell::daemon {
@@ -165,11 +167,16 @@ Registry::Loaded Registry::load_all() const {
   return out;
 }
 
-Status Registry::save(const SandboxRecord& record) const {
+Status Registry::save(const SandboxRecord& record, sys::Durability durability) const {
   if (!valid_sandbox_name(record.name)) return Error::invalid("invalid sandbox name");
-  return sys::write_file_atomic(
-      record_path(record.name), to_json(record).dump(2) + "\n", 0600,
-      record.ephemeral ? sys::Durability::kProcessCrash : sys::Durability::kPowerLoss);
+  return sys::write_file_atomic(record_path(record.name), to_json(record).dump(2) + "\n", 0600,
+                                record.ephemeral ? sys::Durability::kProcessCrash : durability);
+}
+
+Status Registry::sync() const {
+  UniqueFd dir(::open(state_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir || ::syncfs(dir.get()) != 0) return Error::from_errno("syncfs " + state_dir_);
+  return {};
 }
 
 Status Registry::remove(const std::string& name) const {

@@ -65,7 +65,12 @@ class Registry {
   };
   [[nodiscard]] Loaded load_all() const;
 
-  Status save(const SandboxRecord& record) const;
+  // kPowerLoss by default; a run's (ephemeral) record is never fsynced. A batch of writes with
+  // kProcessCrash is made durable at once by sync().
+  Status save(const SandboxRecord& record,
+              sys::Durability durability = sys::Durability::kPowerLoss) const;
+  // Everything written under the state directory so far, to disk (one syncfs).
+  Status sync() const;
   Status remove(const std::string& name) const;  // the record and its revisions
 
   // Stores policy text as the next revision for a sandbox, with where it came from (in
