@@ -29,6 +29,7 @@
 #include "core/policy.hpp"
 #include "sys/file_util.hpp"
 #include "sys/journal.hpp"
+#include "sys/process.hpp"
 #include "sys/unix_socket.hpp"
 
 namespace openshell::daemon {
@@ -63,12 +64,6 @@ Status make_dir(const std::string& path, mode_t mode) {
   return {};
 }
 
-// A pidfd for a process we did not fork (supervisors are detached), or none if it is gone.
-UniqueFd pidfd_of(pid_t pid) {
-  if (pid <= 0) return UniqueFd();
-  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-}
-
 // Whether `pid` is the supervisor of sandbox `name` (and not a process that took its pid since):
 // its command line says `--name NAME`.
 bool is_supervisor_of(pid_t pid, const std::string& name) {
@@ -80,7 +75,7 @@ bool is_supervisor_of(pid_t pid, const std::string& name) {
 // Whether the process still runs. A pidfd turns readable when it exits, zombie or not: its
 // parent is whoever reaps detached processes on this host, possibly late.
 bool alive(pid_t pid) {
-  UniqueFd fd = pidfd_of(pid);
+  UniqueFd fd = sys::pidfd_open(pid);
   if (!fd) return false;
   pollfd p{fd.get(), POLLIN, 0};
   return ::poll(&p, 1, 0) == 0;
@@ -207,7 +202,7 @@ void Manager::adopt_ephemeral(const std::string& name, pid_t supervisor) {
   orphan->name = name;
   // Its supervisor by the process itself, not by its control socket: one still starting has no
   // answer yet, and its sandbox must not be removed under it.
-  if (!systemd_ && is_supervisor_of(supervisor, name)) orphan->pidfd = pidfd_of(supervisor);
+  if (!systemd_ && is_supervisor_of(supervisor, name)) orphan->pidfd = sys::pidfd_open(supervisor);
   auto on_exit = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
     auto* o = static_cast<Orphan*>(userdata);
     Manager* m = o->manager;
@@ -445,9 +440,7 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
-  auto revision = registry_.add_revision(
-      name, np.text, np.origin,
-      record.ephemeral ? sys::Durability::kProcessCrash : sys::Durability::kPowerLoss);
+  auto revision = registry_.add_revision(name, np.text, np.origin, durability_of(record));
   if (!revision) return revision.error();
   record.revision = *revision;
   // The record itself is written once its supervisor runs (or failed to): a record saved as
@@ -491,7 +484,7 @@ void Manager::stop_supervisor(const std::string& name, pid_t pid) {
   control::Request shutdown;
   shutdown.op = control::Op::kShutdown;
   (void)ask(control_socket(name), shutdown);
-  UniqueFd fd = pidfd_of(pid);
+  UniqueFd fd = sys::pidfd_open(pid);
   if (!fd) return;  // gone already
   pollfd p{fd.get(), POLLIN, 0};
   const int timeout_ms =
@@ -657,7 +650,7 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
       // (agent, cgroup, mounts, network), so only the process's own exit is left; without that
       // line, wait for the process.
       if (!outcome.ok) {
-        UniqueFd fd = pidfd_of(it->second.supervisor_pid);
+        UniqueFd fd = sys::pidfd_open(it->second.supervisor_pid);
         pollfd p{fd.get(), POLLIN, 0};
         if (fd) (void)::poll(&p, 1, 5000);
       }
@@ -844,8 +837,8 @@ Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::strin
 
 Status Manager::record_revision(SandboxRecord& record, const std::string& text,
                                 const std::string& origin, sys::Durability durability) {
-  auto revision = registry_.add_revision(
-      record.name, text, origin, record.ephemeral ? sys::Durability::kProcessCrash : durability);
+  auto revision =
+      registry_.add_revision(record.name, text, origin, durability_of(record, durability));
   if (!revision) return revision.error().wrap("applied, but not recorded");
   record.revision = *revision;
   return registry_.save(record, durability);

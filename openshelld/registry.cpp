@@ -170,7 +170,7 @@ Registry::Loaded Registry::load_all() const {
 Status Registry::save(const SandboxRecord& record, sys::Durability durability) const {
   if (!valid_sandbox_name(record.name)) return Error::invalid("invalid sandbox name");
   return sys::write_file_atomic(record_path(record.name), to_json(record).dump(2) + "\n", 0600,
-                                record.ephemeral ? sys::Durability::kProcessCrash : durability);
+                                durability_of(record, durability));
 }
 
 Status Registry::sync() const {

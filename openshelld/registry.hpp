@@ -40,6 +40,12 @@ struct SandboxRecord {
   std::string unit;                // systemd driver
 };
 
+// How durably a sandbox's state is written: as asked, except a run's, which is never fsynced.
+inline sys::Durability durability_of(const SandboxRecord& record,
+                                     sys::Durability wanted = sys::Durability::kPowerLoss) {
+  return record.ephemeral ? sys::Durability::kProcessCrash : wanted;
+}
+
 nlohmann::json to_json(const SandboxRecord& record);
 // Everything validated: a record is data from disk, and disks lie after crashes.
 Result<SandboxRecord> record_from_json(const nlohmann::json& j);

@@ -50,14 +50,7 @@ const Api& api() {
 
 }  // namespace
 
-struct Nft::Context {
-  nft_ctx* ctx;
-};
-
-void Nft::Free::operator()(Context* c) const {
-  if (c->ctx != nullptr) api().ctx_free(c->ctx);
-  delete c;
-}
+void Nft::Free::operator()(nft_ctx* ctx) const { api().ctx_free(ctx); }
 
 Result<Nft> Nft::open() {
   const Api& a = api();
@@ -65,7 +58,7 @@ Result<Nft> Nft::open() {
   nft_ctx* ctx = a.ctx_new(NFT_CTX_DEFAULT);
   if (ctx == nullptr) return Error::invalid("nft_ctx_new failed");
   Nft nft;
-  nft.ctx_.reset(new Context{ctx});
+  nft.ctx_.reset(ctx);
   // Keep libnftables' diagnostics for our error instead of letting it print to stderr.
   a.buffer_output(ctx);
   a.buffer_error(ctx);
@@ -74,11 +67,11 @@ Result<Nft> Nft::open() {
 
 Status Nft::apply(const std::string& ruleset) {
   const Api& a = api();
-  const int rc = a.run_cmd(ctx_->ctx, ruleset.c_str());
+  const int rc = a.run_cmd(ctx_.get(), ruleset.c_str());
   // Reading a buffer rewinds it: what a command printed does not pile up in a long-lived context.
-  (void)a.get_output_buffer(ctx_->ctx);
+  (void)a.get_output_buffer(ctx_.get());
   if (rc != 0) {
-    const char* err = a.get_error_buffer(ctx_->ctx);
+    const char* err = a.get_error_buffer(ctx_.get());
     std::string message = err != nullptr ? err : "";
     while (!message.empty() && message.back() == '\n') message.pop_back();
     return Error::invalid("applying nftables rules: " + message);

@@ -6,6 +6,8 @@
 
 #include "core/result.hpp"
 
+struct nft_ctx;  // libnftables' own
+
 namespace openshell::sys {
 
 // One libnftables context, bound to the network namespace of the thread that opened it (its
@@ -22,11 +24,10 @@ class Nft {
   Status apply(const std::string& ruleset);
 
  private:
-  struct Context;
   struct Free {
-    void operator()(Context* ctx) const;
+    void operator()(nft_ctx* ctx) const;
   };
-  std::unique_ptr<Context, Free> ctx_;
+  std::unique_ptr<nft_ctx, Free> ctx_;
 };
 
 // A context for one ruleset: Nft::open().apply(ruleset).

@@ -34,6 +34,11 @@ Result<uint64_t> raise_open_file_limit(uint64_t want) {
   return static_cast<uint64_t>(limit.rlim_cur);
 }
 
+UniqueFd pidfd_open(pid_t pid) {
+  if (pid <= 0) return UniqueFd();
+  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
 Result<CloneResult> clone3_fork(uint64_t flags, int cgroup_fd) {
   clone_args args;
   std::memset(&args, 0, sizeof args);

@@ -24,6 +24,10 @@ struct CloneResult {
   int pidfd = -1;  // parent only
 };
 
+// A pidfd for `pid` (empty, errno set, if there is no such process). Race-free only for a
+// child not yet reaped; for any other process the pid may have been reused.
+UniqueFd pidfd_open(pid_t pid);
+
 // fork-like clone3: returns twice (pid 0 in the child). `flags` are CLONE_NEW* flags;
 // CLONE_PIDFD is always added. cgroup_fd >= 0 places the child with CLONE_INTO_CGROUP.
 Result<CloneResult> clone3_fork(uint64_t flags, int cgroup_fd);

@@ -15,6 +15,7 @@
 #include "supervisor/launch/child.hpp"
 #include "supervisor/launch/network.hpp"
 #include "supervisor/launch/stage.hpp"
+#include "sys/process.hpp"
 #include "sys/unix_socket.hpp"
 #include "sys/userns.hpp"
 
@@ -211,7 +212,7 @@ Result<CgroupReaper> CgroupReaper::spawn(const sys::Cgroup& cgroup) {
   }
   (*pipe)[0].reset();
   // Our child, not reaped yet: the pid cannot have been reused.
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd pidfd = sys::pidfd_open(pid);
   if (!pidfd) {
     const int err = errno;
     ::kill(pid, SIGKILL);
