@@ -4,7 +4,6 @@
 
 #include <sys/socket.h>
 
-#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -16,6 +15,12 @@
 #include "core/nflog.hpp"
 
 namespace openshell::supervisor::proxy {
+namespace {
+
+// One nflog datagram at most (a message per packet, its payload cut at kRefusedLogBytes).
+constexpr size_t kRefusedBufBytes = 65536;
+
+}  // namespace
 
 std::shared_ptr<const policy::Policy> prepare_policy(const policy::Policy& policy) {
   auto prepared = std::make_shared<policy::Policy>(policy);
@@ -129,6 +134,7 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   if (sockets.refused_log) {
     refused_ = std::make_unique<boost::asio::posix::stream_descriptor>(
         io, sockets.refused_log.release());
+    refused_buf_ = std::make_unique_for_overwrite<uint8_t[]>(kRefusedBufBytes);
     watch_refusals();
   }
 }
@@ -147,15 +153,16 @@ void EgressService::watch_refusals() {
 }
 
 void EgressService::report_refusals() {
-  alignas(16) std::array<uint8_t, 65536> buf;
   for (;;) {
-    const ssize_t n = ::recv(refused_->native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+    const ssize_t n =
+        ::recv(refused_->native_handle(), refused_buf_.get(), kRefusedBufBytes, MSG_DONTWAIT);
     if (n <= 0) {
       // ENOBUFS: the kernel dropped reports while we were busy; the packets were refused anyway.
       if (n < 0 && errno == ENOBUFS) continue;
       return;
     }
-    for (const auto& p : nflog::parse_messages(std::span(buf.data(), static_cast<size_t>(n)))) {
+    for (const auto& p :
+         nflog::parse_messages(std::span(refused_buf_.get(), static_cast<size_t>(n)))) {
       ocsf::ConnectionInfo c;
       c.address = to_string(p.dst);
       c.host = c.address;
