@@ -1,7 +1,11 @@
 #include "sys/nft.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <nftables/libnftables.h>
+#include <sched.h>
+
+#include <thread>
 
 namespace openshell::sys {
 namespace {
@@ -83,6 +87,28 @@ Status nft_apply(const std::string& ruleset) {
   auto nft = Nft::open();
   if (!nft) return nft.error();
   return nft->apply(ruleset);
+}
+
+Result<UniqueFd> nft_apply_in_new_netns(const std::string& ruleset) {
+  Result<UniqueFd> out = Error::invalid("not run");
+  // unshare(CLONE_NEWNET) moves only the calling thread: a thread of its own, which ends there.
+  std::thread([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      out = Error::from_errno("creating a network namespace");
+      return;
+    }
+    UniqueFd netns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!netns) {
+      out = Error::from_errno("opening the new network namespace");
+      return;
+    }
+    if (auto st = nft_apply(ruleset); !st) {
+      out = st.error();
+      return;
+    }
+    out = std::move(netns);
+  }).join();
+  return out;
 }
 
 }  // namespace openshell::sys

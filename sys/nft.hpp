@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/result.hpp"
+#include "core/unique_fd.hpp"
 
 struct nft_ctx;  // libnftables' own
 
@@ -32,5 +33,10 @@ class Nft {
 
 // A context for one ruleset: Nft::open().apply(ruleset).
 Status nft_apply(const std::string& ruleset);
+
+// Applies `ruleset` in a new network namespace of its own (made on a short-lived thread; the
+// caller's threads stay where they are) and returns that namespace, which lives as long as the
+// descriptor does. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
+Result<UniqueFd> nft_apply_in_new_netns(const std::string& ruleset);
 
 }  // namespace openshell::sys

@@ -1,9 +1,10 @@
 // openshelld end to end (issue 4): a private dbus-daemon, the daemon with the direct driver in
 // a temporary tree, and openshellctl as a user would run it.
-#include <signal.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,16 +13,18 @@
 
 #include <systemd/sd-bus.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
-#include <algorithm>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "core/unique_fd.hpp"
+#include "sys/nft.hpp"
 #include "tests/support/harness.hpp"
 #include "tests/support/upstream.hpp"
 
@@ -101,6 +104,7 @@ class Daemon {
     return name;
   }
   const TempDir& dir() const { return dir_; }
+  pid_t pid() const { return daemon_; }
   const std::string& address() const { return address_; }
   // A raw client connection to the daemon's bus, for calls openshellctl would never make.
   sd_bus* open_bus() const {
@@ -206,6 +210,32 @@ TEST_CASE("openshelld: sandboxes outlive a kill -9 of the daemon and are re-adop
                          " %{http_code}", "http://198.51.100.7/secret"});
     CHECK(denied.out.find(" 403") != std::string::npos);
   }
+}
+
+TEST_CASE("openshelld: holds the sandboxes' kinds of netfilter hooks, away from the host's") {
+  Daemon d;
+  const std::string proc = "/proc/" + std::to_string(d.pid());
+  const std::string own = std::filesystem::read_symlink(proc + "/ns/net").string();
+  std::string anchor;
+  for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (target.starts_with("net:[") && target != own) anchor = e.path().string();
+  }
+  INFO(read_text(d.dir().path() + "/daemon.log"));
+  REQUIRE(!anchor.empty());
+  // Not in the host's namespace (this test's), in the anchor's: with the NAT and filter chains.
+  CHECK_FALSE(openshell::sys::nft_apply("list table inet openshell-anchor").ok());
+  openshell::Status nat = openshell::Error::invalid("not run");
+  openshell::Status filter = nat;
+  std::thread([&] {
+    openshell::UniqueFd fd(::open(anchor.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || ::setns(fd.get(), CLONE_NEWNET) != 0) return;
+    nat = openshell::sys::nft_apply("list chain inet openshell-anchor nat");
+    filter = openshell::sys::nft_apply("list chain inet openshell-anchor filter");
+  }).join();
+  CHECK(nat.ok());
+  CHECK(filter.ok());
 }
 
 TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any service") {
