@@ -323,7 +323,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     agent_status = init_status.ok() ? *init_status : W_EXITCODE(0, SIGKILL);
   }
   const uint64_t oom_kills = cgroup->oom_kills();
-  cleanup();
+  if (auto st = cgroup->remove(); !st) log::warn("supervisor", st.error().message());
 
   const int code = sys::exit_code_of(agent_status);
   const int sig = WIFSIGNALED(agent_status) ? WTERMSIG(agent_status) : 0;
@@ -339,6 +339,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   // Nothing of the sandbox is left (its processes, cgroup and mounts are gone; the network
   // namespace goes with our thread): whoever waits may go on.
   if (options.status != nullptr) options.status->exited(code);
+  // The reaper is ours, not the sandbox's: its wake-up and exit come after the status, off the
+  // path of whoever waits for it.
+  reaper->finish();
   return code;
 }
 
