@@ -99,6 +99,9 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
     if (kv.find('\0') != std::string::npos) return usage_error("run: --env holds a NUL byte");
   }
   if (env_bytes > kMaxEnvBytes) return usage_error("run: --env values exceed 128 KiB");
+  // Before the policy, the event files and the cgroup: the network's thread (libnftables, the
+  // first commit) is a start's longest part, and from here it overlaps with all of them.
+  auto network = SandboxNetwork::start();
   if (args.cgroup == "v1") options.cgroup_version = sys::CgroupVersion::kV1;
   if (args.cgroup == "v2") options.cgroup_version = sys::CgroupVersion::kV2;
   for (const auto& entry : args.resolve) {
@@ -149,7 +152,7 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
     policy = parsed.policy;
   }
 
-  auto result = run_sandbox(*policy, options, *sink);
+  auto result = run_sandbox(*policy, options, *sink, *network);
   if (!result) {
     log::error("supervisor", result.error().message());
     return kExitSetupFailed;

@@ -91,8 +91,8 @@ void StatusReporter::exited(int code) {
   (void)sys::write_no_sigpipe(fd_, "exit " + std::to_string(code) + "\n");
 }
 
-Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
-                        EventSink& events) {
+Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options, EventSink& events,
+                        SandboxNetwork& network) {
   events.emit(ocsf::config_change(
       options.name, "Loaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
       "policy loaded from " + policy.source,
@@ -116,9 +116,6 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     control_listener = std::move(*listener);
   }
 
-  // The network namespace first: its thread (loading libnftables, the first commit) is the
-  // longest part of a start, and overlaps with everything up to the agent's exec.
-  auto network = SandboxNetwork::start();
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
   if (!layout) return failed("cgroup", layout.error());
   const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
@@ -152,7 +149,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   }
 
   StageRecord failure;
-  auto launched = launch_sandbox(*plan, *cgroup, *network, &failure);
+  auto launched = launch_sandbox(*plan, *cgroup, network, &failure);
   if (!launched) {
     cleanup();
     const std::string_view stage =
@@ -206,14 +203,14 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                                 std::strerror(launched->connect_listener_error) +
                                 "): the proxy finds its callers by searching /proc");
   // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
-  auto listeners = network->take_listeners();
+  auto listeners = network.take_listeners();
   proxy::EgressService egress(
       io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
       cgroup->procs_file(), options.static_hosts,
       {std::move(listeners.explicit_proxy), std::move(listeners.transparent),
        std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener),
        std::move(listeners.refused_log)},
-      *network);
+      network);
   // A new policy from SIGHUP (the file again) or the control socket: validate, then swap; a
   // broken one changes nothing. Only network_policies change in a running sandbox; the rest was
   // fixed at creation.

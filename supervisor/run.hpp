@@ -4,6 +4,7 @@
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
 #include "core/result.hpp"
+#include "supervisor/launch/network.hpp"
 #include "supervisor/launch/plan.hpp"
 
 namespace openshell::supervisor {
@@ -29,8 +30,11 @@ class StatusReporter {
   bool exited_ = false;
 };
 
-// Builds the sandbox, runs the command, forwards signals, cleans up. Returns the agent's exit
-// status as a shell reports it (128+N for signal N).
-Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options, EventSink& events);
+// Builds the sandbox in `network` (started by the caller as early as it can: its thread, loading
+// libnftables and the first commit, is the longest part of a start and overlaps with
+// everything up to the agent's exec), runs the command, forwards signals, cleans up. Returns the
+// agent's exit status as a shell reports it (128+N for signal N).
+Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options, EventSink& events,
+                        SandboxNetwork& network);
 
 }  // namespace openshell::supervisor
