@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "core/cidr.hpp"
@@ -69,7 +70,9 @@ class SandboxNetwork {
 
   // Only TCP to these IPv4 destinations reaches the transparent proxy; nftables refuses all
   // other TCP at connect() time, so a raw connect to an address nobody allowed fails at once.
-  // Addresses the policy DNS handed out (they only accumulate; bounded by the set's size):
+  // Addresses the policy DNS handed out. They only accumulate, at most kMaxPinned; an address
+  // already pinned costs no commit (most answers repeat an earlier one).
+  static constexpr size_t kMaxPinned = 65536;
   Status add_pinned(const std::vector<IpAddress>& addresses);
   // Addresses and blocks the policy names itself (replaced on every policy change):
   Status set_policy_destinations(const std::vector<Cidr>& blocks);
@@ -93,6 +96,8 @@ class SandboxNetwork {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<std::packaged_task<Status()>> tasks_;
+  std::mutex pinned_mu_;
+  std::unordered_set<uint32_t> pinned_;  // what pinned4 holds (IPv4, network byte order)
   std::mutex policy_elements_mu_;
   std::string policy_elements_;  // what policy4 holds now ("" at start: empty)
   bool stopping_ = false;
