@@ -29,6 +29,7 @@ struct ControlServer::Client {
   Client(asio::io_context& io, int fd) : socket(io, fd) {}
   asio::posix::stream_descriptor socket;
   bool closed = false;
+  std::vector<std::function<void()>> on_close;  // one per exec asked for here
 };
 
 ControlServer::ControlServer(asio::io_context& io, sys::ListeningSocket listener,
@@ -122,6 +123,11 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
         shut_down = true;
         break;
       case control::Op::kExec: {
+        if (client->on_close.size() >= kMaxExecsPerClient) {
+          reply.error = "this connection ran " + std::to_string(kMaxExecsPerClient) +
+                        " commands, its limit: open another";
+          break;
+        }
         std::weak_ptr<Client> weak = client;
         ReplySink sink = [weak](const control::Reply& r) {
           auto c = weak.lock();
@@ -129,7 +135,8 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
           const std::string frame = control::encode_reply(r);
           (void)sys::send_message(c->socket.native_handle(), frame.data(), frame.size(), {});
         };
-        handlers_.exec(request->exec, std::move((*message)->fds), std::move(sink));
+        auto on_close = handlers_.exec(request->exec, std::move((*message)->fds), std::move(sink));
+        if (on_close) client->on_close.push_back(std::move(on_close));
         serve(client);  // the replies come from the exec, as it goes
         return;
       }
@@ -151,6 +158,10 @@ void ControlServer::drop(const std::shared_ptr<Client>& client) {
     error_code ec;
     client->socket.close(ec);
   }
+  // Its execs lost their caller: what each asked for then (an exec that ended does nothing).
+  auto on_close = std::move(client->on_close);
+  client->on_close.clear();
+  for (auto& f : on_close) f();
   clients_.erase(client);
   // A slot is free: clients waiting in the backlog can be taken now.
   accept_ready();

@@ -27,14 +27,17 @@ struct ControlHandlers {
   std::function<control::Reply(const std::string& policy_toml)> update_policy;
   std::function<void()> shutdown;  // after the reply went out
   // Replies through `reply`, later: {event: started, pid}, then {event: exited, ...} or an
-  // error. The request's descriptors are the command's stdio.
-  std::function<void(const control::ExecRequest&, std::vector<UniqueFd> stdio, ReplySink reply)>
+  // error. The request's descriptors are the command's stdio. Returns what to do if the
+  // client's connection closes first (its caller went away: the command is killed), or nothing.
+  std::function<std::function<void()>(const control::ExecRequest&, std::vector<UniqueFd> stdio,
+                                      ReplySink reply)>
       exec;
 };
 
 class ControlServer {
  public:
   static constexpr size_t kMaxClients = 8;  // more wait in the backlog
+  static constexpr size_t kMaxExecsPerClient = 64;  // a connection's exec requests, over its life
 
   // listener: from sys::listen_seqpacket; its path and claim go when the server goes.
   ControlServer(boost::asio::io_context& io, sys::ListeningSocket listener,

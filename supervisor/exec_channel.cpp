@@ -28,8 +28,8 @@ ExecChannel::~ExecChannel() {
   finish_all(ECHILD);
 }
 
-Status ExecChannel::start(const control::ExecRequest& request, std::span<const int> stdio,
-                          Callbacks callbacks) {
+Result<uint32_t> ExecChannel::start(const control::ExecRequest& request, std::span<const int> stdio,
+                                    Callbacks callbacks) {
   if (!socket_->descriptor.is_open()) return Error::from_errno("the sandbox has ended", ECHILD);
   if (pending_.size() >= kMaxPending)
     return Error::from_errno("too many commands running in this sandbox", EAGAIN);
@@ -44,7 +44,13 @@ Status ExecChannel::start(const control::ExecRequest& request, std::span<const i
       err != 0)
     return Error::from_errno("handing the command to the sandbox's init", err);
   pending_[id] = Pending{std::move(callbacks), 0};
-  return {};
+  return id;
+}
+
+void ExecChannel::signal(uint32_t id, int sig) {
+  if (!pending_.contains(id) || !socket_->descriptor.is_open()) return;
+  const ExecSignal record{kExecSignalMagic, id, sig};
+  (void)sys::send_message(socket_->descriptor.native_handle(), &record, sizeof record, {});
 }
 
 void ExecChannel::read() {

@@ -32,9 +32,11 @@ class ExecChannel {
 
   // Sends the request with `stdio` (one tty, or stdin, stdout, stderr). Exactly one of
   // exited/failed is called later (failed too if the sandbox ends first), started before it
-  // when the command got that far.
-  Status start(const control::ExecRequest& request, std::span<const int> stdio,
-               Callbacks callbacks);
+  // when the command got that far. Returns the exec's id, for signal().
+  Result<uint32_t> start(const control::ExecRequest& request, std::span<const int> stdio,
+                         Callbacks callbacks);
+  // Sends `sig` to exec `id`'s process group; nothing if it has ended.
+  void signal(uint32_t id, int sig);
 
  private:
   struct Pending {

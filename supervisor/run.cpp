@@ -274,7 +274,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       });
     };
     handlers.exec = [&](const control::ExecRequest& request, std::vector<UniqueFd> stdio,
-                        ReplySink reply) {
+                        ReplySink reply) -> std::function<void()> {
       std::vector<int> fds;
       for (const auto& fd : stdio) fds.push_back(fd.get());
       auto handed = exec_channel.start(
@@ -304,7 +304,10 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
         control::Reply r;
         r.error = handed.error().message();
         reply(r);
+        return {};
       }
+      // Nobody is left to read its output or its status: the command and its group go.
+      return [&exec_channel, id = *handed] { exec_channel.signal(id, SIGKILL); };
     };
     control_server = std::make_unique<ControlServer>(io, std::move(control_listener),
                                                      std::move(handlers));

@@ -354,6 +354,17 @@ void start_exec(const LaunchPlan& plan, int exec_fd, RunningExec* running,
   auto close_fds = [&] {
     for (int i = 0; i < nfds; ++i) ::close(fds[i]);
   };
+  ExecSignal kill_request;
+  if (static_cast<size_t>(n) == sizeof kill_request && nfds == 0) {
+    std::memcpy(&kill_request, request, sizeof kill_request);
+    if (kill_request.magic != kExecSignalMagic) return;
+    for (size_t i = 0; i < kMaxExecs; ++i)
+      if (running[i].pid != 0 && running[i].id == kill_request.id) {
+        ::kill(-running[i].pid, kill_request.signal);
+        ::kill(running[i].pid, kill_request.signal);  // in case it left its group
+      }
+    return;
+  }
   ExecHeader header;
   const char* cwd = nullptr;
   if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || (nfds != 1 && nfds != 3) ||

@@ -27,6 +27,17 @@ struct ExecHeader {
   uint32_t flags = 0;
 };
 
+// Supervisor -> init, instead of a request: send `signal` to exec `id`'s process group (the
+// command and what it started; it leads its own session). For a caller that went away. An id
+// that is not running (it ended meanwhile) is ignored.
+inline constexpr uint32_t kExecSignalMagic = 0x6f736b6c;  // "oskl"
+
+struct ExecSignal {
+  uint32_t magic = kExecSignalMagic;
+  uint32_t id = 0;
+  int32_t signal = 0;
+};
+
 enum class ExecEventKind : uint32_t {
   kStarted = 1,  // value: unused; pid: the command's pid in the sandbox
   kFailed = 2,   // value: errno (the fork, or the command could not be executed)

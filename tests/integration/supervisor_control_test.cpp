@@ -296,6 +296,31 @@ TEST_CASE("control socket: exec runs commands inside the sandbox, as the agent i
   REQUIRE_FALSE(two_fds.replies.empty());
   CHECK_FALSE(two_fds.replies.back().ok);
 
+  // A caller that goes away takes its command along, with what the command started.
+  {
+    control::Request request;
+    request.op = control::Op::kExec;
+    request.exec.argv = {"/bin/sh", "-c", "sleep 1000 & exec sleep 1001"};
+    auto frame = control::encode_request(request);
+    REQUIRE(frame.ok());
+    auto fd = sys::connect_seqpacket(socket);
+    REQUIRE(fd.ok());
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    const int stdio[3] = {null.get(), null.get(), null.get()};
+    REQUIRE(sys::send_message(fd->get(), frame->data(), frame->size(), stdio) == 0);
+    auto started = sys::receive_message(fd->get(), control::kMaxFrame, 0);
+    REQUIRE(started.ok());
+    REQUIRE(started->has_value());
+    CHECK(control::parse_reply((*started)->frame)->data["event"] == "started");
+    auto both_run = [] {
+      return run_process({"/usr/bin/pgrep", "-c", "-f", "^sleep 100[01]$"}).out == "2\n";
+    };
+    REQUIRE(eventually(both_run));
+  }  // the connection closes
+  CHECK(eventually([] {
+    return run_process({"/usr/bin/pgrep", "-f", "^sleep 100[01]$"}).exit_code == 1;
+  }));
+
   // The sandbox still runs its agent; stop it.
   control::Request shutdown;
   shutdown.op = control::Op::kShutdown;
