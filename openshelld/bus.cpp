@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -257,7 +258,6 @@ int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.stop(n); });
 }
 
-// Exec and ExecTty: the command's stdio is three descriptors, or one pty slave.
 // `count` descriptors from the message, as our own copies (the message owns its own).
 int take_fds(sd_bus_message* m, size_t count, sd_bus_error* error, std::vector<UniqueFd>* out) {
   for (size_t i = 0; i < count; ++i) {
@@ -270,19 +270,61 @@ int take_fds(sd_bus_message* m, size_t count, sd_bus_error* error, std::vector<U
   return 0;
 }
 
-// The reply to a call that ends with a command: its exit code (128+N for signal N), or why not.
-// The call (and the caller's descriptors it carries) is let go when the callback is, called or
-// not: a call refused before it started must not keep the caller's stdout open.
-std::function<void(const ExecOutcome&)> reply_when_done(sd_bus_message* m) {
-  std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
-  return [call](const ExecOutcome& outcome) {
+// A call that ends with a command (Exec, ExecTty, RunSandbox), from its start to its reply: the
+// call (and the caller's descriptors it carries) and, once the manager took the command, a
+// watch on the caller. A caller that leaves the bus first (killed, its connection dropped)
+// leaves nobody to read the command's output or status: the manager abandons the command.
+struct CommandCall {
+  sd_bus_message* call = nullptr;
+  sd_bus_track* caller = nullptr;
+  Manager* manager = nullptr;
+  uint64_t ticket = 0;
+  explicit CommandCall(sd_bus_message* m) : call(sd_bus_message_ref(m)) {}
+  CommandCall(const CommandCall&) = delete;
+  CommandCall& operator=(const CommandCall&) = delete;
+  ~CommandCall() {
+    sd_bus_track_unref(caller);
+    sd_bus_message_unref(call);
+  }
+};
+
+// The reply: the command's exit code (128+N for signal N), or why not. The call is let go when
+// the callback is, called or not: a call refused before it started must not keep the caller's
+// stdout open.
+std::function<void(const ExecOutcome&)> reply_when_done(const std::shared_ptr<CommandCall>& c) {
+  return [c](const ExecOutcome& outcome) {
+    c->caller = sd_bus_track_unref(c->caller);  // it ended: the caller's leaving means nothing
     if (outcome.ok) {
       const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
-      (void)sd_bus_reply_method_return(call.get(), "i", code);
+      (void)sd_bus_reply_method_return(c->call, "i", code);
     } else {
-      (void)sd_bus_reply_method_errorf(call.get(), kErrorFailed, "%s", outcome.error.c_str());
+      (void)sd_bus_reply_method_errorf(c->call, kErrorFailed, "%s", outcome.error.c_str());
     }
   };
+}
+
+int on_caller_gone(sd_bus_track* /*track*/, void* userdata) {
+  auto* c = static_cast<CommandCall*>(userdata);
+  // abandon() may end the call, and with it *c: nothing of it is touched after.
+  c->manager->abandon(c->ticket);
+  return 0;
+}
+
+void watch_caller(const std::shared_ptr<CommandCall>& c, Manager& manager, uint64_t ticket) {
+  c->manager = &manager;
+  c->ticket = ticket;
+  sd_bus_track* track = nullptr;
+  if (sd_bus_track_new(sd_bus_message_get_bus(c->call), &track, on_caller_gone, c.get()) < 0)
+    return;
+  c->caller = track;
+  const int rc = sd_bus_track_add_sender(track, c->call);
+  if (rc == -ENXIO) {
+    manager.abandon(ticket);  // gone already
+  } else if (rc < 0) {
+    log::warn("bus", std::string("cannot watch a caller: ") + std::strerror(-rc) +
+                         "; its command runs to its end if the caller leaves");
+    c->caller = sd_bus_track_unref(c->caller);
+  }
 }
 
 // Exec and ExecTty: the command's stdio is three descriptors, or one pty slave.
@@ -299,10 +341,12 @@ int exec_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool tty) 
     if (int rc = take_fds(m, tty ? 1 : 3, error, &stdio); rc < 0) return rc;
     if (tty && ::isatty(stdio[0].get()) == 0)
       return sd_bus_error_set(error, kErrorInvalid, "ExecTty needs a terminal (a pty's slave)");
-    if (auto st = service_of(userdata)->manager().exec(r.name, std::move(argv), std::move(env),
-                                                       cwd, std::move(stdio), reply_when_done(m));
-        !st)
-      return fail(error, st.error());
+    auto call = std::make_shared<CommandCall>(m);
+    Manager& manager = service_of(userdata)->manager();
+    auto ticket = manager.exec(r.name, std::move(argv), std::move(env), cwd, std::move(stdio),
+                               reply_when_done(call));
+    if (!ticket) return fail(error, ticket.error());
+    watch_caller(call, manager, *ticket);
     return 1;  // the reply comes when the command ends
   });
 }
@@ -321,11 +365,12 @@ int method_run(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     if (int rc = read_strings(m, &env, error); rc < 0) return rc;
     std::vector<UniqueFd> stdio;
     if (int rc = take_fds(m, 3, error, &stdio); rc < 0) return rc;
-    if (auto st = service_of(userdata)->manager().run(policy, text, source, std::move(argv),
-                                                      std::move(env), std::move(stdio),
-                                                      caller.uid, reply_when_done(m));
-        !st)
-      return fail(error, st.error());
+    auto call = std::make_shared<CommandCall>(m);
+    Manager& manager = service_of(userdata)->manager();
+    auto ticket = manager.run(policy, text, source, std::move(argv), std::move(env),
+                              std::move(stdio), caller.uid, reply_when_done(call));
+    if (!ticket) return fail(error, ticket.error());
+    watch_caller(call, manager, *ticket);
     return 1;
   });
 }

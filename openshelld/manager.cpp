@@ -114,6 +114,8 @@ Result<control::Reply> ask(const std::string& socket, const control::Request& re
 // An exec (its control connection) or a run (its status socket) waiting for the command's end.
 struct Manager::PendingExec {
   Manager* manager = nullptr;
+  uint64_t ticket = 0;
+  std::string run_of;  // a run's sandbox (its status socket is `socket`); "" for an exec
   UniqueFd socket;
   sd_event_source* source = nullptr;
   std::function<void(const ExecOutcome&)> done;
@@ -545,9 +547,10 @@ Status Manager::remove(const std::string& name) {
   return {};
 }
 
-Status Manager::exec(const std::string& name, std::vector<std::string> argv,
-                     std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
-                     std::function<void(const ExecOutcome&)> done) {
+Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string> argv,
+                               std::vector<std::string> env, std::string cwd,
+                               std::vector<UniqueFd> stdio,
+                               std::function<void(const ExecOutcome&)> done) {
   auto record = get(name);
   if (!record) return record.error();
   if (record->phase != Phase::kRunning)
@@ -569,6 +572,7 @@ Status Manager::exec(const std::string& name, std::vector<std::string> argv,
 
   auto pending = std::make_unique<PendingExec>();
   pending->manager = this;
+  pending->ticket = next_ticket_++;
   pending->socket = std::move(*fd);
   pending->done = std::move(done);
   PendingExec* raw = pending.get();
@@ -604,7 +608,7 @@ Status Manager::exec(const std::string& name, std::vector<std::string> argv,
       rc < 0)
     return Error::from_errno("watching the exec", -rc);
   execs_[raw] = std::move(pending);
-  return {};
+  return raw->ticket;
 }
 
 namespace {
@@ -630,10 +634,10 @@ std::string last_line(const std::string& file) {
 
 }  // namespace
 
-Status Manager::run(const std::string& policy, const std::string& text, const std::string& source,
-                    std::vector<std::string> argv, std::vector<std::string> env,
-                    std::vector<UniqueFd> stdio, uid_t owner,
-                    std::function<void(const ExecOutcome&)> done) {
+Result<uint64_t> Manager::run(const std::string& policy, const std::string& text,
+                              const std::string& source, std::vector<std::string> argv,
+                              std::vector<std::string> env, std::vector<UniqueFd> stdio,
+                              uid_t owner, std::function<void(const ExecOutcome&)> done) {
   if (argv.empty()) return Error::invalid("run: no command");
   if (stdio.size() != 3) return Error::invalid("run: stdin, stdout and stderr are needed");
   auto np = new_policy(policy, text, source);
@@ -690,6 +694,8 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
 
   auto pending = std::make_unique<PendingExec>();
   pending->manager = this;
+  pending->ticket = next_ticket_++;
+  pending->run_of = name;
   pending->socket = std::move(status_read);
   pending->log = config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
   pending->done = std::move(finish);
@@ -724,7 +730,26 @@ Status Manager::run(const std::string& policy, const std::string& text, const st
       rc < 0)
     return Error::from_errno("watching the run", -rc);
   execs_[raw] = std::move(pending);
-  return {};
+  return raw->ticket;
+}
+
+void Manager::abandon(uint64_t ticket) {
+  for (const auto& [raw, pending] : execs_) {
+    if (pending->ticket != ticket) continue;
+    if (!pending->run_of.empty()) {
+      // The run's command is its sandbox's main process: the sandbox stops, and its "exit N"
+      // ends the run as any end does (removal included).
+      control::Request shutdown;
+      shutdown.op = control::Op::kShutdown;
+      (void)ask(control_socket(pending->run_of), shutdown);
+      return;
+    }
+    // Closing the exec's control connection is what makes the supervisor kill the command.
+    ExecOutcome outcome;
+    outcome.error = "the caller went away";
+    raw->finish(outcome);
+    return;
+  }
 }
 
 Manager::ReloadReport Manager::reload_policies() {

@@ -65,17 +65,25 @@ class Manager {
   // Starts a stopped sandbox again: the same name, command, workspace and policy revision.
   Status start(const std::string& name);
   // Runs a command in the sandbox with the given stdio (stdin, stdout, stderr; or one pty slave,
-  // which becomes its controlling terminal); `done` is called from the event loop.
-  Status exec(const std::string& name, std::vector<std::string> argv,
-              std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
-              std::function<void(const ExecOutcome&)> done);
+  // which becomes its controlling terminal); `done` is called from the event loop. Returns a
+  // ticket for abandon().
+  Result<uint64_t> exec(const std::string& name, std::vector<std::string> argv,
+                        std::vector<std::string> env, std::string cwd, std::vector<UniqueFd> stdio,
+                        std::function<void(const ExecOutcome&)> done);
 
   // One command in a new sandbox, as its main process with the caller's stdio (policy: named,
   // or the caller's own `text`); `done` gets its exit status once the sandbox has ended and
-  // been removed. Under the systemd driver: create, exec, delete.
-  Status run(const std::string& policy, const std::string& text, const std::string& source,
-             std::vector<std::string> argv, std::vector<std::string> env,
-             std::vector<UniqueFd> stdio, uid_t owner, std::function<void(const ExecOutcome&)> done);
+  // been removed. Under the systemd driver: create, exec, delete. Returns a ticket for
+  // abandon().
+  Result<uint64_t> run(const std::string& policy, const std::string& text,
+                       const std::string& source, std::vector<std::string> argv,
+                       std::vector<std::string> env, std::vector<UniqueFd> stdio, uid_t owner,
+                       std::function<void(const ExecOutcome&)> done);
+
+  // Whoever asked for exec or run `ticket` went away: an exec's command is killed (its control
+  // connection closes), a run's sandbox is shut down (and then removed as usual). `done` still
+  // comes, for nobody. Nothing if it has ended.
+  void abandon(uint64_t ticket);
 
   // Re-reads every named policy; only if all are valid, pushes the new network_policies to
   // every running sandbox whose policy text changed (a change outside [network_policies] is
@@ -171,6 +179,7 @@ class Manager {
   bool journal_ = false;                  // journald listens: events go there too
   std::map<std::string, SandboxRecord> sandboxes_;
   std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
+  uint64_t next_ticket_ = 1;
   struct Orphan;  // an adopted run's sandbox, watched through its supervisor's pidfd
   std::map<std::string, std::unique_ptr<Orphan>> orphans_;
 };

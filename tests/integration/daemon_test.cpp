@@ -707,6 +707,35 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
 }
 
+TEST_CASE("openshelld: a command whose caller went away goes too") {
+  Daemon d;
+  const std::string name = d.create("gone");
+  auto running = [](const std::string& pattern) {
+    return run_process({"/usr/bin/pgrep", "-c", "-f", pattern}).out;
+  };
+  // exec: the client killed while the command, and what it started, run.
+  pid_t client = spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "exec", name, "--",
+                                "/bin/sh", "-c", "sleep 1002 & exec sleep 1003"},
+                               d.dir().path() + "/exec.out");
+  REQUIRE(eventually([&] { return running("^sleep 100[23]$") == "2\n"; }));
+  ::kill(client, SIGKILL);
+  ::waitpid(client, nullptr, 0);
+  CHECK(eventually([&] { return running("^sleep 100[23]$") == "0\n"; }));
+  CHECK(d.ctl({"exec", name, "--", "echo", "still"}).out == "still\n");  // the sandbox runs on
+
+  // run: its sandbox stops and is removed, as when the command ends.
+  pid_t runner =
+      spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "run", "--", "/bin/sleep", "1004"},
+                    d.dir().path() + "/run.out");
+  REQUIRE(eventually([&] { return running("^/bin/sleep 1004$") == "1\n"; }));
+  ::kill(runner, SIGKILL);
+  ::waitpid(runner, nullptr, 0);
+  CHECK(eventually([&] { return running("^/bin/sleep 1004$") == "0\n"; }));
+  CHECK(eventually([&] {
+    return nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).size() == 1;
+  }));
+}
+
 TEST_CASE("openshellctl run: a run whose daemon died goes once its command ends") {
   Daemon d;
   // The command waits (boundedly) for a file the test drops into its workspace.
