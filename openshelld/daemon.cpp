@@ -15,28 +15,12 @@
 #include "openshelld/bus.hpp"
 #include "openshelld/config.hpp"
 #include "openshelld/manager.hpp"
-#include "sys/nft.hpp"
 
 namespace openshell::daemon {
 namespace {
 
 constexpr const char* kDefaultConfig = "/etc/openshell/openshelld.toml";
 constexpr std::string_view kComponent = "openshelld";
-
-// The kernel switches netfilter hooks on and off for all namespaces at once by patching its own
-// code (static keys): when the first hook of a kind appears anywhere, and when the last goes.
-// On a host without NAT or connection tracking of its own, every sandbox's start and end did
-// both, each a code patch that interrupts every CPU (perf: ~4% of a start's CPU time on the
-// development VM, plus its stall of everything else running). A namespace of the daemon's own
-// holding the same kinds of hooks as a sandbox's ruleset (supervisor/launch/network.cpp: inet
-// NAT and filter on output, connection tracking) keeps them switched on. It has nothing but a
-// loopback device that is down, and no part in the host's network.
-constexpr const char* kHookAnchorRuleset =
-    "table inet openshell-anchor {\n"
-    "  chain nat { type nat hook output priority -100; policy accept; }\n"
-    "  chain filter { type filter hook output priority 0; policy accept;\n"
-    "    ct state established accept; }\n"
-    "}\n";
 
 }  // namespace
 
@@ -60,10 +44,6 @@ int daemon_main(int argc, char** argv) {
     log::error(kComponent, config.error().message());
     return 1;
   }
-  auto hook_anchor = sys::nft_apply_in_new_netns(kHookAnchorRuleset);
-  if (!hook_anchor)
-    log::info(kComponent, "no netfilter hook anchor (" + hook_anchor.error().message() +
-                              "): sandboxes start a little slower on a host without NAT");
   sd_event* event = nullptr;
   if (int rc = sd_event_default(&event); rc < 0) {
     log::error(kComponent, std::string("sd_event: ") + std::strerror(-rc));

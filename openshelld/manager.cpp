@@ -170,6 +170,7 @@ Result<std::vector<std::string>> Manager::start() {
   // Events go to the journal too where there is one (and only there: the supervisor then
   // loads libsystemd at all).
   journal_ = ::access("/run/systemd/journal/socket", F_OK) == 0;
+  spare_.start();
   if (config_.driver == "systemd" || (config_.driver == "auto" && sd_booted() > 0)) {
     auto driver = SystemdDriver::connect();
     if (!driver) return driver.error();
@@ -275,7 +276,7 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
         !st)
       return st.error();
   } else {
-    auto pid = spawn_detached(args, log_file, attach);
+    auto pid = spawn_detached(args, log_file, attach, spare_.take());
     if (!pid) return pid.error();
     supervisor = *pid;
     if (attach != nullptr) return supervisor;  // its status socket tells the rest
@@ -309,8 +310,13 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
 // vfork: the double fork this replaced copied the daemon's page tables twice, ~2.5 ms of every
 // start). It is our child and outlives us all the same; while we run, the SIGCHLD handler reaps
 // it, as it does the supervisors of an earlier daemon (we are their subreaper).
-Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
-                                      const std::string& log_file, const Attach* attach) {
+Result<pid_t> Manager::spawn_detached(std::vector<std::string> args, const std::string& log_file,
+                                      const Attach* attach, UniqueFd netns) {
+  // Descriptors from 3 (4 with the status socket) on: the ones given to the supervisor.
+  int next_fd = attach != nullptr ? 4 : 3;
+  const int netns_fd = netns ? next_fd++ : -1;
+  if (netns_fd >= 0)  // an option of `run`, args[1]
+    args.insert(args.begin() + 2, {"--netns-fd", std::to_string(netns_fd)});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -359,7 +365,8 @@ Result<pid_t> Manager::spawn_detached(std::vector<std::string> args,
                                             O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&spawn.actions, 1, 2);
   }
-  if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&spawn.actions, attach ? 4 : 3);
+  if (rc == 0 && netns_fd >= 0) rc = give(netns.get(), netns_fd);
+  if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&spawn.actions, next_fd);
   if (rc != 0) return Error::from_errno("preparing the supervisor's start", rc);
   pid_t pid = -1;
   if (int err = ::posix_spawn(&pid, argv[0], &spawn.actions, &spawn.attr, argv.data(), environ);

@@ -22,6 +22,7 @@
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "openshelld/config.hpp"
+#include "openshelld/netns_spare.hpp"
 #include "openshelld/policies.hpp"
 #include "openshelld/registry.hpp"
 #include "openshelld/systemd_driver.hpp"
@@ -157,8 +158,9 @@ class Manager {
   // With `attach` (direct driver only) it returns at once: the status socket says the rest.
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
                                  Attach* attach = nullptr);
+  // The direct driver's start; `netns`, if any, is passed on as the supervisor's --netns-fd.
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,
-                                      const Attach* attach);
+                                      const Attach* attach, UniqueFd netns);
   void refresh(SandboxRecord& record) const;
   // An event of the daemon's own about a sandbox: to its events file, and to the journal
   // under systemd.
@@ -178,6 +180,7 @@ class Manager {
   std::optional<SystemdDriver> systemd_;  // set when the systemd driver is in use
   bool journal_ = false;                  // journald listens: events go there too
   std::map<std::string, SandboxRecord> sandboxes_;
+  NetnsSpare spare_;  // for the direct driver's next supervisor (and the hooks, either way)
   std::map<PendingExec*, std::unique_ptr<PendingExec>> execs_;
   uint64_t next_ticket_ = 1;
   struct Orphan;  // an adopted run's sandbox, watched through its supervisor's pidfd

@@ -50,6 +50,7 @@ struct RunArgs {
   bool cgroup_delegated = false;
   std::string log_file;
   int status_fd = -1;
+  int netns_fd = -1;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> command;
@@ -66,6 +67,8 @@ int run_command(const RunArgs& args) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (args.status_fd >= 0 && ::fcntl(args.status_fd, F_SETFD, FD_CLOEXEC) != 0)
     return usage_error("run: --status-fd " + std::to_string(args.status_fd) + " is not open");
+  if (args.netns_fd >= 0 && ::fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC) != 0)
+    return usage_error("run: --netns-fd " + std::to_string(args.netns_fd) + " is not open");
   if (!args.log_file.empty()) {
     // Our own lines go there; stdin, stdout and stderr are the agent's.
     const int fd = ::open(args.log_file.c_str(),
@@ -101,7 +104,7 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
   if (env_bytes > kMaxEnvBytes) return usage_error("run: --env values exceed 128 KiB");
   // Before the policy, the event files and the cgroup: the network's thread (libnftables, the
   // first commit) is a start's longest part, and from here it overlaps with all of them.
-  auto network = SandboxNetwork::start();
+  auto network = SandboxNetwork::start(UniqueFd(args.netns_fd));
   if (args.cgroup == "v1") options.cgroup_version = sys::CgroupVersion::kV1;
   if (args.cgroup == "v2") options.cgroup_version = sys::CgroupVersion::kV2;
   for (const auto& entry : args.resolve) {
@@ -209,6 +212,10 @@ int supervisor_main(int argc, char** argv) {
                       "Write our own log lines to FILE (stdio stays the agent's)");
   run_cmd->add_option("--status-fd", run.status_fd,
                       "Report on descriptor N: 'launched' once the agent runs, 'exit CODE' last");
+  run_cmd->add_option("--netns-fd", run.netns_fd,
+                      "Descriptor N is a network namespace already set up as a sandbox's "
+                      "(lo, routes, capture ruleset: openshelld's spare); use it instead of "
+                      "making one");
   run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();
   run_cmd->positionals_at_end(true);
 

@@ -7,6 +7,8 @@
 
 #include <thread>
 
+#include "sys/netns.hpp"
+
 namespace openshell::sys {
 namespace {
 
@@ -89,7 +91,15 @@ Status nft_apply(const std::string& ruleset) {
   return nft->apply(ruleset);
 }
 
-Result<UniqueFd> nft_apply_in_new_netns(const std::string& ruleset) {
+Status set_up_capture(Nft& nft, const std::array<uint8_t, 4>& v4_address,
+                      const std::string& ruleset) {
+  if (int err = loopback_up_in_child(); err != 0) return Error::from_errno("bringing up lo", err);
+  if (auto st = add_capture_routes(v4_address); !st) return st;
+  return nft.apply(ruleset);
+}
+
+Result<UniqueFd> new_capture_netns(const std::array<uint8_t, 4>& v4_address,
+                                   const std::string& ruleset) {
   Result<UniqueFd> out = Error::invalid("not run");
   // unshare(CLONE_NEWNET) moves only the calling thread: a thread of its own, which ends there.
   std::thread([&] {
@@ -102,7 +112,12 @@ Result<UniqueFd> nft_apply_in_new_netns(const std::string& ruleset) {
       out = Error::from_errno("opening the new network namespace");
       return;
     }
-    if (auto st = nft_apply(ruleset); !st) {
+    auto nft = Nft::open();
+    if (!nft) {
+      out = nft.error();
+      return;
+    }
+    if (auto st = set_up_capture(*nft, v4_address, ruleset); !st) {
       out = st.error();
       return;
     }

@@ -1,6 +1,8 @@
 // nftables through libnftables: rulesets applied to a network namespace.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -34,9 +36,16 @@ class Nft {
 // A context for one ruleset: Nft::open().apply(ruleset).
 Status nft_apply(const std::string& ruleset);
 
-// Applies `ruleset` in a new network namespace of its own (made on a short-lived thread; the
-// caller's threads stay where they are) and returns that namespace, which lives as long as the
+// Makes the calling thread's network namespace a sandbox's: lo up, `v4_address` on it with the
+// capture routes (add_capture_routes), then `ruleset` through `nft`, a context opened in this
+// namespace.
+Status set_up_capture(Nft& nft, const std::array<uint8_t, 4>& v4_address,
+                      const std::string& ruleset);
+
+// set_up_capture in a new network namespace of its own, made on a short-lived thread (the
+// caller's threads stay where they are); returns that namespace, which lives as long as the
 // descriptor does. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
-Result<UniqueFd> nft_apply_in_new_netns(const std::string& ruleset);
+Result<UniqueFd> new_capture_netns(const std::array<uint8_t, 4>& v4_address,
+                                   const std::string& ruleset);
 
 }  // namespace openshell::sys

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,98 +20,90 @@
 
 namespace openshell::supervisor {
 
-std::string capture_ruleset() {
-  const std::string addr = kSandboxAddressText;
-  const std::string proxy = std::to_string(kTransparentPort);
-  const std::string explicit_proxy = std::to_string(kExplicitProxyPort);
-  const std::string dns = std::to_string(kDnsPort);
-  // Output hook only: every packet here was sent by a process in the sandbox. NAT first
-  // (priority -100), then the filter sees the rewritten destination.
-  return "table inet openshell {\n"
-         // Destinations TCP may take (through the proxy): DNS answers we gave, and what the
-         // policy names by address. Anything else is refused before a handshake.
-         // No size: the kernel would allocate the hash for the most elements at creation (1 MiB
-         // for 65536: two thirds of the kernel's part of the first commit, by perf); the set
-         // grows as pins come, and add_pinned bounds it.
-         "  set pinned4 { type ipv4_addr; }\n"
-         "  set policy4 { type ipv4_addr; flags interval; size 4096; }\n"
-         "  chain capture {\n"
-         "    type nat hook output priority -100; policy accept;\n"
-         "    ip daddr 127.0.0.0/8 return\n"
-         "    ip daddr " +
-         addr +
-         " return\n"
-         "    meta l4proto udp udp dport 53 dnat ip to " +
-         addr + ":" + dns +
-         "\n"
-         "    ip daddr @pinned4 meta l4proto tcp dnat ip to " +
-         addr + ":" + proxy +
-         "\n"
-         "    ip daddr @policy4 meta l4proto tcp dnat ip to " +
-         addr + ":" + proxy +
-         "\n"
-         "  }\n"
-         "  chain egress {\n"
-         "    type filter hook output priority 0; policy accept;\n"
-         "    ct state established,related accept\n"
-         "    ip daddr 127.0.0.0/8 accept\n"
-         "    ip6 daddr ::1 accept\n"
-         "    ip daddr " +
-         addr + " tcp dport { " + explicit_proxy + ", " + proxy +
-         " } accept\n"
-         "    ip daddr " +
-         addr + " udp dport " + dns +
-         " accept\n"
-         // Reported (a bypass attempt; rate-limited so a flood costs little), then refused, not
-         // dropped: the agent learns at once instead of waiting for a timeout.
-         "    limit rate 20/second burst 50 packets log group " +
-         std::to_string(kRefusedLogGroup) +
-         "\n"
-         "    meta l4proto tcp reject with tcp reset\n"
-         "    reject with icmpx admin-prohibited\n"
-         "  }\n"
-         "}\n";
-}
-
-std::unique_ptr<SandboxNetwork> SandboxNetwork::start() {
+std::unique_ptr<SandboxNetwork> SandboxNetwork::start(UniqueFd prepared) {
   std::unique_ptr<SandboxNetwork> net(new SandboxNetwork());
   std::promise<int> created;
   std::promise<void> configured;
   net->created_ = created.get_future();
   net->configured_ = configured.get_future();
   SandboxNetwork* self = net.get();
-  // unshare(CLONE_NEWNET) moves only the calling thread. The thread stays in the namespace for
-  // the sandbox's lifetime: later nftables updates (DNS pins, policy reloads) run on it.
-  net->thread_ = std::thread(
-      [self, created = std::move(created), configured = std::move(configured)]() mutable {
-        if (::unshare(CLONE_NEWNET) != 0) {
-          const int err = errno;
-          self->status_ = Error::from_errno("creating the network namespace", err);
-          created.set_value(-err);
-          configured.set_value();
-          return;
-        }
-        const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        const int err = errno;
-        created.set_value(fd >= 0 ? fd : -err);
-        self->status_ =
-            fd < 0 ? Error::from_errno("opening the network namespace", err) : self->configure();
-        const bool ok = self->status_.ok();
-        configured.set_value();
-        if (ok) self->serve();
-      });
+  // unshare(CLONE_NEWNET) (or setns) moves only the calling thread. The thread stays in the
+  // namespace for the sandbox's lifetime: later nftables updates (DNS pins, policy reloads) run
+  // on it.
+  net->thread_ = std::thread([self, prepared = std::move(prepared), created = std::move(created),
+                              configured = std::move(configured)]() mutable {
+    const bool given = static_cast<bool>(prepared);
+    const int fd = self->enter(std::move(prepared));
+    created.set_value(fd);
+    if (fd >= 0) self->status_ = given ? self->open_listeners() : self->configure();
+    const bool ok = fd >= 0 && self->status_.ok();
+    configured.set_value();
+    if (!ok) return;
+    if (given) self->load_nft();  // for later updates, while the agent starts
+    self->serve();
+  });
   return net;
 }
 
+int SandboxNetwork::enter(UniqueFd given) {
+  if (given) {
+    // Not the namespace we are in already (the host's, by mistake): the agent would run with
+    // its egress uncaptured.
+    struct stat ours {};
+    struct stat theirs {};
+    if (::fstat(given.get(), &theirs) != 0 || ::stat("/proc/thread-self/ns/net", &ours) != 0) {
+      const int err = errno;
+      status_ = Error::from_errno("checking the given network namespace", err);
+      return -err;
+    }
+    if (ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino) {
+      status_ = Error::invalid("the given network namespace is the supervisor's own");
+      return -EINVAL;
+    }
+    if (::setns(given.get(), CLONE_NEWNET) != 0) {
+      const int err = errno;
+      status_ = Error::from_errno("entering the given network namespace", err);
+      return -err;
+    }
+    return given.release();
+  }
+  if (::unshare(CLONE_NEWNET) != 0) {
+    const int err = errno;
+    status_ = Error::from_errno("creating the network namespace", err);
+    return -err;
+  }
+  const int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    status_ = Error::from_errno("opening the network namespace", err);
+    return -err;
+  }
+  return fd;
+}
+
 Status SandboxNetwork::configure() {
-  if (int err = sys::loopback_up_in_child(); err != 0)
-    return Error::from_errno("bringing up lo", err);
-  if (auto st = sys::add_capture_routes(kSandboxAddress); !st) return st;
   auto nft = sys::Nft::open();
   if (!nft) return nft.error();
   nft_.emplace(std::move(*nft));
-  if (auto st = nft_->apply(capture_ruleset()); !st) return st;
+  if (auto st = sys::set_up_capture(*nft_, kSandboxAddress, capture::ruleset()); !st) return st;
   return open_listeners();
+}
+
+void SandboxNetwork::load_nft() {
+  auto nft = sys::Nft::open();
+  if (nft)
+    nft_.emplace(std::move(*nft));
+  else
+    log::error("network", nft.error().message() +
+                              ": the sandbox's firewall cannot change (no new DNS pins, no "
+                              "policy address updates)");
+}
+
+Status SandboxNetwork::apply_inside(std::string commands) {
+  return run_inside([this, commands = std::move(commands)]() -> Status {
+    if (!nft_) return Error::invalid("nftables is not available in the sandbox's namespace");
+    return nft_->apply(commands);
+  });
 }
 
 void SandboxNetwork::serve() {
@@ -157,7 +150,7 @@ Status SandboxNetwork::add_pinned(const std::vector<IpAddress>& addresses) {
     return Error::invalid("the sandbox's firewall holds " + std::to_string(pinned_.size()) +
                           " pinned addresses, its limit is " + std::to_string(kMaxPinned));
   const std::string cmd = "add element inet openshell pinned4 { " + elements + " }\n";
-  auto st = run_inside([this, cmd] { return nft_->apply(cmd); });
+  auto st = apply_inside(cmd);
   if (st) pinned_.insert(fresh.begin(), fresh.end());
   return st;
 }
@@ -174,7 +167,7 @@ Status SandboxNetwork::set_policy_destinations(const std::vector<Cidr>& blocks) 
   // in a context costs its cache (~2 ms, and 50 sandboxes take a reload at once).
   std::lock_guard lock(policy_elements_mu_);
   if (elements == policy_elements_) return {};
-  auto st = run_inside([this, cmd] { return nft_->apply(cmd); });
+  auto st = apply_inside(cmd);
   if (st) policy_elements_ = std::move(elements);
   return st;
 }

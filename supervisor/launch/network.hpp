@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/capture.hpp"
 #include "core/cidr.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
@@ -25,20 +26,13 @@
 
 namespace openshell::supervisor {
 
-// The sandbox's own address, on its lo. The supervisor's listeners bind here, inside the
-// namespace; the agent's explicit proxy variables point here.
-inline constexpr std::array<uint8_t, 4> kSandboxAddress = {10, 200, 0, 1};
-inline constexpr const char* kSandboxAddressText = "10.200.0.1";
-inline constexpr uint16_t kExplicitProxyPort = 3128;
-inline constexpr uint16_t kTransparentPort = 15001;
-inline constexpr uint16_t kDnsPort = 53;
-// The NFLOG group the firewall reports refused packets to (per namespace: no clash with the
-// host's), and how much of each packet it copies (the IP and transport headers).
-inline constexpr uint16_t kRefusedLogGroup = 7;
-inline constexpr uint32_t kRefusedLogBytes = 80;
-
-// The nftables ruleset (one atomic transaction).
-std::string capture_ruleset();
+using capture::kDnsPort;
+using capture::kExplicitProxyPort;
+using capture::kRefusedLogBytes;
+using capture::kRefusedLogGroup;
+using capture::kSandboxAddress;
+using capture::kSandboxAddressText;
+using capture::kTransparentPort;
 
 // The sandbox's network namespace, created and configured on a thread of its own so that the
 // work (mostly loading libnftables and the first nftables commit) overlaps with planning and with
@@ -46,8 +40,11 @@ std::string capture_ruleset();
 // sandbox ever holds CAP_NET_ADMIN over it.
 class SandboxNetwork {
  public:
-  // Returns at once; the namespace is created and configured in the background.
-  static std::unique_ptr<SandboxNetwork> start();
+  // Returns at once; the namespace is created and configured in the background. `prepared`, if
+  // given, is a namespace set up as configure() would (openshelld's spare, made from
+  // core/capture.hpp by sys::new_capture_netns): it is entered instead, only the listeners are
+  // opened there, and libnftables is loaded after the agent was released, for later updates.
+  static std::unique_ptr<SandboxNetwork> start(UniqueFd prepared = {});
   SandboxNetwork(const SandboxNetwork&) = delete;
   SandboxNetwork& operator=(const SandboxNetwork&) = delete;
   ~SandboxNetwork();
@@ -79,15 +76,22 @@ class SandboxNetwork {
 
  private:
   SandboxNetwork() = default;
+  // On the namespace's thread: into `given` or a new namespace; its descriptor, or -errno with
+  // status_ set.
+  int enter(UniqueFd given);
   // On the namespace's thread: lo, routes, the ruleset, the listeners.
   Status configure();
+  void load_nft();  // after a prepared namespace's start; logs if it cannot
+  // nftables commands on the namespace's thread, through its context.
+  Status apply_inside(std::string commands);
   Status open_listeners();
   // Runs `task` on the namespace's thread (nftables talks to the thread's namespace).
   Status run_inside(std::function<Status()> task);
   void serve();  // the thread's loop after configuration
 
   std::thread thread_;
-  std::optional<sys::Nft> nft_;  // the namespace's nftables context; used on its thread only
+  // The namespace's nftables context; used on its thread only (empty if it could not load).
+  std::optional<sys::Nft> nft_;
   std::future<int> created_;  // the namespace fd, or -errno
   std::future<void> configured_;
   UniqueFd netns_;

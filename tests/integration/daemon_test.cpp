@@ -212,30 +212,60 @@ TEST_CASE("openshelld: sandboxes outlive a kill -9 of the daemon and are re-adop
   }
 }
 
-TEST_CASE("openshelld: holds the sandboxes' kinds of netfilter hooks, away from the host's") {
-  Daemon d;
-  const std::string proc = "/proc/" + std::to_string(d.pid());
+// The network namespaces a process holds descriptors of, other than its own.
+std::vector<std::string> held_netns(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
   const std::string own = std::filesystem::read_symlink(proc + "/ns/net").string();
-  std::string anchor;
+  std::vector<std::string> held;
   for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
     std::error_code ec;
     const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
-    if (target.starts_with("net:[") && target != own) anchor = e.path().string();
+    if (target.starts_with("net:[") && target != own) held.push_back(target);
   }
-  INFO(read_text(d.dir().path() + "/daemon.log"));
-  REQUIRE(!anchor.empty());
-  // Not in the host's namespace (this test's), in the anchor's: with the NAT and filter chains.
-  CHECK_FALSE(openshell::sys::nft_apply("list table inet openshell-anchor").ok());
-  openshell::Status nat = openshell::Error::invalid("not run");
-  openshell::Status filter = nat;
+  return held;
+}
+
+// Runs nft `commands` in the network namespace `netns` ("net:[N]") that `pid` holds.
+openshell::Status nft_in_held(pid_t pid, const std::string& netns, const std::string& commands) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  openshell::Status out = openshell::Error::invalid("not found");
   std::thread([&] {
-    openshell::UniqueFd fd(::open(anchor.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd || ::setns(fd.get(), CLONE_NEWNET) != 0) return;
-    nat = openshell::sys::nft_apply("list chain inet openshell-anchor nat");
-    filter = openshell::sys::nft_apply("list chain inet openshell-anchor filter");
+    for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec).string() != netns) continue;
+      openshell::UniqueFd fd(::open(e.path().c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd || ::setns(fd.get(), CLONE_NEWNET) != 0) return;
+      out = openshell::sys::nft_apply(commands);
+      return;
+    }
   }).join();
-  CHECK(nat.ok());
-  CHECK(filter.ok());
+  return out;
+}
+
+TEST_CASE("openshelld: a spare sandbox network, handed to the next supervisor") {
+  Daemon d;
+  INFO(read_text(d.dir().path() + "/daemon.log"));
+  // One spare, away from the host's network (this test's): the capture ruleset is there, not
+  // here. It also keeps the sandboxes' kinds of netfilter hooks switched on.
+  std::vector<std::string> held;
+  REQUIRE(eventually([&] { return (held = held_netns(d.pid())).size() == 1; }));
+  const std::string spare = held[0];
+  CHECK_FALSE(openshell::sys::nft_apply("list table inet openshell").ok());
+  CHECK(nft_in_held(d.pid(), spare, "list chain inet openshell capture").ok());
+  CHECK(nft_in_held(d.pid(), spare, "list chain inet openshell egress").ok());
+
+  // The next sandbox runs in it, and its egress is captured there as in one of its own.
+  const std::string name = d.create("spare");
+  auto in_sandbox = d.ctl({"exec", name, "--", "/bin/sh", "-c", "readlink /proc/self/ns/net"});
+  CHECK(in_sandbox.out == spare + "\n");
+  auto denied = d.ctl({"exec", name, "--", "/usr/bin/curl", "-s", "-m", "5", "-w", " %{http_code}",
+                       "http://198.51.100.7/secret"});
+  CHECK(denied.out.find(" 403") != std::string::npos);
+  // And a new spare is made for the one after.
+  CHECK(eventually([&] {
+    held = held_netns(d.pid());
+    return held.size() == 1 && held[0] != spare;
+  }));
 }
 
 TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any service") {

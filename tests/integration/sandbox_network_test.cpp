@@ -1,9 +1,16 @@
-// SandboxNetwork on its own: the namespace's ruleset applies, and the pinned set's bound holds.
+// SandboxNetwork on its own: the namespace's ruleset applies, the pinned set's bound holds, and
+// a namespace prepared beforehand (openshelld's spare) is used as it is.
 #include "supervisor/launch/network.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
+
+#include "core/capture.hpp"
+#include "sys/nft.hpp"
 
 using openshell::IpAddress;
 using openshell::supervisor::SandboxNetwork;
@@ -38,4 +45,36 @@ TEST_CASE("SandboxNetwork: pins accumulate up to their bound, repeats are free")
   REQUIRE_FALSE(over.ok());
   CHECK(over.error().message().find("limit is 65536") != std::string::npos);
   CHECK(net->add_pinned({v4(base + 4)}).ok());
+}
+
+TEST_CASE("SandboxNetwork: a prepared namespace is entered, not remade") {
+  auto prepared = openshell::sys::new_capture_netns(openshell::capture::kSandboxAddress,
+                                                    openshell::capture::ruleset());
+  REQUIRE(prepared.ok());
+  struct stat given {};
+  REQUIRE(::fstat(prepared->get(), &given) == 0);
+  auto net = SandboxNetwork::start(std::move(*prepared));
+  REQUIRE(net->wait_configured().ok());
+  auto fd = net->netns_fd();
+  REQUIRE(fd.ok());
+  struct stat used {};
+  REQUIRE(::fstat(*fd, &used) == 0);
+  CHECK(used.st_ino == given.st_ino);
+  // The listeners are there, and nftables (loaded after the start) takes the later updates.
+  auto listeners = net->take_listeners();
+  CHECK(listeners.explicit_proxy.valid());
+  CHECK(listeners.transparent.valid());
+  CHECK(listeners.dns.valid());
+  CHECK(net->add_pinned({v4((198U << 24) | (18U << 16) | 9)}).ok());
+  CHECK(net->set_policy_destinations({}).ok());
+}
+
+TEST_CASE("SandboxNetwork: the supervisor's own namespace is not a sandbox's") {
+  openshell::UniqueFd own(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  REQUIRE(own.valid());
+  auto net = SandboxNetwork::start(std::move(own));
+  auto configured = net->wait_configured();
+  REQUIRE_FALSE(configured.ok());
+  CHECK(configured.error().message().find("the supervisor's own") != std::string::npos);
+  CHECK_FALSE(net->netns_fd().ok());
 }
