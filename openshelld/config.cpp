@@ -49,6 +49,11 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
       if (!value || *value < 1 || *value > 4096)
         return Error::invalid(where(node) + ": max_sandboxes: a number in 1..4096");
       config.max_sandboxes = static_cast<unsigned>(*value);
+    } else if (k == "removed_logs_kept") {
+      auto value = node.value<int64_t>();
+      if (!value || *value < 0 || *value > 100000)
+        return Error::invalid(where(node) + ": removed_logs_kept: a number in 0..100000");
+      config.removed_logs_kept = static_cast<unsigned>(*value);
     } else {
       return Error::invalid(path + ":" + std::to_string(key.source().begin.line) + ":" +
                             std::to_string(key.source().begin.column) + ": unknown key '" + k +

@@ -16,6 +16,9 @@ struct Config {
   std::string supervisor = "/usr/libexec/openshell/openshell-supervisor";
   std::string default_policy = "default";
   unsigned max_sandboxes = 64;
+  // A removed sandbox's log directory moves to log_dir/removed/; this many are kept there, the
+  // oldest deleted first.
+  unsigned removed_logs_kept = 100;
   // How supervisors are started: "systemd" (a transient unit per sandbox in openshell.slice),
   // "direct" (a detached process), or "auto" (systemd when PID 1 is systemd).
   std::string driver = "auto";

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -437,6 +438,7 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
     return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
                           "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
   if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
+  retire_logs(name);  // of an earlier sandbox of this name whose removal did not get that far
   if (sandboxes_.size() >= config_.max_sandboxes)
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
                              EAGAIN);
@@ -546,12 +548,39 @@ Status Manager::remove(const std::string& name) {
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   if (it->second.phase == Phase::kRunning) stop_supervisor(name, it->second.supervisor_pid);
   if (auto st = registry_.remove(name); !st) return st;
+  retire_logs(name);
   sys::remove_socket_path(control_socket(name));  // left behind by a supervisor that was killed
   std::error_code ignored;
   std::filesystem::remove_all(registry_.workspace(name), ignored);
   sandboxes_.erase(it);
   orphans_.erase(name);
   return {};
+}
+
+void Manager::retire_logs(const std::string& name) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path from = config_.log_dir + "/sandboxes/" + name;
+  if (!fs::exists(fs::symlink_status(from, ec))) return;
+  const fs::path removed = config_.log_dir + "/removed";
+  if (config_.removed_logs_kept > 0 && make_dir(removed.string(), 0700).ok()) {
+    // The removal time first, zero-padded: names sort oldest first.
+    char stamp[24];
+    std::snprintf(stamp, sizeof stamp, "%013lld-", static_cast<long long>(now_unix_ms()));
+    fs::rename(from, removed / (stamp + name), ec);
+  } else {
+    ec = std::make_error_code(std::errc::operation_canceled);
+  }
+  if (ec) fs::remove_all(from, ec);  // not kept: gone all the same, never left for the name
+  if (ec) log::warn(kComponent, "cannot remove " + from.string() + ": " + ec.message());
+
+  std::vector<std::string> kept;
+  for (fs::directory_iterator it(removed, ec), end; !ec && it != end; it.increment(ec))
+    kept.push_back(it->path().filename().string());
+  if (kept.size() <= config_.removed_logs_kept) return;
+  std::sort(kept.begin(), kept.end());
+  for (size_t i = 0; i + config_.removed_logs_kept < kept.size(); ++i)
+    fs::remove_all(removed / kept[i], ec);
 }
 
 Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string> argv,

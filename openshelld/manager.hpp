@@ -162,6 +162,10 @@ class Manager {
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,
                                       const Attach* attach, UniqueFd netns);
   void refresh(SandboxRecord& record) const;
+  // A removed sandbox's log directory leaves its name (a later sandbox of that name, perhaps
+  // another owner's, must not read those events as its own) for log_dir/removed/, where the
+  // newest removed_logs_kept stay.
+  void retire_logs(const std::string& name);
   // An event of the daemon's own about a sandbox: to its events file, and to the journal
   // under systemd.
   void emit(const ocsf::Event& event);

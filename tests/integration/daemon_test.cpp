@@ -36,7 +36,8 @@ namespace {
 class Daemon {
  public:
   // notify: the daemon gets a NOTIFY_SOCKET of ours, as under systemd (notifications()).
-  explicit Daemon(bool notify = false) {
+  // config: more lines for its openshelld.toml.
+  explicit Daemon(bool notify = false, const std::string& config = "") {
     if (notify) {
       notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
       REQUIRE(notify_);
@@ -67,7 +68,7 @@ class Daemon {
                                       "policy_dir = \"" + dir_.path() + "/policies\"\n" +
                                       "runtime_dir = \"" + dir_.path() + "/run\"\n" +
                                       "log_dir = \"" + dir_.path() + "/log\"\n" +
-                                      "supervisor = \"" + supervisor_bin() + "\"\n");
+                                      "supervisor = \"" + supervisor_bin() + "\"\n" + config);
     start();
   }
   ~Daemon() {
@@ -266,6 +267,41 @@ TEST_CASE("openshelld: a spare sandbox network, handed to the next supervisor") 
     held = held_netns(d.pid());
     return held.size() == 1 && held[0] != spare;
   }));
+}
+
+TEST_CASE("openshelld: a removed sandbox's logs leave its name; the newest few are kept") {
+  Daemon d(false, "removed_logs_kept = 2\n");
+  const std::string log_dir = d.dir().path() + "/log";
+  const std::string name = d.create("logs");
+  (void)d.ctl(
+      {"exec", name, "--", "/usr/bin/curl", "-s", "-m", "5", "http://first-owner.example/"});
+  REQUIRE(d.ctl({"logs", name, "-n", "100"}).out.find("first-owner.example") != std::string::npos);
+  REQUIRE(d.ctl({"sandbox", "delete", name}).exit_code == 0);
+
+  // A new sandbox of the same name (anyone's) starts with no events but its own...
+  REQUIRE(d.ctl({"sandbox", "create", name}).exit_code == 0);
+  auto fresh = d.ctl({"logs", name, "-n", "100"});
+  REQUIRE(fresh.exit_code == 0);
+  CHECK(fresh.out.find("first-owner.example") == std::string::npos);
+  // ...and the old ones are under removed/, stamped with their removal.
+  auto removed = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(log_dir + "/removed"))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  REQUIRE(removed().size() == 1);
+  CHECK(removed()[0].ends_with("-" + name));
+  CHECK(read_text(log_dir + "/removed/" + removed()[0] + "/events.jsonl")
+            .find("first-owner.example") != std::string::npos);
+
+  // Runs are removed sandboxes too: only the newest two stay.
+  for (int i = 0; i < 3; ++i) REQUIRE(d.ctl({"run", "--", "/bin/true"}).exit_code == 0);
+  const auto left = removed();
+  REQUIRE(left.size() == 2);
+  for (const auto& entry : left) CHECK(entry.find("-run-") != std::string::npos);
+  CHECK(std::filesystem::is_directory(log_dir + "/sandboxes/" + name));
 }
 
 TEST_CASE("openshelld: a supervisor it started stops on SIGTERM, like any service") {

@@ -20,6 +20,7 @@ TEST_CASE("config: the shipped openshelld.toml is valid and says the defaults") 
   CHECK(shipped->supervisor == defaults.supervisor);
   CHECK(shipped->default_policy == defaults.default_policy);
   CHECK(shipped->max_sandboxes == defaults.max_sandboxes);
+  CHECK(shipped->removed_logs_kept == defaults.removed_logs_kept);
   CHECK(shipped->driver == defaults.driver);
 }
 
@@ -40,6 +41,7 @@ TEST_CASE("config: mistakes are reported with file:line:col") {
   check("log_dir = 7\n", "log_dir: must be a string");
   check("state_dir = \n", ":1:");
   check("driver = \"docker\"\n", ":1:10: driver: one of auto, systemd, direct");
+  check("removed_logs_kept = -1\n", ":1:21: removed_logs_kept: a number in 0..100000");
   std::filesystem::remove(path);
   CHECK_FALSE(load_config("/nonexistent/openshelld.toml", true).ok());
   CHECK(load_config("/nonexistent/openshelld.toml", false).ok());
