@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace openshell::sys {
 
@@ -81,6 +82,17 @@ Status talk(int fd, Request& req, const char* what) {
 }
 
 }  // namespace
+
+Status set_default_congestion_control(std::string_view algorithm) {
+  // /proc/sys/net shows the namespace of the thread that opens it.
+  constexpr const char* kPath = "/proc/sys/net/ipv4/tcp_congestion_control";
+  UniqueFd fd(::open(kPath, O_WRONLY | O_CLOEXEC));
+  if (!fd) return Error::from_errno(std::string("opening ") + kPath);
+  if (::write(fd.get(), algorithm.data(), algorithm.size()) !=
+      static_cast<ssize_t>(algorithm.size()))
+    return Error::from_errno("setting " + std::string(kPath) + " to " + std::string(algorithm));
+  return {};
+}
 
 Status add_capture_routes(const std::array<uint8_t, 4>& v4_address) {
   UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string_view>
 
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
@@ -17,6 +18,11 @@ int loopback_up_in_child();
 // layer, so the output hook's nftables rules can capture or refuse it; without a route the
 // kernel would fail it before nftables ever sees it.
 Status add_capture_routes(const std::array<uint8_t, 4>& v4_address);
+
+// Sets the default TCP congestion control of the calling thread's network namespace (its
+// /proc/sys/net/ipv4/tcp_congestion_control): sockets made there afterwards use `algorithm`.
+// Needs CAP_NET_ADMIN over the namespace and a writable /proc/sys.
+Status set_default_congestion_control(std::string_view algorithm);
 
 // Switches the calling thread into the network namespace `target` and back on destruction.
 class NetnsGuard {

@@ -3,13 +3,19 @@
 #include "supervisor/launch/network.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/capture.hpp"
+#include "sys/netns.hpp"
 #include "sys/nft.hpp"
 
 using openshell::IpAddress;
@@ -24,7 +30,45 @@ IpAddress v4(uint32_t n) {
   return ip;
 }
 
+// The congestion control of a TCP socket made in `net`'s namespace, or why there is none.
+std::string congestion_control_inside(SandboxNetwork& net) {
+  auto netns = net.netns_fd();
+  if (!netns) return netns.error().message();
+  std::string name;
+  // On a thread of its own: the guard moves only the calling thread, and back.
+  std::thread([&name, fd = *netns] {
+    auto inside = openshell::sys::NetnsGuard::enter(fd);
+    if (!inside) {
+      name = inside.error().message();
+      return;
+    }
+    openshell::UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    char buf[32] = {};
+    socklen_t len = sizeof buf;
+    if (!sock || ::getsockopt(sock.get(), IPPROTO_TCP, TCP_CONGESTION, buf, &len) != 0) {
+      name = std::string("socket or TCP_CONGESTION: ") + std::strerror(errno);
+      return;
+    }
+    name.assign(buf, ::strnlen(buf, len));
+  }).join();
+  return name;
+}
+
 }  // namespace
+
+// Reno, not the host's default: BBR (this CI host's) paces every socket, on a hop with no wire.
+TEST_CASE("SandboxNetwork: TCP in the sandbox's namespace is not paced") {
+  auto own = SandboxNetwork::start();
+  REQUIRE(own->wait_configured().ok());
+  CHECK(congestion_control_inside(*own) == "reno");
+
+  auto prepared = openshell::sys::new_capture_netns(openshell::capture::kSandboxAddress,
+                                                    openshell::capture::ruleset());
+  REQUIRE(prepared.ok());
+  auto given = SandboxNetwork::start(std::move(*prepared));
+  REQUIRE(given->wait_configured().ok());
+  CHECK(congestion_control_inside(*given) == "reno");
+}
 
 TEST_CASE("SandboxNetwork: pins accumulate up to their bound, repeats are free") {
   auto net = SandboxNetwork::start();
