@@ -2,8 +2,8 @@
 # bench/proxy_bench.sh [BUILD_DIR]: openshell's egress proxy against no proxy, squid and
 # tinyproxy, in one run, on the same upstream. See bench/README.md.
 #
-# One network namespace with a veth pair (10.77.250.1/30 on the host, .2 inside) holds the
-# upstream: BUILD_DIR/tests/helpers/upstream_server in http-keepalive mode on :8080, in http
+# One network namespace with a veth pair (a /30 of 10.77.250.0/24: .1 on the host, .2 inside)
+# holds the upstream: BUILD_DIR/tests/helpers/upstream_server in http-keepalive mode on :8080, in http
 # mode (one answer per connection, then close) on :8081 and in bulk mode on :9000.
 # BUILD_DIR/bench/http_load then measures, for each column, small GETs with client keep-alive
 # (CONNECTIONS connections, REQUESTS requests or DURATION seconds) to each of the two HTTP
@@ -36,8 +36,8 @@ rps_goal=2.0   # openshell/squid, requests/s: at least
 
 netns=osh-bench-$$
 veth=oshb$$  # at most 11 characters: fits IFNAMSIZ
-host_addr=10.77.250.1
-up_addr=10.77.250.2
+host_addr=  # a free /30 of 10.77.250.0/24, picked below
+up_addr=
 http_port=8080        # keeps connections alive: the proxy's own cost per request
 close_port=8081       # closes after every answer: adds an upstream connect per request
 bulk_port=9000
@@ -122,10 +122,21 @@ for stale in $(ip netns list | awk '{print $1}' | grep '^osh-bench-' || true); d
   owner=${stale#osh-bench-}
   if [[ $owner =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then ip netns del "$stale"; fi
 done
-if ip -o -4 addr show | grep -q " inet ${host_addr%.*}\."; then
-  die "an address in ${host_addr%.*}.0/24 is in use on this host (an earlier run? a test?):
-$(ip -o -4 addr show | grep " inet ${host_addr%.*}\.")"
-fi
+# A /30 that no interface holds (a test's, or a live run's) and that no socket on this host
+# still names: tinyproxy opens an upstream connection per request and leaves up to REQUESTS of
+# them in TIME_WAIT for 60 s, so a run right after this one, to the same address, would find
+# the ephemeral ports taken (squid's ERR_CONNECT_FAIL 99, failed columns).
+held=$(ip -o -4 addr show)
+for slot in $(seq 0 63); do
+  candidate=10.77.250.$((slot * 4 + 1))
+  [[ $held != *" inet $candidate/"* ]] || continue
+  [[ -z $(ss -Htan "dst 10.77.250.$((slot * 4 + 2))" | head -1) ]] || continue
+  host_addr=$candidate
+  up_addr=10.77.250.$((slot * 4 + 2))
+  break
+done
+[[ -n $host_addr ]] || die "no free /30 in 10.77.250.0/24 (tests? earlier runs' sockets, which
+  leave TIME_WAIT for 60 s?)"
 ip netns add "$netns"
 ip link add "$veth" type veth peer name up0 netns "$netns"
 ip addr add "$host_addr/30" dev "$veth"
