@@ -158,15 +158,28 @@ int write_all(int fd, const char* data, size_t size) {
   return 0;
 }
 
-int generated_file_in_child(const MountEntry& m, int index) {
-  char staging[64];
-  std::snprintf(staging, sizeof staging, "%s/.openshell-generated-%d", kAssemblyBase, index);
-  int fd = ::open(staging, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+int write_new_file_in_child(const char* path, const std::string& content) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return errno;
-  int err = write_all(fd, m.content.data(), m.content.size());
+  int err = write_all(fd, content.data(), content.size());
   ::close(fd);
-  if (err != 0) return err;
-  if ((err = sys::touch_in_child(m.stage_path.c_str())) != 0) return err;
+  return err;
+}
+
+// Whether a file can be bound at `path` in the assembly: a regular file is there, or a new one
+// can be made (on the assembly's own tmpfs). A symlink cannot take one (the bind would follow
+// it, out of the assembly), nor can a name that a read-only bind of a host directory lacks.
+bool file_bindable_in_child(const char* path) {
+  struct stat st;
+  if (::lstat(path, &st) == 0) return S_ISREG(st.st_mode);
+  return errno == ENOENT && sys::touch_in_child(path) == 0;
+}
+
+int generated_file_in_child(const MountEntry& m, size_t index) {
+  char staging[64];
+  std::snprintf(staging, sizeof staging, "%s/.openshell-generated-%zu", kAssemblyBase, index);
+  if (int err = write_new_file_in_child(staging, m.content); err != 0) return err;
+  int err = 0;
   if ((err = sys::bind_path_in_child(staging, m.stage_path.c_str())) != 0) return err;
   if ((err = sys::mount_setattr_in_child(
            m.stage_path.c_str(),
@@ -175,6 +188,69 @@ int generated_file_in_child(const MountEntry& m, int index) {
     return err;
   // The bind keeps the inode; the name in the root goes.
   if (::unlink(staging) != 0) return errno;
+  return 0;
+}
+
+// The generated files of the directory holding plan.mounts[first], i.e. the kGeneratedFile
+// entries with that parent (all at `first` or after it in mount order). Each is bound over its
+// name when all of them can be. Otherwise the directory becomes a read-only overlay with the
+// generated files in a layer above what it held: a host's /etc may lack hosts, or have
+// resolv.conf as a symlink (Ubuntu's points into /run/systemd/resolve), and the read-only bind
+// of that /etc can neither take a new name nor a bind over a link. Sets *stage for a failure.
+int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
+  *stage = Stage::kMountTarget;
+  const std::string& first_path = plan.mounts[first].stage_path;
+  const size_t dir_len = first_path.rfind('/');
+  char dir[4096];
+  if (dir_len == std::string::npos || dir_len == 0 || dir_len >= sizeof dir) return ENAMETOOLONG;
+  std::memcpy(dir, first_path.data(), dir_len);
+  dir[dir_len] = '\0';
+  auto in_dir = [&](const MountEntry& m) {
+    return m.kind == MountEntry::Kind::kGeneratedFile && !m.generated_done &&
+           m.stage_path.size() > dir_len + 1 && m.stage_path.compare(0, dir_len, dir) == 0 &&
+           m.stage_path[dir_len] == '/' && m.stage_path.find('/', dir_len + 1) == std::string::npos;
+  };
+  bool bindable = true;
+  for (size_t j = first; j < plan.mounts.size() && bindable; ++j)
+    if (in_dir(plan.mounts[j]))
+      bindable = file_bindable_in_child(plan.mounts[j].stage_path.c_str());
+  if (bindable) {
+    for (size_t j = first; j < plan.mounts.size(); ++j) {
+      if (!in_dir(plan.mounts[j])) continue;
+      if (int err = generated_file_in_child(plan.mounts[j], j); err != 0) return err;
+      plan.mounts[j].generated_done = true;
+    }
+    return 0;
+  }
+
+  *stage = Stage::kOverlay;
+  // overlayfs splits lowerdir at ':' and ','; our own paths have neither, which is checked.
+  if (std::strpbrk(dir, ":,\\") != nullptr) return EINVAL;
+  // The top layer is a tmpfs of its own, detached once the overlay holds it: in no tree.
+  char layer[64];
+  std::snprintf(layer, sizeof layer, "%s/.openshell-layer-%zu", kAssemblyBase, first);
+  if (::mkdir(layer, 0755) != 0) return errno;
+  if (int err = sys::tmpfs_in_child(layer, MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=64");
+      err != 0)
+    return err;
+  for (size_t j = first; j < plan.mounts.size(); ++j) {
+    MountEntry& m = plan.mounts[j];
+    if (!in_dir(m)) continue;
+    char path[4096 + 64];
+    if (std::snprintf(path, sizeof path, "%s%s", layer, m.stage_path.c_str() + dir_len) >=
+        static_cast<int>(sizeof path))
+      return ENAMETOOLONG;
+    if (int err = write_new_file_in_child(path, m.content); err != 0) return err;
+    m.generated_done = true;
+  }
+  char options[sizeof dir + sizeof layer + 16];
+  if (std::snprintf(options, sizeof options, "lowerdir=%s:%s", layer, dir) >=
+      static_cast<int>(sizeof options))
+    return ENAMETOOLONG;
+  if (::mount("overlay", dir, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, options) != 0)
+    return errno;
+  if (::umount2(layer, MNT_DETACH) != 0) return errno;
+  if (::rmdir(layer) != 0) return errno;
   return 0;
 }
 
@@ -236,8 +312,10 @@ void build_root_in_child(LaunchPlan& plan, int error_fd) {
         if ((err = make_proc_in_child(target)) != 0) fail(error_fd, Stage::kProc, err, idx);
         break;
       case MountEntry::Kind::kGeneratedFile:
-        if ((err = generated_file_in_child(m, idx)) != 0)
-          fail(error_fd, Stage::kMountTarget, err, idx);
+        if (!m.generated_done) {
+          Stage stage = Stage::kNone;
+          if ((err = generated_dir_in_child(plan, i, &stage)) != 0) fail(error_fd, stage, err, idx);
+        }
         break;
     }
   }

@@ -57,7 +57,7 @@ std::string describe(const LaunchPlan& plan, const StageRecord& r) {
   const bool mount_stage = r.stage == Stage::kMountTarget || r.stage == Stage::kBindMount ||
                            r.stage == Stage::kMountAttr || r.stage == Stage::kTmpfs ||
                            r.stage == Stage::kDev || r.stage == Stage::kProc ||
-                           r.stage == Stage::kSymlink;
+                           r.stage == Stage::kSymlink || r.stage == Stage::kOverlay;
   if (mount_stage && r.detail >= 0 && static_cast<size_t>(r.detail) < plan.mounts.size())
     what += " (" + plan.mounts[static_cast<size_t>(r.detail)].target + ")";
   if (r.stage == Stage::kLandlock && r.detail >= 0 &&

@@ -42,6 +42,7 @@ struct MountEntry {
   std::string link_target;     // kSymlink
   std::string tmpfs_options;   // kTmpfs, kDev, kProc
   std::string content;         // kGeneratedFile: written by the child, then bound read-only
+  bool generated_done = false;  // kGeneratedFile: the child placed it with its directory's set
 };
 
 class StatusReporter;  // supervisor/run.hpp

@@ -30,6 +30,8 @@ std::string_view stage_name(Stage stage) {
       return "proc";
     case Stage::kSymlink:
       return "symlink";
+    case Stage::kOverlay:
+      return "generated-overlay";
     case Stage::kHostname:
       return "hostname";
     case Stage::kPivotRoot:

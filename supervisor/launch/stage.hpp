@@ -21,6 +21,7 @@ enum class Stage : int32_t {
   kDev,
   kProc,
   kSymlink,  // detail = mount index
+  kOverlay,  // a directory of generated files made an overlay; detail = mount index
   kHostname,
   kPivotRoot,
   kRootReadOnly,

@@ -93,6 +93,54 @@ TEST_CASE("the sandbox has generated identity files, not the host's") {
   CHECK(r.out.find("daemon:") == std::string::npos);
 }
 
+// Ubuntu's /etc/resolv.conf is a symlink into /run/systemd/resolve, and some hosts have no
+// /etc/hosts: neither can take a bind in a read-only bind of the host's /etc. The supervisor
+// runs here in a mount namespace of the test's own, where /etc is a copy made that way.
+TEST_CASE("generated /etc files replace a host's symlink and fill a missing name") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  TempDir etc;
+  REQUIRE(run_process({"/bin/cp", "-a", "/etc/.", etc.path()}).exit_code == 0);
+  REQUIRE(::unlink((etc.path() + "/hosts").c_str()) == 0);
+  (void)::unlink((etc.path() + "/resolv.conf").c_str());
+  REQUIRE(::symlink("../run/systemd/resolve/stub-resolv.conf",
+                    (etc.path() + "/resolv.conf").c_str()) == 0);
+  auto under_that_etc = [&](const std::vector<std::string>& cmd) {
+    std::vector<std::string> argv = {"/usr/bin/unshare",
+                                     "--mount",
+                                     "--propagation",
+                                     "private",
+                                     "/bin/sh",
+                                     "-c",
+                                     "mount --bind \"$0\" /etc && exec \"$@\"",
+                                     etc.path(),
+                                     supervisor_bin(),
+                                     "run",
+                                     "--policy-file",
+                                     policy,
+                                     "--name",
+                                     unique_name("etc"),
+                                     "--"};
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run_process(argv);
+  };
+  auto r = under_that_etc({helper("try_open"), "r", "/etc/hosts", "r", "/etc/resolv.conf", "r",
+                           "/etc/hostname", "create", "/etc/openshell-probe"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto cases = parse_cases(r.out);
+  CHECK(cases["r /etc/hosts"] == "ok");
+  CHECK(cases["r /etc/resolv.conf"] == "ok");
+  CHECK(cases["r /etc/hostname"] == "ok");  // the host's names are still there, under ours
+  CHECK(cases["create /etc/openshell-probe"] == "EROFS");
+  auto cat = under_that_etc({"/bin/cat", "/etc/resolv.conf", "/etc/hosts", "/etc/passwd"});
+  REQUIRE(cat.exit_code == 0);
+  CHECK(cat.out.find("nameserver 10.200.0.1") != std::string::npos);
+  CHECK(cat.out.find("127.0.0.1\tlocalhost") != std::string::npos);
+  CHECK(cat.out.find("sandbox:x:1000:1000:") != std::string::npos);
+  CHECK_FALSE(path_exists(etc.path() + "/hosts"));  // nothing was written to the host's side
+}
+
 TEST_CASE("/tmp is private and writable, /sandbox is the writable workdir") {
   TempDir dir;
   auto policy = dir.write("p.toml", test_policy());
