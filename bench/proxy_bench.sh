@@ -17,6 +17,7 @@
 #   DURATION=S      time limit per rate measurement, 1..60 s (default 15)
 #   CONNECTIONS=C   concurrent connections for the rate measurement (default 16)
 #   BULK_MIB=M      MiB through the tunnel, 1..4096 (default 512)
+#   ROUNDS=R        rounds of direct, squid and openshell, in alternating order, 1..9 (default 3)
 #   SUPERVISOR=PATH supervisor binary (default BUILD_DIR/supervisor/openshell-supervisor)
 #   EVENTS=0        run the sandbox without an --events file (default: events on, as deployed)
 #   ENFORCE_GOAL=1  exit 3 when a ratio misses its goal (for CI gates)
@@ -31,6 +32,7 @@ requests=${REQUESTS:-20000}
 duration=${DURATION:-15}
 connections=${CONNECTIONS:-16}
 bulk_mib=${BULK_MIB:-512}
+rounds=${ROUNDS:-3}
 bulk_goal=0.8  # openshell/direct, bulk MiB/s: at least
 rps_goal=2.0   # openshell/squid, requests/s: at least
 
@@ -52,7 +54,8 @@ die() {
 note() { echo "# $*" >&2; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, the supervisor); try: sudo $0 $*"
-for spec in "requests 1 1000000" "duration 1 60" "connections 1 256" "bulk_mib 1 4096"; do
+for spec in "requests 1 1000000" "duration 1 60" "connections 1 256" "bulk_mib 1 4096" \
+  "rounds 1 9"; do
   read -r var lo hi <<<"$spec"
   value=${!var}
   if ! [[ $value =~ ^[0-9]+$ ]] || ((value < lo || value > hi)); then
@@ -261,80 +264,132 @@ measure() {
 
 rate_args=(--connections "$connections" --keepalive)
 
+# measure_column NAME ROUND: the column's three measurements, into result[NAME,KIND,ROUND].
+measure_column() {
+  local name=$1 round=$2 via target
+  case $name in
+    direct)
+      result[direct,rate,$round]=$(measure direct rate no_prefix --direct "$up_addr:$http_port" \
+        --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
+      result[direct,close,$round]=$(measure direct rate no_prefix \
+        --direct "$up_addr:$close_port" --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
+      result[direct,bulk,$round]=$(measure direct bulk no_prefix \
+        --direct "$up_addr:$bulk_port" --bytes "$bulk_mib")
+      return
+      ;;
+    squid) via=127.0.0.1:$squid_port target=$up_addr ;;
+    tinyproxy) via=127.0.0.1:$tinyproxy_port target=$up_addr ;;
+    openshell) via=10.200.0.1:3128 target=upstream.test ;;
+  esac
+  local wrap=no_prefix
+  [[ $name != openshell ]] || wrap=sandbox
+  result[$name,rate,$round]=$(measure "$name" rate "$wrap" --proxy "$via" \
+    --url "http://$target:$http_port/x" "${rate_args[@]}")
+  result[$name,close,$round]=$(measure "$name" rate "$wrap" --proxy "$via" \
+    --url "http://$target:$close_port/x" "${rate_args[@]}")
+  result[$name,bulk,$round]=$(measure "$name" bulk "$wrap" --tunnel "$via" \
+    --target "$target:$bulk_port" --bytes "$bulk_mib")
+}
+
 note "upstream $up_addr in namespace $netns; $connections connections, $requests requests or" \
-  "${duration} s, $bulk_mib MiB tunnel"
-declare -A result=([squid,rate]=skipped [squid,close]=skipped [squid,bulk]=skipped
-  [tinyproxy,rate]=skipped [tinyproxy,close]=skipped [tinyproxy,bulk]=skipped)
-result[direct,rate]=$(measure direct rate no_prefix --direct "$up_addr:$http_port" \
-  --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
-result[direct,close]=$(measure direct rate no_prefix --direct "$up_addr:$close_port" \
-  --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
-result[direct,bulk]=$(measure direct bulk no_prefix --direct "$up_addr:$bulk_port" \
-  --bytes "$bulk_mib")
-if [[ -n $squid_bin ]]; then
-  result[squid,rate]=$(measure squid rate no_prefix --proxy "127.0.0.1:$squid_port" \
-    --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
-  result[squid,close]=$(measure squid rate no_prefix --proxy "127.0.0.1:$squid_port" \
-    --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
-  result[squid,bulk]=$(measure squid bulk no_prefix --tunnel "127.0.0.1:$squid_port" \
-    --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
-fi
-if [[ -n $tinyproxy_bin ]]; then
-  result[tinyproxy,rate]=$(measure tinyproxy rate no_prefix --proxy "127.0.0.1:$tinyproxy_port" \
-    --url "http://$up_addr:$http_port/x" "${rate_args[@]}")
-  result[tinyproxy,close]=$(measure tinyproxy rate no_prefix \
-    --proxy "127.0.0.1:$tinyproxy_port" --url "http://$up_addr:$close_port/x" "${rate_args[@]}")
-  result[tinyproxy,bulk]=$(measure tinyproxy bulk no_prefix --tunnel "127.0.0.1:$tinyproxy_port" \
-    --target "$up_addr:$bulk_port" --bytes "$bulk_mib")
-fi
-result[openshell,rate]=$(measure openshell rate sandbox --proxy 10.200.0.1:3128 \
-  --url "http://upstream.test:$http_port/x" "${rate_args[@]}")
-result[openshell,close]=$(measure openshell rate sandbox --proxy 10.200.0.1:3128 \
-  --url "http://upstream.test:$close_port/x" "${rate_args[@]}")
-result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128 \
-  --target "upstream.test:$bulk_port" --bytes "$bulk_mib")
+  "${duration} s, $bulk_mib MiB tunnel; $rounds rounds"
+columns=(direct)
+[[ -z $squid_bin ]] || columns+=(squid)
+columns+=(openshell)
+declare -A result=()
+# Rounds alternate the columns' order, so a drift of the machine's speed during the run (a
+# VM's neighbours) weighs on every column alike; each ratio is the median of its rounds' ratios.
+# tinyproxy runs in the first round only: it has no goal, and its upstream connection per
+# request leaves up to REQUESTS sockets in TIME_WAIT, which more rounds would pile past the
+# ephemeral port range.
+for round in $(seq "$rounds"); do
+  if ((round % 2 == 1)); then
+    order=("${columns[@]}")
+  else
+    order=()
+    for ((i = ${#columns[@]} - 1; i >= 0; i--)); do order+=("${columns[i]}"); done
+  fi
+  [[ $round != 1 || -z $tinyproxy_bin ]] || order=("${order[@]:0:1}" tinyproxy "${order[@]:1}")
+  for column in "${order[@]}"; do measure_column "$column" "$round"; done
+done
 
 # --- the table ------------------------------------------------------------------------------
 {
   for column in direct squid tinyproxy openshell; do
-    echo "$column rate ${result[$column,rate]}"
-    echo "$column close ${result[$column,close]}"
-    echo "$column bulk ${result[$column,bulk]}"
+    for kind in rate close bulk; do
+      for round in $(seq "$rounds"); do
+        echo "$column $kind $round ${result[$column,$kind,$round]:-skipped}"
+      done
+    done
   done
 } | awk -v bulk_goal="$bulk_goal" -v rps_goal="$rps_goal" -v conns="$connections" \
-  -v mib="$bulk_mib" '
+  -v mib="$bulk_mib" -v rounds="$rounds" '
+  # Lines: COLUMN KIND ROUND then key=value pairs, "skipped" or "failed".
   {
-    name = $1; kind = $2
+    name = $1; kind = $2; round = $3
     if (!(name in seen)) { names[++n] = name; seen[name] = 1 }
-    if ($3 == "skipped" || $3 == "failed") { state[name, kind] = $3; next }
-    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[name, kind, kv[1]] = kv[2] }
-    state[name, kind] = "ok"
+    if ($4 == "skipped") next
+    if ($4 == "failed") { failed[name, kind] = 1; next }
+    for (i = 4; i <= NF; i++) { split($i, kv, "="); v[name, kind, round, kv[1]] = kv[2] }
+    ok[name, kind, round] = 1
+    count[name, kind]++
+  }
+  function sort_numbers(a, m,   i, j, t) {
+    for (i = 2; i <= m; i++)
+      for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+  }
+  function median_of(a, m) {
+    sort_numbers(a, m)
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  # The median over the rounds a column measured; "" when it has none.
+  function med(name, kind, key,   r, m, a) {
+    m = 0
+    for (r = 1; r <= rounds; r++) if (ok[name, kind, r]) a[++m] = v[name, kind, r, key] + 0
+    return m ? median_of(a, m) : ""
+  }
+  function state(name, kind) {
+    if (failed[name, kind]) return "failed"
+    return count[name, kind] ? "ok" : "skipped"
   }
   function cell(name, kind, key, width) {
-    if (state[name, kind] != "ok") return sprintf("%" width "s", state[name, kind])
-    return sprintf("%" width ".0f", v[name, kind, key])
+    if (state(name, kind) != "ok") return sprintf("%" width "s", state(name, kind))
+    return sprintf("%" width ".0f", med(name, kind, key))
   }
-  function ratio_line(what, num, den, goal,   r) {
-    if (num == "" || den == "" || den + 0 == 0) {
+  function per_request(name, kind,   r, sent, opened) {
+    if (state(name, kind) != "ok") return sprintf("%8s", state(name, kind))
+    for (r = 1; r <= rounds; r++)
+      if (ok[name, kind, r]) {
+        sent += v[name, kind, r, "requests"] + v[name, kind, r, "errors"]
+        opened += v[name, kind, r, "connects"]
+      }
+    return sent > 0 ? sprintf("%8.3f", opened / sent) : sprintf("%8s", "-")
+  }
+  # The median of the per-round ratios NUM/DEN, over the rounds where both measured;
+  # sets spread to "min-max" of those ratios.
+  function ratio(num, den, kind, key,   r, m, a, lo, hi) {
+    m = 0
+    for (r = 1; r <= rounds; r++)
+      if (ok[num, kind, r] && ok[den, kind, r] && v[den, kind, r, key] + 0 > 0)
+        a[++m] = v[num, kind, r, key] / v[den, kind, r, key]
+    if (!m) return ""
+    sort_numbers(a, m)
+    spread = sprintf("%.2f-%.2f", a[1], a[m])
+    return median_of(a, m)
+  }
+  function ratio_line(what, r, goal) {
+    if (r == "") {
       printf "%-32s %s\n", what, "n/a (a column is missing)"
       return 0
     }
-    r = num / den
-    printf "%-32s %6.2fx  (goal >= %.1fx) %s\n", what, r, goal,
-           (r >= goal ? "ok" : "OVER GOAL")
+    printf "%-32s %6.2fx  (goal >= %.1fx) %s; rounds %s\n", what, r, goal,
+           (r >= goal ? "ok" : "OVER GOAL"), spread
     return (r >= goal ? 0 : 3)
   }
-  function per_request(name, kind,   r) {
-    if (state[name, kind] != "ok") return sprintf("%8s", state[name, kind])
-    r = v[name, kind, "requests"] + v[name, kind, "errors"]
-    return r > 0 ? sprintf("%8.3f", v[name, kind, "connects"] / r) : sprintf("%8s", "-")
-  }
-  function val(name, kind, key) {
-    return state[name, kind] == "ok" ? v[name, kind, key] : ""
-  }
   END {
-    printf "egress proxies: keep-alive GETs over %d connections; one %d MiB CONNECT tunnel\n",
+    printf "egress proxies: keep-alive GETs over %d connections; one %d MiB CONNECT tunnel;\n",
            conns, mib
+    printf "medians of %d rounds\n", rounds
     printf "%-10s %-37s | %-28s | %10s\n", "", "upstream keeps alive", "upstream closes",
            "tunnel"
     printf "%-10s %10s %8s %8s %8s | %10s %8s %8s | %10s\n", "proxy", "req/s", "p50_us",
@@ -348,23 +403,24 @@ result[openshell,bulk]=$(measure openshell bulk sandbox --tunnel 10.200.0.1:3128
              cell(name, "bulk", "mib_per_s", 10)
       for (k = 1; k <= 3; k++) {
         kind = (k == 1 ? "rate" : (k == 2 ? "close" : "bulk"))
-        if (state[name, kind] == "ok" && v[name, kind, "errors"] + 0 > 0)
-          printf "  %s %s: %d errors\n", name, kind, v[name, kind, "errors"]
+        errors = 0
+        for (r = 1; r <= rounds; r++) if (ok[name, kind, r]) errors += v[name, kind, r, "errors"]
+        if (errors > 0) printf "  %s %s: %d errors\n", name, kind, errors
       }
     }
     print "conn/req: client connections opened per request (1.000: none was kept alive)."
     print "upstream keeps alive: a proxy may reuse its upstream connection; upstream closes:"
     print "every proxy opens one upstream connection per request (the client side stays)."
     status = 0
-    s = ratio_line("bulk openshell/direct:", val("openshell", "bulk", "mib_per_s"),
-                   val("direct", "bulk", "mib_per_s"), bulk_goal)
+    s = ratio_line("bulk openshell/direct:", ratio("openshell", "direct", "bulk", "mib_per_s"),
+                   bulk_goal)
     if (s) status = s
-    s = ratio_line("req/s openshell/squid:", val("openshell", "rate", "rps"),
-                   val("squid", "rate", "rps"), rps_goal)
+    s = ratio_line("req/s openshell/squid:", ratio("openshell", "squid", "rate", "rps"), rps_goal)
     if (s) status = s
-    if (val("openshell", "close", "rps") != "" && val("squid", "close", "rps") + 0 > 0)
+    r = ratio("openshell", "squid", "close", "rps")
+    if (r != "")
       printf "%-32s %6.2fx  (no goal: shows the cost of an upstream connect per request)\n",
-             "req/s openshell/squid, closing:", val("openshell", "close", "rps") / val("squid", "close", "rps")
+             "req/s openshell/squid, closing:", r
     exit status
   }' || status=$?
 
