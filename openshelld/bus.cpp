@@ -246,8 +246,32 @@ int on_sandbox(sd_bus_message* m, void* userdata, sd_bus_error* error, Action ac
   });
 }
 
+// DeleteSandbox and StopSandbox answer once the supervisor has stopped, which its agent may put
+// off for up to 15 s: the call is kept, and answered from the loop, which serves others meanwhile.
+template <typename Action>
+int on_sandbox_later(sd_bus_message* m, void* userdata, sd_bus_error* error, Action action) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
+    action(service_of(userdata)->manager(), r.name, [call](const Status& st) {
+      if (st) {
+        (void)sd_bus_reply_method_return(call.get(), "");
+        return;
+      }
+      sd_bus_error e = SD_BUS_ERROR_NULL;
+      (void)fail(&e, st.error());
+      (void)sd_bus_reply_method_error(call.get(), &e);
+      sd_bus_error_free(&e);
+    });
+    return 1;
+  });
+}
+
 int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.remove(n); });
+  return on_sandbox_later(m, userdata, error, [](Manager& mgr, const std::string& n, auto done) {
+    mgr.remove(n, std::move(done));
+  });
 }
 
 int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
@@ -255,7 +279,9 @@ int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 }
 
 int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.stop(n); });
+  return on_sandbox_later(m, userdata, error, [](Manager& mgr, const std::string& n, auto done) {
+    mgr.stop(n, std::move(done));
+  });
 }
 
 // `count` descriptors from the message, as our own copies (the message owns its own).

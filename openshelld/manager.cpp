@@ -228,10 +228,12 @@ void Manager::remove_orphan(const std::string& name) {
   // Asked first, so that a supervisor gone for good is not waited for by a pid that may have
   // been reused since.
   if (auto it = sandboxes_.find(name); it != sandboxes_.end()) refresh(it->second);
-  if (auto st = remove(name); !st)
-    log::warn(kComponent, st.error().message());
-  else
-    log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
+  remove(name, [name](const Status& st) {
+    if (!st)
+      log::warn(kComponent, st.error().message());
+    else
+      log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
+  });
 }
 
 Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
@@ -489,39 +491,130 @@ Result<SandboxRecord> Manager::get(const std::string& name) const {
   return r;
 }
 
-// Shutdown over the control socket (SIGTERM to the main process, SIGKILL after the
-// supervisor's grace), then waits for the supervisor; SIGKILL if it outstays kStopTimeout.
-void Manager::stop_supervisor(const std::string& name, pid_t pid) {
-  control::Request shutdown;
-  shutdown.op = control::Op::kShutdown;
-  (void)ask(control_socket(name), shutdown);
-  UniqueFd fd = sys::pidfd_open(pid);
-  if (!fd) return;  // gone already
-  pollfd p{fd.get(), POLLIN, 0};
-  const int timeout_ms =
-      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kStopTimeout).count());
-  int rc;
-  do {
-    rc = ::poll(&p, 1, timeout_ms);
-  } while (rc < 0 && errno == EINTR);
-  if (rc == 0) ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+// A supervisor asked to shut down over its control socket (SIGTERM to the main process, SIGKILL
+// after the supervisor's grace), watched on the loop through its pidfd, and killed if it
+// outstays kStopTimeout; `waiting` are the callers to answer once it is gone.
+struct Manager::Stopping {
+  Manager* manager = nullptr;
+  std::string name;
+  bool remove_after = false;
+  std::vector<std::function<void(Status)>> waiting;
+  UniqueFd pidfd;
+  sd_event_source* exited = nullptr;
+  sd_event_source* deadline = nullptr;
+  ~Stopping() {
+    sd_event_source_disable_unref(exited);
+    sd_event_source_disable_unref(deadline);
+  }
+};
+
+void Manager::stop(const std::string& name, std::function<void(Status)> done) {
+  stop_then(name, false, std::move(done));
 }
 
-Status Manager::stop(const std::string& name) {
+void Manager::remove(const std::string& name, std::function<void(Status)> done) {
+  stop_then(name, true, std::move(done));
+}
+
+void Manager::stop_then(const std::string& name, bool remove_after,
+                        std::function<void(Status)> done) {
   auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (it == sandboxes_.end()) {
+    done(Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT));
+    return;
+  }
+  if (auto joined = stopping_.find(name); joined != stopping_.end()) {
+    joined->second->remove_after |= remove_after;
+    joined->second->waiting.push_back(std::move(done));
+    return;
+  }
   SandboxRecord& record = it->second;
   refresh(record);
-  if (record.phase == Phase::kRunning) stop_supervisor(name, record.supervisor_pid);
-  record.phase = Phase::kStopped;
+  UniqueFd pidfd;
+  if (record.phase == Phase::kRunning) {
+    control::Request shutdown;
+    shutdown.op = control::Op::kShutdown;
+    (void)ask(control_socket(name), shutdown);
+    pidfd = sys::pidfd_open(record.supervisor_pid);
+  }
+  if (!pidfd) {  // not running, or gone already
+    done(after_stop(name, remove_after));
+    return;
+  }
+  auto s = std::make_unique<Stopping>();
+  s->manager = this;
+  s->name = name;
+  s->remove_after = remove_after;
+  s->waiting.push_back(std::move(done));
+  s->pidfd = std::move(pidfd);
+  auto on_exited = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
+    auto* st = static_cast<Stopping*>(userdata);
+    st->manager->end_stop(std::string(st->name));  // destroys *st
+    return 0;
+  };
+  // Past the deadline the supervisor is killed; its exit still ends the wait.
+  auto on_deadline = [](sd_event_source*, uint64_t, void* userdata) -> int {
+    auto* st = static_cast<Stopping*>(userdata);
+    log::warn(kComponent, "sandbox " + st->name + " did not stop within 15 s: killing it");
+    ::syscall(SYS_pidfd_send_signal, st->pidfd.get(), SIGKILL, nullptr, 0);
+    return 0;
+  };
+  const uint64_t timeout_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(kStopTimeout).count());
+  int rc = sd_event_add_io(event_, &s->exited, s->pidfd.get(), EPOLLIN, on_exited, s.get());
+  if (rc >= 0)
+    rc = sd_event_add_time_relative(event_, &s->deadline, CLOCK_MONOTONIC, timeout_us, 0,
+                                    on_deadline, s.get());
+  if (rc < 0) {
+    // No watch to be had (out of memory or descriptors): the supervisor is killed rather than
+    // left half stopped.
+    log::warn(kComponent, "cannot watch " + name + " stopping (" + std::strerror(-rc) +
+                              "): killing its supervisor");
+    ::syscall(SYS_pidfd_send_signal, s->pidfd.get(), SIGKILL, nullptr, 0);
+    pollfd p{s->pidfd.get(), POLLIN, 0};
+    (void)::poll(&p, 1, 5000);
+    auto callbacks = std::move(s->waiting);
+    s.reset();
+    const Status st = after_stop(name, remove_after);
+    for (auto& callback : callbacks) callback(st);
+    return;
+  }
+  stopping_[name] = std::move(s);
+}
+
+void Manager::end_stop(const std::string& name) {
+  auto node = stopping_.extract(name);
+  if (node.empty()) return;
+  const auto s = std::move(node.mapped());
+  const Status st = after_stop(name, s->remove_after);
+  for (auto& callback : s->waiting) callback(st);
+}
+
+Status Manager::after_stop(const std::string& name, bool remove_after) {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) {
+    // Removed meanwhile (a run whose command ended): what a removal asked for.
+    if (remove_after) return {};
+    return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  }
+  SandboxRecord& record = it->second;
   if (record.reason.empty() || record.supervisor_pid > 0) record.reason = "stopped on request";
+  record.phase = Phase::kStopped;
   record.supervisor_pid = -1;
+  if (remove_after) return forget(name);
   return registry_.save(record);
+}
+
+Status Manager::refuse_if_stopping(const std::string& name) const {
+  if (stopping_.contains(name))
+    return Error::from_errno("sandbox " + name.substr(0, 64) + " is stopping", EBUSY);
+  return {};
 }
 
 Status Manager::start(const std::string& name) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (auto st = refuse_if_stopping(name); !st) return st;
   SandboxRecord& record = it->second;
   refresh(record);
   if (record.phase == Phase::kRunning) return Error::invalid("sandbox " + name + " is running");
@@ -543,10 +636,9 @@ Status Manager::start(const std::string& name) {
   return registry_.save(record);
 }
 
-Status Manager::remove(const std::string& name) {
+Status Manager::forget(const std::string& name) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (it->second.phase == Phase::kRunning) stop_supervisor(name, it->second.supervisor_pid);
   if (auto st = registry_.remove(name); !st) return st;
   retire_logs(name);
   sys::remove_socket_path(control_socket(name));  // left behind by a supervisor that was killed
@@ -589,6 +681,7 @@ Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string>
                                std::function<void(const ExecOutcome&)> done) {
   auto record = get(name);
   if (!record) return record.error();
+  if (auto st = refuse_if_stopping(name); !st) return st.error();
   if (record->phase != Phase::kRunning)
     return Error::invalid("sandbox " + name + " is " + std::string(to_string(record->phase)));
   control::Request request;
@@ -684,6 +777,15 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   } while (sandboxes_.contains(name));
   // One sandbox for one command, removed before the reply: the command's end is the reply.
   auto finish = [this, name, done = std::move(done)](const ExecOutcome& outcome) {
+    if (systemd_) {
+      // The unit still holds the sandbox with its default command: stopped and removed first,
+      // then the answer.
+      remove(name, [name, done, outcome](const Status& st) {
+        if (!st) log::warn(kComponent, "removing " + name + ": " + st.error().message());
+        done(outcome);
+      });
+      return;
+    }
     auto it = sandboxes_.find(name);
     if (it != sandboxes_.end() && it->second.supervisor_pid > 0) {
       // It is ending: do not ask it to stop. Its "exit N" comes once the sandbox is gone
@@ -699,7 +801,9 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
     // The reply first, the removal (~0.7 ms of unlinking) after it: both happen in this one
     // dispatch, so no call the caller makes after the reply can see the sandbox.
     done(outcome);
-    if (auto st = remove(name); !st) log::warn(kComponent, st.error().message());
+    remove(name, [](const Status& st) {
+      if (!st) log::warn(kComponent, st.error().message());
+    });
   };
 
   if (systemd_) {

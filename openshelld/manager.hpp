@@ -59,10 +59,15 @@ class Manager {
   [[nodiscard]] std::vector<SandboxRecord> list() const;
   Result<SandboxRecord> get(const std::string& name) const;
   // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
-  // removes its record, revisions and workspace.
-  Status remove(const std::string& name);
+  // removes its record, revisions and workspace; `done` gets the outcome.
+  void remove(const std::string& name, std::function<void(Status)> done);
   // Stops the main process (and so the sandbox); the record, revisions and workspace stay.
-  Status stop(const std::string& name);
+  void stop(const std::string& name, std::function<void(Status)> done);
+  // Both wait for the supervisor on the event loop, not in it: its agent has up to 15 s to end
+  // (then it is killed), and the daemon serves every other call meanwhile. `done` comes from the
+  // loop once the supervisor is gone, or at once when it was not running. Until then the
+  // sandbox reads as running, start and exec are refused, and another stop or removal of it
+  // joins this one.
   // Starts a stopped sandbox again: the same name, command, workspace and policy revision.
   Status start(const std::string& name);
   // Runs a command in the sandbox with the given stdio (stdin, stdout, stderr; or one pty slave,
@@ -176,7 +181,15 @@ class Manager {
   // a batch (a reload) that ends with registry_.sync().
   Status record_revision(SandboxRecord& record, const std::string& text, const std::string& origin,
                          sys::Durability durability);
-  void stop_supervisor(const std::string& name, pid_t pid);
+  struct Stopping;  // a supervisor asked to shut down, watched through its pidfd
+  void stop_then(const std::string& name, bool remove_after, std::function<void(Status)> done);
+  void end_stop(const std::string& name);
+  // The record's end once its supervisor is gone: stopped, or removed with remove_after.
+  Status after_stop(const std::string& name, bool remove_after);
+  // Removes a sandbox whose supervisor no longer runs (an ended run's): record, revisions,
+  // workspace, logs.
+  Status forget(const std::string& name);
+  Status refuse_if_stopping(const std::string& name) const;
 
   Config config_;
   sd_event* event_;
@@ -189,6 +202,7 @@ class Manager {
   uint64_t next_ticket_ = 1;
   struct Orphan;  // an adopted run's sandbox, watched through its supervisor's pidfd
   std::map<std::string, std::unique_ptr<Orphan>> orphans_;
+  std::map<std::string, std::unique_ptr<Stopping>> stopping_;
 };
 
 }  // namespace openshell::daemon

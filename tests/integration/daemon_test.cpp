@@ -885,6 +885,40 @@ TEST_CASE("openshelld: stop and start keep the sandbox and its workspace") {
   CHECK(d.ctl({"sandbox", "start", name}).exit_code == 1);  // already running
 }
 
+// A delete answers once the supervisor has stopped, which an agent that ignores SIGTERM puts
+// off for the supervisor's 10 s grace: the daemon serves every other call meanwhile.
+TEST_CASE("openshelld: a sandbox slow to stop holds up nobody else") {
+  Daemon d;
+  const std::string other = d.create("other");
+  const std::string slow = unique_name("slow");
+  REQUIRE(d.ctl({"sandbox", "create", slow, "--", "/bin/sh", "-c",
+                 "trap '' TERM; while :; do sleep 1; done"})
+              .exit_code == 0);
+  pid_t deleting =
+      spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "delete", slow},
+                    d.dir().path() + "/delete.out");
+  // The daemon has taken the delete (and is waiting for the supervisor) when exec says so.
+  REQUIRE(eventually([&] {
+    return d.ctl({"exec", slow, "--", "true"}).err.find("is stopping") != std::string::npos;
+  }));
+  CHECK(d.ctl({"exec", other, "--", "echo", "served"}).out == "served\n");
+  auto start = d.ctl({"sandbox", "start", slow});
+  CHECK(start.exit_code == 1);
+  CHECK(start.err.find("is stopping") != std::string::npos);
+  pid_t again = spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "delete", slow},
+                              d.dir().path() + "/delete-again.out");
+  int status = -1;
+  CHECK(::waitpid(deleting, &status, WNOHANG) == 0);  // all that while, the first delete waited
+
+  REQUIRE(::waitpid(deleting, &status, 0) == deleting);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(::waitpid(again, &status, 0) == again);  // the second joined the first
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(d.ctl({"sandbox", "get", slow}).exit_code != 0);
+  CHECK(d.ctl({"exec", other, "--", "echo", "still"}).out == "still\n");
+}
+
 TEST_CASE("openshelld: tells systemd it is ready, and when a reload runs") {
   Daemon d(/*notify=*/true);
   CHECK(eventually([&] { return d.notifications().find("READY=1") != std::string::npos; }));

@@ -175,6 +175,8 @@ check "the workspace file survived" bash -c "
 
 # run: a sandbox for one command, gone afterwards.
 check "run -- /bin/true" inside openshellctl run -- /bin/true
+check "run's unit is gone too" bash -c "
+  [[ -z \$(inside systemctl list-units --no-legend --state=active 'openshell-sandbox-run-*') ]]"
 check "delete s1" inside openshellctl sandbox delete s1
 check "s1's unit is gone" bash -c "! inside systemctl is-active --quiet openshell-sandbox-s1.service"
 check "no sandbox is left" bash -c "[[ -z \$(inside openshellctl --json sandbox list | tr -d '[:space:][]') ]]"
