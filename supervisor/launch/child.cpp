@@ -192,11 +192,11 @@ int generated_file_in_child(const MountEntry& m, size_t index) {
 }
 
 // The generated files of the directory holding plan.mounts[first], i.e. the kGeneratedFile
-// entries with that parent (all at `first` or after it in mount order). Each is bound over its
-// name when all of them can be. Otherwise the directory becomes a read-only overlay with the
-// generated files in a layer above what it held: a host's /etc may lack hosts, or have
-// resolv.conf as a symlink (Ubuntu's points into /run/systemd/resolve), and the read-only bind
-// of that /etc can neither take a new name nor a bind over a link. Sets *stage for a failure.
+// entries with that parent. Each is bound over its name when all of them can be. Otherwise the
+// directory becomes a read-only overlay with the generated files in a layer above what it held: a
+// host's /etc may lack hosts, or have resolv.conf as a symlink (Ubuntu's points into
+// /run/systemd/resolve), and the read-only bind of that /etc can neither take a new name nor a bind
+// over a link. Sets *stage for a failure.
 int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
   *stage = Stage::kMountTarget;
   const std::string& first_path = plan.mounts[first].stage_path;
@@ -211,11 +211,11 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
            m.stage_path[dir_len] == '/' && m.stage_path.find('/', dir_len + 1) == std::string::npos;
   };
   bool bindable = true;
-  for (size_t j = first; j < plan.mounts.size() && bindable; ++j)
+  for (size_t j = 0; j < plan.mounts.size() && bindable; ++j)
     if (in_dir(plan.mounts[j]))
       bindable = file_bindable_in_child(plan.mounts[j].stage_path.c_str());
   if (bindable) {
-    for (size_t j = first; j < plan.mounts.size(); ++j) {
+    for (size_t j = 0; j < plan.mounts.size(); ++j) {
       if (!in_dir(plan.mounts[j])) continue;
       if (int err = generated_file_in_child(plan.mounts[j], j); err != 0) return err;
       plan.mounts[j].generated_done = true;
@@ -233,7 +233,7 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
   if (int err = sys::tmpfs_in_child(layer, MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=64");
       err != 0)
     return err;
-  for (size_t j = first; j < plan.mounts.size(); ++j) {
+  for (size_t j = 0; j < plan.mounts.size(); ++j) {
     MountEntry& m = plan.mounts[j];
     if (!in_dir(m)) continue;
     char path[4096 + 64];
@@ -252,6 +252,20 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
   if (::umount2(layer, MNT_DETACH) != 0) return errno;
   if (::rmdir(layer) != 0) return errno;
   return 0;
+}
+
+// A kGeneratedFile entry not placed yet whose directory holds `stage_path` (a mount beneath it,
+// or one of the generated files themselves); plan.mounts.size() if none.
+size_t pending_generated_above(const LaunchPlan& plan, const std::string& stage_path) {
+  for (size_t j = 0; j < plan.mounts.size(); ++j) {
+    const MountEntry& g = plan.mounts[j];
+    if (g.kind != MountEntry::Kind::kGeneratedFile || g.generated_done) continue;
+    const size_t dir_len = g.stage_path.rfind('/');
+    if (dir_len != std::string::npos && stage_path.size() > dir_len &&
+        stage_path.compare(0, dir_len + 1, g.stage_path, 0, dir_len + 1) == 0)
+      return j;
+  }
+  return plan.mounts.size();
 }
 
 void build_root_in_child(LaunchPlan& plan, int error_fd) {
@@ -275,6 +289,13 @@ void build_root_in_child(LaunchPlan& plan, int error_fd) {
     const int idx = static_cast<int>(i);
     const char* target = m.stage_path.c_str();
     int err = 0;
+    // A directory's generated files go in before anything else beneath it: as an overlay they
+    // would hide what was mounted there earlier.
+    if (const size_t g = pending_generated_above(plan, m.stage_path); g < plan.mounts.size()) {
+      Stage stage = Stage::kNone;
+      if ((err = generated_dir_in_child(plan, g, &stage)) != 0)
+        fail(error_fd, stage, err, static_cast<int>(g));
+    }
     switch (m.kind) {
       case MountEntry::Kind::kBind: {
         err = m.source_is_dir ? sys::mkdir_p_in_child(target) : sys::touch_in_child(target);
@@ -312,11 +333,7 @@ void build_root_in_child(LaunchPlan& plan, int error_fd) {
         if ((err = make_proc_in_child(target)) != 0) fail(error_fd, Stage::kProc, err, idx);
         break;
       case MountEntry::Kind::kGeneratedFile:
-        if (!m.generated_done) {
-          Stage stage = Stage::kNone;
-          if ((err = generated_dir_in_child(plan, i, &stage)) != 0) fail(error_fd, stage, err, idx);
-        }
-        break;
+        break;  // placed with its directory's set, above
     }
   }
 

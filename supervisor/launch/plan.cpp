@@ -205,6 +205,8 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
                                kSandboxAddressText + "\n"},
   };
   for (const auto& [path, content] : generated) {
+    // Ours, whatever the policy lists: a bind of the host's file there would only be covered.
+    std::erase_if(plan.mounts, [&](const MountEntry& e) { return e.target == path; });
     MountEntry m = make_entry(MountEntry::Kind::kGeneratedFile, path);
     m.content = content;
     m.source_is_dir = false;

@@ -98,9 +98,14 @@ TEST_CASE("the sandbox has generated identity files, not the host's") {
 // runs here in a mount namespace of the test's own, where /etc is a copy made that way.
 TEST_CASE("generated /etc files replace a host's symlink and fill a missing name") {
   TempDir dir;
-  auto policy = dir.write("p.toml", test_policy());
+  // A writable bind beneath /etc, sorted before the generated names: it must stay in view. The
+  // host's /etc/passwd, listed too, stays out: the generated one takes its place.
+  auto policy =
+      dir.write("p.toml", test_policy(", \"/etc/passwd\"", "read_write = [\"/etc/aaa-probe\"]\n"));
   TempDir etc;
   REQUIRE(run_process({"/bin/cp", "-a", "/etc/.", etc.path()}).exit_code == 0);
+  REQUIRE(::mkdir((etc.path() + "/aaa-probe").c_str(), 0777) == 0);
+  REQUIRE(::chmod((etc.path() + "/aaa-probe").c_str(), 0777) == 0);
   REQUIRE(::unlink((etc.path() + "/hosts").c_str()) == 0);
   (void)::unlink((etc.path() + "/resolv.conf").c_str());
   REQUIRE(::symlink("../run/systemd/resolve/stub-resolv.conf",
@@ -125,7 +130,8 @@ TEST_CASE("generated /etc files replace a host's symlink and fill a missing name
     return run_process(argv);
   };
   auto r = under_that_etc({helper("try_open"), "r", "/etc/hosts", "r", "/etc/resolv.conf", "r",
-                           "/etc/hostname", "create", "/etc/openshell-probe"});
+                           "/etc/hostname", "create", "/etc/openshell-probe", "create",
+                           "/etc/aaa-probe/written"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   auto cases = parse_cases(r.out);
@@ -133,6 +139,7 @@ TEST_CASE("generated /etc files replace a host's symlink and fill a missing name
   CHECK(cases["r /etc/resolv.conf"] == "ok");
   CHECK(cases["r /etc/hostname"] == "ok");  // the host's names are still there, under ours
   CHECK(cases["create /etc/openshell-probe"] == "EROFS");
+  CHECK(cases["create /etc/aaa-probe/written"] == "ok");  // the writable bind, not the overlay
   auto cat = under_that_etc({"/bin/cat", "/etc/resolv.conf", "/etc/hosts", "/etc/passwd"});
   REQUIRE(cat.exit_code == 0);
   CHECK(cat.out.find("nameserver 10.200.0.1") != std::string::npos);
