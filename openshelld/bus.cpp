@@ -102,6 +102,14 @@ int fail(sd_bus_error* error, const Error& e) {
   return sd_bus_error_set(error, name, e.message().c_str());
 }
 
+// The error reply to a call kept for later, named as fail() names it.
+void reply_error(sd_bus_message* call, const Error& e) {
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  (void)fail(&error, e);
+  (void)sd_bus_reply_method_error(call, &error);
+  sd_bus_error_free(&error);
+}
+
 int read_strings(sd_bus_message* m, std::vector<std::string>* out, sd_bus_error* error) {
   int rc = sd_bus_message_enter_container(m, 'a', "s");
   if (rc < 0) return rc;
@@ -184,10 +192,19 @@ int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own
     std::vector<std::string> command;
     if (int rc = read_strings(m, &command, error); rc < 0) return rc;
     auto& manager = service_of(userdata)->manager();
-    auto created = own_text ? manager.create_with_text(name, policy, source, command, caller.uid)
-                            : manager.create(name, policy, command, caller.uid);
-    if (!created) return fail(error, created.error());
-    return sd_bus_reply_method_return(m, "s", created->name.c_str());
+    // Answered once the supervisor is up, from the loop, which serves others meanwhile.
+    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
+    auto done = [call](Result<SandboxRecord> created) {
+      if (created)
+        (void)sd_bus_reply_method_return(call.get(), "s", created->name.c_str());
+      else
+        reply_error(call.get(), created.error());
+    };
+    if (own_text)
+      manager.create_with_text(name, policy, source, std::move(command), caller.uid, done);
+    else
+      manager.create(name, policy, std::move(command), caller.uid, done);
+    return 1;
   });
 }
 
@@ -255,14 +272,10 @@ int on_sandbox_later(sd_bus_message* m, void* userdata, sd_bus_error* error, Act
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
     std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
     action(service_of(userdata)->manager(), r.name, [call](const Status& st) {
-      if (st) {
+      if (st)
         (void)sd_bus_reply_method_return(call.get(), "");
-        return;
-      }
-      sd_bus_error e = SD_BUS_ERROR_NULL;
-      (void)fail(&e, st.error());
-      (void)sd_bus_reply_method_error(call.get(), &e);
-      sd_bus_error_free(&e);
+      else
+        reply_error(call.get(), st.error());
     });
     return 1;
   });

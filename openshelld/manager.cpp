@@ -236,8 +236,8 @@ void Manager::remove_orphan(const std::string& name) {
   });
 }
 
-Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
-                                        const std::string& policy_file, Attach* attach) {
+Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
+                                        Attach* attach, bool wait) {
   const std::string workspace = registry_.workspace(record.name);
   if (auto st = make_dir(workspace, 0700); !st) return st.error();
   // The agent writes as the workspace's owner: the caller, or nobody for root's sandboxes
@@ -267,11 +267,9 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
   args.emplace_back("--");
   args.insert(args.end(), record.command.begin(), record.command.end());
 
-  std::string log_hint = log_file;
   pid_t supervisor = -1;
   if (systemd_) {
     const std::string unit = sandbox_unit(record.name);
-    log_hint = "journalctl -u " + unit;
     auto parsed = policy::parse_policy_file(policy_file);
     if (!parsed.ok()) return Error::invalid("revision " + policy_file + " does not parse");
     if (auto st = systemd_->start(unit, "openshell sandbox " + record.name, args,
@@ -284,29 +282,21 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record,
     supervisor = *pid;
     if (attach != nullptr) return supervisor;  // its status socket tells the rest
   }
-  auto gone = [&] {
-    return systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
-  };
+  if (!wait) return supervisor;
 
-  // Up when its control socket answers; a supervisor that dies first tells why in its log.
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  control::Request status;
-  status.op = control::Op::kStatus;
   // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
   auto pause = std::chrono::milliseconds(1);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
-      return reply->data.value("supervisor_pid", supervisor);
-    if (gone())
-      return Error::invalid("the supervisor exited during start" +
-                            (systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")"
-                                      : std::string()) +
-                            "; see " + log_hint);
+    auto up = started(record, supervisor);
+    if (!up) return up.error();
+    if (up->has_value()) return **up;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
   if (supervisor > 0) ::kill(supervisor, SIGKILL);
-  return Error::from_errno("the supervisor did not come up; see " + log_hint, ETIMEDOUT);
+  return Error::from_errno(
+      "the supervisor did not come up; see " + supervisor_log_hint(record.name), ETIMEDOUT);
 }
 
 // The direct driver: the supervisor in a session of its own, started with posix_spawn (a
@@ -399,19 +389,19 @@ Result<Manager::NewPolicy> Manager::new_policy(const std::string& policy,
   return np;
 }
 
-Result<SandboxRecord> Manager::create(const std::string& name, const std::string& policy,
-                                      std::vector<std::string> command, uid_t owner) {
+void Manager::create(const std::string& name, const std::string& policy,
+                     std::vector<std::string> command, uid_t owner, Created done) {
   auto np = new_policy(policy, "", "");
-  if (!np) return np.error();
-  return create_from(name, *np, std::move(command), owner);
+  if (!np) return done(np.error());
+  create_later(name, *np, std::move(command), owner, std::move(done));
 }
 
-Result<SandboxRecord> Manager::create_with_text(const std::string& name, const std::string& text,
-                                                const std::string& source,
-                                                std::vector<std::string> command, uid_t owner) {
+void Manager::create_with_text(const std::string& name, const std::string& text,
+                               const std::string& source, std::vector<std::string> command,
+                               uid_t owner, Created done) {
   auto np = new_policy("", text, source.empty() ? "<policy>" : source);
-  if (!np) return np.error();
-  return create_from(name, *np, std::move(command), owner);
+  if (!np) return done(np.error());
+  create_later(name, *np, std::move(command), owner, std::move(done));
 }
 
 Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPolicy& np,
@@ -422,15 +412,109 @@ Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPol
   if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
     return st.error();
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
-  if (!pid) {
+  return finish_create(std::move(record), std::move(pid));
+}
+
+Result<SandboxRecord> Manager::finish_create(SandboxRecord record, Result<pid_t> supervisor) {
+  if (!supervisor) {
     record.phase = Phase::kFailed;
-    record.reason = pid.error().message();
+    record.reason = supervisor.error().message();
     (void)registry_.save(record);
-    sandboxes_[name] = record;
-    return pid.error();
+    sandboxes_[record.name] = record;
+    return supervisor.error();
   }
-  if (auto st = mark_running(record, *pid); !st) return st.error();
+  if (auto st = mark_running(record, *supervisor); !st) return st.error();
   return record;
+}
+
+struct Manager::Starting {
+  Manager* manager = nullptr;
+  SandboxRecord record;
+  pid_t supervisor = -1;  // -1 under the systemd driver: the unit's, learnt when it answers
+  std::chrono::steady_clock::time_point deadline;
+  std::chrono::milliseconds pause{1};
+  sd_event_source* timer = nullptr;
+  Created done;
+  ~Starting() { sd_event_source_disable_unref(timer); }
+};
+
+void Manager::create_later(const std::string& name, const NewPolicy& np,
+                           std::vector<std::string> command, uid_t owner, Created done) {
+  SandboxRecord record;
+  if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
+    return done(st.error());
+  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), nullptr,
+                              /*wait=*/false);
+  if (!pid) return done(finish_create(std::move(record), std::move(pid)));
+  sandboxes_[name] = record;  // creating: the name is taken, and others see it
+  auto s = std::make_unique<Starting>();
+  s->manager = this;
+  s->supervisor = *pid;
+  s->deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  s->done = std::move(done);
+  auto on_tick = [](sd_event_source*, uint64_t, void* userdata) -> int {
+    auto* st = static_cast<Starting*>(userdata);
+    st->manager->poll_start(st->record.name);  // may destroy *st
+    return 0;
+  };
+  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
+  if (int rc =
+          sd_event_add_time_relative(event_, &s->timer, CLOCK_MONOTONIC, 1000, 0, on_tick, s.get());
+      rc < 0) {
+    if (*pid > 0) ::kill(*pid, SIGKILL);
+    sandboxes_.erase(name);
+    return s->done(finish_create(std::move(record),
+                                 Error::from_errno("watching the supervisor's start", -rc)));
+  }
+  s->record = std::move(record);
+  starting_[name] = std::move(s);
+}
+
+void Manager::poll_start(const std::string& name) {
+  auto it = starting_.find(name);
+  if (it == starting_.end()) return;
+  Starting& s = *it->second;
+  auto up = started(s.record, s.supervisor);
+  Result<pid_t> outcome = Error::invalid("not started");
+  if (up && !up->has_value()) {
+    if (std::chrono::steady_clock::now() < s.deadline) {
+      s.pause = std::min(s.pause * 2, std::chrono::milliseconds(20));
+      const auto next = std::chrono::duration_cast<std::chrono::microseconds>(s.pause).count();
+      if (sd_event_source_set_time_relative(s.timer, static_cast<uint64_t>(next)) >= 0 &&
+          sd_event_source_set_enabled(s.timer, SD_EVENT_ONESHOT) >= 0)
+        return;
+    }
+    if (s.supervisor > 0) ::kill(s.supervisor, SIGKILL);
+    outcome = Error::from_errno("the supervisor did not come up; see " + supervisor_log_hint(name),
+                                ETIMEDOUT);
+  } else if (!up) {
+    outcome = up.error();
+  } else {
+    outcome = **up;
+  }
+  auto owned = std::move(starting_.extract(it).mapped());
+  Created done = std::move(owned->done);
+  SandboxRecord record = std::move(owned->record);
+  owned.reset();  // its timer with it
+  done(finish_create(std::move(record), std::move(outcome)));
+}
+
+Result<std::optional<pid_t>> Manager::started(const SandboxRecord& record, pid_t supervisor) {
+  control::Request status;
+  status.op = control::Op::kStatus;
+  if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
+    return std::optional<pid_t>(reply->data.value("supervisor_pid", supervisor));
+  const bool gone = systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
+  if (!gone) return std::optional<pid_t>();
+  return Error::invalid(
+      "the supervisor exited during start" +
+      (systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")" : std::string()) +
+      "; see " + supervisor_log_hint(record.name));
+}
+
+std::string Manager::supervisor_log_hint(const std::string& name) const {
+  if (systemd_) return "journalctl -u " + sandbox_unit(name);
+  return config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
 }
 
 Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
@@ -523,6 +607,7 @@ void Manager::stop_then(const std::string& name, bool remove_after,
     done(Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT));
     return;
   }
+  if (starting_.contains(name)) return done(refuse_if_busy(name));
   if (auto joined = stopping_.find(name); joined != stopping_.end()) {
     joined->second->remove_after |= remove_after;
     joined->second->waiting.push_back(std::move(done));
@@ -605,7 +690,9 @@ Status Manager::after_stop(const std::string& name, bool remove_after) {
   return registry_.save(record);
 }
 
-Status Manager::refuse_if_stopping(const std::string& name) const {
+Status Manager::refuse_if_busy(const std::string& name) const {
+  if (starting_.contains(name))
+    return Error::from_errno("sandbox " + name.substr(0, 64) + " is starting", EBUSY);
   if (stopping_.contains(name))
     return Error::from_errno("sandbox " + name.substr(0, 64) + " is stopping", EBUSY);
   return {};
@@ -614,7 +701,7 @@ Status Manager::refuse_if_stopping(const std::string& name) const {
 Status Manager::start(const std::string& name) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_stopping(name); !st) return st;
+  if (auto st = refuse_if_busy(name); !st) return st;
   SandboxRecord& record = it->second;
   refresh(record);
   if (record.phase == Phase::kRunning) return Error::invalid("sandbox " + name + " is running");
@@ -681,7 +768,7 @@ Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string>
                                std::function<void(const ExecOutcome&)> done) {
   auto record = get(name);
   if (!record) return record.error();
-  if (auto st = refuse_if_stopping(name); !st) return st.error();
+  if (auto st = refuse_if_busy(name); !st) return st.error();
   if (record->phase != Phase::kRunning)
     return Error::invalid("sandbox " + name + " is " + std::string(to_string(record->phase)));
   control::Request request;
@@ -1015,6 +1102,7 @@ Result<uint64_t> Manager::set_policy(const std::string& name, const std::string&
                                      const std::string& source) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (auto st = refuse_if_busy(name); !st) return st.error();
   if (auto st = validate_policy(text, source.empty() ? "<policy>" : source); !st) return st.error();
   SandboxRecord& record = it->second;
   refresh(record);
@@ -1028,6 +1116,7 @@ Result<uint64_t> Manager::set_policy(const std::string& name, const std::string&
 Result<uint64_t> Manager::rollback_policy(const std::string& name, uint64_t to) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (auto st = refuse_if_busy(name); !st) return st.error();
   SandboxRecord& record = it->second;
   if (to == 0) {  // the one before the current
     for (uint64_t n : registry_.revisions(name))

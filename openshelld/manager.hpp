@@ -49,13 +49,18 @@ class Manager {
   // stopped with the reason. Returns the problems found (corrupt records and the like).
   Result<std::vector<std::string>> start();
 
-  Result<SandboxRecord> create(const std::string& name, const std::string& policy,
-                               std::vector<std::string> command, uid_t owner);
+  // Creates the sandbox and starts its supervisor; `done` comes from the event loop once the
+  // supervisor's control socket answers (or it failed): a supervisor can take up to 15 s (a
+  // policy path on a hung mount), and the daemon serves every other call meanwhile. Until then
+  // the sandbox reads as creating, and stop, delete, start, exec and policy changes of it are
+  // refused.
+  using Created = std::function<void(Result<SandboxRecord>)>;
+  void create(const std::string& name, const std::string& policy, std::vector<std::string> command,
+              uid_t owner, Created done);
   // The same with the caller's own policy text (`source` names it in diagnostics); the sandbox
   // has no named policy, so reloads pass it by.
-  Result<SandboxRecord> create_with_text(const std::string& name, const std::string& text,
-                                         const std::string& source,
-                                         std::vector<std::string> command, uid_t owner);
+  void create_with_text(const std::string& name, const std::string& text, const std::string& source,
+                        std::vector<std::string> command, uid_t owner, Created done);
   [[nodiscard]] std::vector<SandboxRecord> list() const;
   Result<SandboxRecord> get(const std::string& name) const;
   // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
@@ -159,10 +164,14 @@ class Manager {
     UniqueFd status_write;
     std::vector<std::string> env;
   };
-  // Starts the supervisor with the driver and waits for its control socket; returns its pid.
-  // With `attach` (direct driver only) it returns at once: the status socket says the rest.
+  // Starts the supervisor with the driver and, with `wait`, waits for its control socket;
+  // returns its pid (-1 for a unit not waited for). With `attach` (direct driver only) it
+  // returns at once: the status socket says the rest.
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
-                                 Attach* attach = nullptr);
+                                 Attach* attach = nullptr, bool wait = true);
+  std::string supervisor_log_hint(const std::string& name) const;
+  // The record once its supervisor is up (running) or not (failed, with the reason).
+  Result<SandboxRecord> finish_create(SandboxRecord record, Result<pid_t> supervisor);
   // The direct driver's start; `netns`, if any, is passed on as the supervisor's --netns-fd.
   static Result<pid_t> spawn_detached(std::vector<std::string> args, const std::string& log_file,
                                       const Attach* attach, UniqueFd netns);
@@ -181,6 +190,12 @@ class Manager {
   // a batch (a reload) that ends with registry_.sync().
   Status record_revision(SandboxRecord& record, const std::string& text, const std::string& origin,
                          sys::Durability durability);
+  struct Starting;  // a new sandbox's supervisor, polled until its control socket answers
+  void create_later(const std::string& name, const NewPolicy& np, std::vector<std::string> command,
+                    uid_t owner, Created done);
+  void poll_start(const std::string& name);
+  // Up when its control socket answers: its pid; an error if it is gone; nullopt: not yet.
+  Result<std::optional<pid_t>> started(const SandboxRecord& record, pid_t supervisor);
   struct Stopping;  // a supervisor asked to shut down, watched through its pidfd
   void stop_then(const std::string& name, bool remove_after, std::function<void(Status)> done);
   void end_stop(const std::string& name);
@@ -189,7 +204,7 @@ class Manager {
   // Removes a sandbox whose supervisor no longer runs (an ended run's): record, revisions,
   // workspace, logs.
   Status forget(const std::string& name);
-  Status refuse_if_stopping(const std::string& name) const;
+  Status refuse_if_busy(const std::string& name) const;  // starting or stopping
 
   Config config_;
   sd_event* event_;
@@ -203,6 +218,7 @@ class Manager {
   struct Orphan;  // an adopted run's sandbox, watched through its supervisor's pidfd
   std::map<std::string, std::unique_ptr<Orphan>> orphans_;
   std::map<std::string, std::unique_ptr<Stopping>> stopping_;
+  std::map<std::string, std::unique_ptr<Starting>> starting_;
 };
 
 }  // namespace openshell::daemon

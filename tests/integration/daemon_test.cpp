@@ -37,7 +37,8 @@ class Daemon {
  public:
   // notify: the daemon gets a NOTIFY_SOCKET of ours, as under systemd (notifications()).
   // config: more lines for its openshelld.toml.
-  explicit Daemon(bool notify = false, const std::string& config = "") {
+  explicit Daemon(bool notify = false, const std::string& config = "",
+                  const std::string& supervisor = supervisor_bin()) {
     if (notify) {
       notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
       REQUIRE(notify_);
@@ -68,7 +69,7 @@ class Daemon {
                                       "policy_dir = \"" + dir_.path() + "/policies\"\n" +
                                       "runtime_dir = \"" + dir_.path() + "/run\"\n" +
                                       "log_dir = \"" + dir_.path() + "/log\"\n" +
-                                      "supervisor = \"" + supervisor_bin() + "\"\n" + config);
+                                      "supervisor = \"" + supervisor + "\"\n" + config);
     start();
   }
   ~Daemon() {
@@ -917,6 +918,41 @@ TEST_CASE("openshelld: a sandbox slow to stop holds up nobody else") {
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(d.ctl({"sandbox", "get", slow}).exit_code != 0);
   CHECK(d.ctl({"exec", other, "--", "echo", "still"}).out == "still\n");
+}
+
+// A create answers once the supervisor is up; one slow to come up (here a wrapper that waits
+// 3 s before it runs the supervisor) holds up nobody else, and its sandbox reads as creating.
+TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
+  TempDir bin;
+  const std::string wrapper =
+      bin.write("slow-supervisor", "#!/bin/sh\nsleep 3\nexec " + supervisor_bin() + " \"$@\"\n");
+  REQUIRE(::chmod(wrapper.c_str(), 0755) == 0);
+  REQUIRE(::chmod(bin.path().c_str(), 0755) == 0);
+  Daemon d(false, "", wrapper);
+  const std::string slow = unique_name("slowstart");
+  pid_t creating =
+      spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "create", slow},
+                    d.dir().path() + "/create.out");
+  REQUIRE(eventually([&] {
+    auto got = d.ctl({"--json", "sandbox", "get", slow});
+    return got.exit_code == 0 && nlohmann::json::parse(got.out)["phase"] == "creating";
+  }));
+  CHECK(d.ctl({"status"}).exit_code == 0);
+  auto again = d.ctl({"sandbox", "create", slow});
+  CHECK(again.exit_code != 0);
+  CHECK(again.err.find("exists") != std::string::npos);
+  auto early = d.ctl({"sandbox", "delete", slow});
+  CHECK(early.exit_code != 0);
+  CHECK(early.err.find("is starting") != std::string::npos);
+  int status = -1;
+  CHECK(::waitpid(creating, &status, WNOHANG) == 0);  // all that while, the create waited
+
+  REQUIRE(::waitpid(creating, &status, 0) == creating);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", slow}).out)["phase"] == "running");
+  CHECK(d.ctl({"exec", slow, "--", "echo", "up"}).out == "up\n");
+  CHECK(d.ctl({"sandbox", "delete", slow}).exit_code == 0);
 }
 
 TEST_CASE("openshelld: tells systemd it is ready, and when a reload runs") {
