@@ -105,6 +105,9 @@ class Daemon {
     created_.push_back(name);
     return name;
   }
+  // A sandbox made another way than create(), deleted with the daemon like those: a test that
+  // fails halfway leaves no supervisor behind.
+  void delete_at_end(const std::string& name) { created_.push_back(name); }
   const TempDir& dir() const { return dir_; }
   pid_t pid() const { return daemon_; }
   const std::string& address() const { return address_; }
@@ -445,6 +448,7 @@ TEST_CASE("openshelld: only root and group openshell may call; members see their
 
   // A member: creates, sees and uses its own; root's sandbox does not exist for it.
   const std::string mine = unique_name("mine");
+  d.delete_at_end(mine);
   auto created = ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "create", mine});
   INFO(created.err);
   REQUIRE(created.exit_code == 0);
@@ -530,6 +534,7 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   };
   d.dir().write("policies/web.toml", base);
   const std::string name = unique_name("web");
+  d.delete_at_end(name);
   REQUIRE(d.ctl({"sandbox", "create", name, "--policy", "web"}).exit_code == 0);
   auto curl = [&] { return curl_in(d, name, "http://" + up.address() + ":8081/x"); };
   CHECK(curl().find(" 403") != std::string::npos);
@@ -598,6 +603,7 @@ TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
                            up.address() + "\"\nports = [8081]\n";
   d.dir().write("policies/web.toml", base);
   const std::string name = unique_name("set");
+  d.delete_at_end(name);
   REQUIRE(d.ctl({"sandbox", "create", name, "--policy", "web"}).exit_code == 0);
   auto curl = [&] { return curl_in(d, name, "http://" + up.address() + ":8081/x"); };
   CHECK(curl().find(" 403") != std::string::npos);
@@ -766,6 +772,7 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("broken.toml:2:") != std::string::npos);
   const std::string mine = unique_name("own");
+  d.delete_at_end(mine);
   REQUIRE(d.ctl({"sandbox", "create", mine, "--policy-file", own}).exit_code == 0);
   CHECK(d.ctl({"sandbox", "get", mine}).out.find("policy    (its own)") != std::string::npos);
   CHECK(d.ctl({"sandbox", "delete", mine}).exit_code == 0);
@@ -892,6 +899,7 @@ TEST_CASE("openshelld: a sandbox slow to stop holds up nobody else") {
   Daemon d;
   const std::string other = d.create("other");
   const std::string slow = unique_name("slow");
+  d.delete_at_end(slow);
   REQUIRE(d.ctl({"sandbox", "create", slow, "--", "/bin/sh", "-c",
                  "trap '' TERM; while :; do sleep 1; done"})
               .exit_code == 0);
@@ -930,6 +938,7 @@ TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
   REQUIRE(::chmod(bin.path().c_str(), 0755) == 0);
   Daemon d(false, "", wrapper);
   const std::string slow = unique_name("slowstart");
+  d.delete_at_end(slow);
   pid_t creating =
       spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "create", slow},
                     d.dir().path() + "/create.out");
