@@ -48,6 +48,9 @@ Status validate_policy(const std::string& text, const std::string& source) {
 
 constexpr std::string_view kComponent = "manager";
 constexpr auto kStartTimeout = std::chrono::seconds(15);
+// A starting supervisor's control socket is polled from 1 ms, doubling up to this: a sandbox
+// is usually up within a few milliseconds.
+constexpr auto kStartPollMax = std::chrono::milliseconds(20);
 constexpr auto kStopTimeout = std::chrono::seconds(15);
 constexpr uid_t kNobody = 65534;
 
@@ -285,18 +288,15 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::
   if (!wait) return supervisor;
 
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
-  auto pause = std::chrono::milliseconds(1);
+  auto pause = std::chrono::milliseconds(1);  // up to kStartPollMax
   while (std::chrono::steady_clock::now() < deadline) {
     auto up = started(record, supervisor);
     if (!up) return up.error();
     if (up->has_value()) return **up;
     std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+    pause = std::min(pause * 2, kStartPollMax);
   }
-  if (supervisor > 0) ::kill(supervisor, SIGKILL);
-  return Error::from_errno(
-      "the supervisor did not come up; see " + supervisor_log_hint(record.name), ETIMEDOUT);
+  return start_timed_out(record.name, supervisor);
 }
 
 // The direct driver: the supervisor in a session of its own, started with posix_spawn (a
@@ -457,7 +457,7 @@ void Manager::create_later(const std::string& name, const NewPolicy& np,
     st->manager->poll_start(st->record.name);  // may destroy *st
     return 0;
   };
-  // Polled from 1 ms up to 20 ms: a sandbox is usually up within a few milliseconds.
+  // The first poll after 1 ms, then as spawn_supervisor's wait does (up to kStartPollMax).
   if (int rc =
           sd_event_add_time_relative(event_, &s->timer, CLOCK_MONOTONIC, 1000, 0, on_tick, s.get());
       rc < 0) {
@@ -478,15 +478,13 @@ void Manager::poll_start(const std::string& name) {
   Result<pid_t> outcome = Error::invalid("not started");
   if (up && !up->has_value()) {
     if (std::chrono::steady_clock::now() < s.deadline) {
-      s.pause = std::min(s.pause * 2, std::chrono::milliseconds(20));
+      s.pause = std::min(s.pause * 2, kStartPollMax);
       const auto next = std::chrono::duration_cast<std::chrono::microseconds>(s.pause).count();
       if (sd_event_source_set_time_relative(s.timer, static_cast<uint64_t>(next)) >= 0 &&
           sd_event_source_set_enabled(s.timer, SD_EVENT_ONESHOT) >= 0)
         return;
     }
-    if (s.supervisor > 0) ::kill(s.supervisor, SIGKILL);
-    outcome = Error::from_errno("the supervisor did not come up; see " + supervisor_log_hint(name),
-                                ETIMEDOUT);
+    outcome = start_timed_out(name, s.supervisor);
   } else if (!up) {
     outcome = up.error();
   } else {
@@ -510,6 +508,12 @@ Result<std::optional<pid_t>> Manager::started(const SandboxRecord& record, pid_t
       "the supervisor exited during start" +
       (systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")" : std::string()) +
       "; see " + supervisor_log_hint(record.name));
+}
+
+Error Manager::start_timed_out(const std::string& name, pid_t supervisor) const {
+  if (supervisor > 0) ::kill(supervisor, SIGKILL);
+  return Error::from_errno("the supervisor did not come up; see " + supervisor_log_hint(name),
+                           ETIMEDOUT);
 }
 
 std::string Manager::supervisor_log_hint(const std::string& name) const {

@@ -170,6 +170,8 @@ class Manager {
   Result<pid_t> spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
                                  Attach* attach = nullptr, bool wait = true);
   std::string supervisor_log_hint(const std::string& name) const;
+  // A supervisor that did not answer within kStartTimeout: killed (if we know its pid), and why.
+  Error start_timed_out(const std::string& name, pid_t supervisor) const;
   // The record once its supervisor is up (running) or not (failed, with the reason).
   Result<SandboxRecord> finish_create(SandboxRecord record, Result<pid_t> supervisor);
   // The direct driver's start; `netns`, if any, is passed on as the supervisor's --netns-fd.
