@@ -15,7 +15,9 @@
 //   a restriction that does not exist.
 // - An L7 rule without `method` allows any method; without `path`, any path. A rule path must
 //   start with '/' or '*' (a canonical request path always starts with '/').
-// - "max" is accepted by memory_max, cpu_max and pids_max, meaning "no limit" (cgroup spelling).
+// - "max" is accepted by every [resources] limit, meaning "no limit" (cgroup spelling); it is kept
+//   apart from a limit left out, which takes the defaults (builtin_resource_defaults(), or the
+//   daemon's config).
 // - Numeric strings ("1000") are accepted as ids by run_as_user/run_as_group, as YAML policies
 //   carried over from OpenShell often quote them.
 #include "core/policy.hpp"
@@ -252,9 +254,99 @@ class Picked {
   std::vector<std::pair<std::string_view, const toml::node*>> entries_;
 };
 
+// "<digits>[K|M|G|T|Ki|Mi|Gi|Ti]", powers of 1024; nullopt with `why` set otherwise.
+std::optional<uint64_t> parse_size(std::string_view s, std::string& why) {
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  std::string_view suffix = s.substr(digits);
+  if (suffix.size() == 2 && (suffix[1] == 'i' || suffix[1] == 'I')) suffix = suffix.substr(0, 1);
+  unsigned shift = 0;
+  if (suffix.size() == 1) {
+    switch (suffix[0]) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        break;
+    }
+  }
+  if (digits == 0 || (!suffix.empty() && shift == 0)) {
+    why = "malformed size " + quote(s) + " (expected bytes, or digits with K, M, G or T)";
+    return std::nullopt;
+  }
+  uint64_t value = 0;
+  for (size_t i = 0; i < digits; ++i) {
+    const auto d = static_cast<uint64_t>(s[i] - '0');
+    if (value > (UINT64_MAX - d) / 10) {
+      why = "size " + quote(s) + " is too large";
+      return std::nullopt;
+    }
+    value = value * 10 + d;
+  }
+  if (shift != 0 && value > (UINT64_MAX >> shift)) {
+    why = "size " + quote(s) + " is too large";
+    return std::nullopt;
+  }
+  return value << shift;
+}
+
+// The value forms of [resources] (and of the daemon's config): each returns why not, or
+// nothing with `out` set. "max" is kUnlimited (kUnlimitedCpu).
+std::optional<std::string> bytes_value(std::string_view key, std::string_view s, uint64_t& out) {
+  if (s == "max") {
+    out = kUnlimited;
+    return std::nullopt;
+  }
+  std::string why;
+  auto bytes = parse_size(s, why);
+  if (!bytes) return why;
+  if (*bytes == 0 || *bytes == kUnlimited)
+    return std::string(key) + " must be greater than zero (or \"max\")";
+  out = *bytes;
+  return std::nullopt;
+}
+
+std::optional<std::string> cpu_value(std::string_view v, CpuMax& out) {
+  if (v == "max") {
+    out = CpuMax{kUnlimitedCpu};
+    return std::nullopt;
+  }
+  const size_t digits = v.empty() ? 0 : v.size() - 1;
+  const bool well_formed = digits > 0 && digits <= 7 && v.back() == '%' &&
+                           std::all_of(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(digits),
+                                       [](char c) { return c >= '0' && c <= '9'; });
+  if (!well_formed)
+    return "malformed cpu_max " + quote(v) + " (expected a percentage like \"200%\", or \"max\")";
+  const uint64_t percent = std::stoull(std::string(v.substr(0, digits)));
+  if (percent < 1 || percent > kMaxCpuPercent)
+    return "cpu_max must be between 1% and " + std::to_string(kMaxCpuPercent) + "%";
+  out = CpuMax{static_cast<uint32_t>(percent)};
+  return std::nullopt;
+}
+
+std::optional<std::string> pids_value(int64_t n, uint64_t& out) {
+  if (n < 1 || n > kMaxPids) return "pids_max must be between 1 and " + std::to_string(kMaxPids);
+  out = static_cast<uint64_t>(n);
+  return std::nullopt;
+}
+
 class Validator {
  public:
-  explicit Validator(std::string file) : file_(std::move(file)) {}
+  Validator(std::string file, ParseOptions options)
+      : file_(std::move(file)), options_(options) {}
 
   std::vector<Diagnostic> take_diagnostics() { return std::move(diags_); }
 
@@ -485,119 +577,63 @@ class Validator {
     }
   }
 
-  // "<digits>[K|M|G|T|Ki|Mi|Gi|Ti]", powers of 1024; nullopt with `why` set otherwise.
-  static std::optional<uint64_t> parse_size(std::string_view s, std::string& why) {
-    size_t digits = 0;
-    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    std::string_view suffix = s.substr(digits);
-    if (suffix.size() == 2 && (suffix[1] == 'i' || suffix[1] == 'I')) suffix = suffix.substr(0, 1);
-    unsigned shift = 0;
-    if (suffix.size() == 1) {
-      switch (suffix[0]) {
-        case 'K':
-        case 'k':
-          shift = 10;
-          break;
-        case 'M':
-        case 'm':
-          shift = 20;
-          break;
-        case 'G':
-        case 'g':
-          shift = 30;
-          break;
-        case 'T':
-        case 't':
-          shift = 40;
-          break;
-        default:
-          break;
-      }
-    }
-    if (digits == 0 || (!suffix.empty() && shift == 0)) {
-      why = "malformed size " + quote(s) + " (expected bytes, or digits with K, M, G or T)";
-      return std::nullopt;
-    }
-    uint64_t value = 0;
-    for (size_t i = 0; i < digits; ++i) {
-      const auto d = static_cast<uint64_t>(s[i] - '0');
-      if (value > (UINT64_MAX - d) / 10) {
-        why = "size " + quote(s) + " is too large";
-        return std::nullopt;
-      }
-      value = value * 10 + d;
-    }
-    if (shift != 0 && value > (UINT64_MAX >> shift)) {
-      why = "size " + quote(s) + " is too large";
-      return std::nullopt;
-    }
-    return value << shift;
-  }
 
   void resources(const toml::table& t, Resources& out) {
-    const Picked p = pick(t, "resources", {"memory_max", "cpu_max", "pids_max"});
-    if (const toml::node* n = p.get("memory_max")) {
-      const std::string key = "resources.memory_max";
+    const Picked p =
+        pick(t, "resources", {"memory_max", "cpu_max", "pids_max", "tmp_size", "shm_size"});
+    const auto bytes = [&](std::string_view name, std::optional<uint64_t>& field) {
+      const toml::node* n = p.get(name);
+      if (n == nullptr) return;
+      const std::string key = "resources." + std::string(name);
+      uint64_t value = 0;
+      std::optional<std::string> why;
       if (const auto* i = n->as_integer()) {
         if (i->get() <= 0) {
-          report(*n, key, "memory_max must be greater than zero");
+          why = std::string(name) + " must be greater than zero";
         } else {
-          out.memory_max = static_cast<uint64_t>(i->get());
+          value = static_cast<uint64_t>(i->get());
         }
       } else if (const auto* s = n->as_string()) {
-        if (s->get() != "max") {
-          std::string why;
-          if (auto bytes = parse_size(s->get(), why)) {
-            if (*bytes == 0) {
-              report(*n, key, "memory_max must be greater than zero");
-            } else {
-              out.memory_max = *bytes;
-            }
-          } else {
-            report(*n, key, why);
-          }
-        }
+        why = bytes_value(name, s->get(), value);
       } else {
         wrong_type(*n, key, "a string or an integer");
+        return;
       }
-    }
+      if (why) {
+        report(*n, key, *why);
+      } else {
+        field = value;
+      }
+    };
+    bytes("memory_max", out.memory_max);
     if (const toml::node* n = p.get("cpu_max")) {
       const std::string key = "resources.cpu_max";
-      if (auto s = want_string(*n, key); s && *s != "max") {
-        const std::string_view v = *s;
-        const size_t digits = v.empty() ? 0 : v.size() - 1;
-        const bool well_formed =
-            digits > 0 && digits <= 7 && v.back() == '%' &&
-            std::all_of(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(digits),
-                        [](char c) { return c >= '0' && c <= '9'; });
-        if (!well_formed) {
-          report(*n, key,
-                 "malformed cpu_max " + quote(v) +
-                     " (expected a percentage like \"200%\", or "
-                     "\"max\")");
+      if (auto s = want_string(*n, key)) {
+        CpuMax cpu;
+        if (auto why = cpu_value(*s, cpu)) {
+          report(*n, key, *why);
         } else {
-          const uint64_t percent = std::stoull(std::string(v.substr(0, digits)));
-          if (percent < 1 || percent > kMaxCpuPercent) {
-            report(*n, key,
-                   "cpu_max must be between 1% and " + std::to_string(kMaxCpuPercent) + "%");
-          } else {
-            out.cpu_max = CpuMax{static_cast<uint32_t>(percent)};
-          }
+          out.cpu_max = cpu;
         }
       }
     }
     if (const toml::node* n = p.get("pids_max")) {
       const std::string key = "resources.pids_max";
+      uint64_t value = 0;
       if (const auto* i = n->as_integer()) {
-        if (i->get() < 1 || i->get() > kMaxPids) {
-          report(*n, key, "pids_max must be between 1 and " + std::to_string(kMaxPids));
+        if (auto why = pids_value(i->get(), value)) {
+          report(*n, key, *why);
         } else {
-          out.pids_max = static_cast<uint64_t>(i->get());
+          out.pids_max = value;
         }
-      } else if (!(n->is_string() && n->as_string()->get() == "max")) {
+      } else if (n->is_string() && n->as_string()->get() == "max") {
+        out.pids_max = kUnlimited;
+      } else {
         wrong_type(*n, key, "an integer or \"max\"");
       }
     }
+    bytes("tmp_size", out.tmp_size);
+    bytes("shm_size", out.shm_size);
   }
 
   // --- network_policies ----------------------------------------------------------------------
@@ -1047,6 +1083,28 @@ class Validator {
       return ep;
     }
 
+    if (!options_.l7) {
+      // The grammar is checked above; what it asks for cannot be enforced yet, and a security
+      // tool must never quietly enforce less than its policy says.
+      const auto unavailable = [&](const toml::node* n, std::string_view field) {
+        if (n != nullptr)
+          report(*n, key(field),
+                 std::string(field) + " needs TLS termination, not available in this version");
+      };
+      report(*protocol, key("protocol"),
+             "protocol " + std::string(protocol_name(ep.protocol)) +
+                 " needs TLS termination, not available in this version (omit protocol for an "
+                 "L4 endpoint: host, port and binary)");
+      unavailable(access, "access");
+      unavailable(rules, "rules");
+      unavailable(deny, "deny_rules");
+      unavailable(path, "path");
+      unavailable(p.get("enforcement"), "enforcement");
+      unavailable(p.get("tls"), "tls");
+      unavailable(encoded_slash, "allow_encoded_slash");
+      unavailable(body_rewrite, "request_body_credential_rewrite");
+      return ep;
+    }
     if (access != nullptr && rules != nullptr) {
       report(*access, key("access"), "access and rules are exclusive: use one or the other");
     }
@@ -1117,6 +1175,7 @@ class Validator {
   }
 
   std::string file_;
+  ParseOptions options_;
   std::vector<Diagnostic> diags_;
 };
 
@@ -1254,7 +1313,8 @@ std::string Diagnostic::to_string() const {
   return out;
 }
 
-ParseResult parse_policy_string(std::string_view toml_text, std::string_view source_name) {
+ParseResult parse_policy_string(std::string_view toml_text, std::string_view source_name,
+                                ParseOptions options) {
   if (toml_text.size() > kMaxPolicyFileBytes) {
     return failure(source_name, "policy is " + std::to_string(toml_text.size()) +
                                     " bytes; the limit is " + std::to_string(kMaxPolicyFileBytes));
@@ -1276,7 +1336,7 @@ ParseResult parse_policy_string(std::string_view toml_text, std::string_view sou
                                          syntax_reason(e.description())});
       return r;
     }
-    Validator validator{std::string(source_name)};
+    Validator validator{std::string(source_name), options};
     Policy policy = validator.validate(root);
     ParseResult r;
     r.diagnostics = validator.take_diagnostics();
@@ -1301,7 +1361,7 @@ ParseResult parse_policy_string(std::string_view toml_text, std::string_view sou
   }
 }
 
-ParseResult parse_policy_file(const std::string& path) {
+ParseResult parse_policy_file(const std::string& path, ParseOptions options) {
   // O_NONBLOCK: a FIFO at the path must not hang the caller; it is refused below anyway.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) {
@@ -1339,7 +1399,102 @@ ParseResult parse_policy_file(const std::string& path) {
   }
   if (used > kMaxPolicyFileBytes) return too_large(used);
   text.resize(used);
-  return parse_policy_string(text, path);
+  return parse_policy_string(text, path, options);
+}
+
+Resources builtin_resource_defaults() {
+  Resources r;
+  r.memory_max = uint64_t{4} << 30;
+  r.cpu_max = CpuMax{200};
+  r.pids_max = 4096;
+  r.tmp_size = uint64_t{1} << 30;
+  r.shm_size = uint64_t{256} << 20;
+  return r;
+}
+
+Resources with_defaults(const Resources& policy, const Resources& defaults) {
+  Resources r = policy;
+  if (!r.memory_max) r.memory_max = defaults.memory_max;
+  if (!r.cpu_max) r.cpu_max = defaults.cpu_max;
+  if (!r.pids_max) r.pids_max = defaults.pids_max;
+  if (!r.tmp_size) r.tmp_size = defaults.tmp_size;
+  if (!r.shm_size) r.shm_size = defaults.shm_size;
+  return r;
+}
+
+std::optional<std::string> set_resource(Resources& out, std::string_view key,
+                                        std::string_view value) {
+  uint64_t n = 0;
+  if (key == "memory_max" || key == "tmp_size" || key == "shm_size") {
+    if (auto why = bytes_value(key, value, n)) return why;
+    (key == "memory_max" ? out.memory_max : key == "tmp_size" ? out.tmp_size : out.shm_size) = n;
+    return std::nullopt;
+  }
+  if (key == "cpu_max") {
+    CpuMax cpu;
+    if (auto why = cpu_value(value, cpu)) return why;
+    out.cpu_max = cpu;
+    return std::nullopt;
+  }
+  if (key == "pids_max") {
+    if (value == "max") {
+      out.pids_max = kUnlimited;
+      return std::nullopt;
+    }
+    const bool digits = !value.empty() && value.size() <= 9 &&
+                        std::all_of(value.begin(), value.end(),
+                                    [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) return "pids_max must be a number or \"max\"";
+    if (auto why = pids_value(std::stoll(std::string(value)), n)) return why;
+    out.pids_max = n;
+    return std::nullopt;
+  }
+  return "unknown resource " + quote(key) +
+         " (expected memory_max, cpu_max, pids_max, tmp_size or shm_size)";
+}
+
+namespace {
+
+std::string bytes_text(uint64_t n) { return n == kUnlimited ? "max" : std::to_string(n); }
+std::string cpu_text(CpuMax c) {
+  return c.percent == kUnlimitedCpu ? "max" : std::to_string(c.percent) + "%";
+}
+
+}  // namespace
+
+std::vector<std::string> resource_assignments(const Resources& r) {
+  std::vector<std::string> out;
+  if (r.memory_max) out.push_back("memory_max=" + bytes_text(*r.memory_max));
+  if (r.cpu_max) out.push_back("cpu_max=" + cpu_text(*r.cpu_max));
+  if (r.pids_max) out.push_back("pids_max=" + bytes_text(*r.pids_max));
+  if (r.tmp_size) out.push_back("tmp_size=" + bytes_text(*r.tmp_size));
+  if (r.shm_size) out.push_back("shm_size=" + bytes_text(*r.shm_size));
+  return out;
+}
+
+std::vector<std::string> exceeded_caps(const Resources& effective, const Resources& caps) {
+  std::vector<std::string> out;
+  // Unset and "max" both read as unlimited.
+  const auto check = [&](const char* key, const std::optional<uint64_t>& asked,
+                         const std::optional<uint64_t>& cap) {
+    if (!cap || *cap == kUnlimited) return;
+    const uint64_t value = asked.value_or(kUnlimited);
+    if (value > *cap)
+      out.push_back(std::string("resources.") + key + " " + bytes_text(value) +
+                    " is above this host's limit for non-root callers (" + bytes_text(*cap) + ")");
+  };
+  check("memory_max", effective.memory_max, caps.memory_max);
+  if (caps.cpu_max && caps.cpu_max->percent != kUnlimitedCpu) {
+    const CpuMax asked = effective.cpu_max.value_or(CpuMax{kUnlimitedCpu});
+    if (asked.percent == kUnlimitedCpu || asked.percent > caps.cpu_max->percent)
+      out.push_back("resources.cpu_max " + cpu_text(asked) +
+                    " is above this host's limit for non-root callers (" +
+                    cpu_text(*caps.cpu_max) + ")");
+  }
+  check("pids_max", effective.pids_max, caps.pids_max);
+  check("tmp_size", effective.tmp_size, caps.tmp_size);
+  check("shm_size", effective.shm_size, caps.shm_size);
+  return out;
 }
 
 std::shared_ptr<const Policy> default_policy() {

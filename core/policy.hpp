@@ -57,14 +57,39 @@ struct ProcessPolicy {
 };
 
 struct CpuMax {
-  uint32_t percent = 0;  // "200%" -> 200: two CPUs' worth
+  uint32_t percent = 0;  // "200%" -> 200: two CPUs' worth; kUnlimitedCpu for "max"
+  friend bool operator==(const CpuMax&, const CpuMax&) = default;
 };
 
+// "max" in [resources]: explicitly no limit (cgroup spelling), unlike a key left out, which
+// takes the defaults (the daemon's config, or the supervisor's built-in ones).
+inline constexpr uint64_t kUnlimited = UINT64_MAX;
+inline constexpr uint32_t kUnlimitedCpu = 0;
+
 struct Resources {
-  std::optional<uint64_t> memory_max;  // bytes
+  std::optional<uint64_t> memory_max;  // bytes of the sandbox's cgroup (tmpfs pages included)
   std::optional<CpuMax> cpu_max;
   std::optional<uint64_t> pids_max;
+  std::optional<uint64_t> tmp_size;  // bytes of the private /tmp tmpfs
+  std::optional<uint64_t> shm_size;  // bytes of the private /dev/shm tmpfs
+  friend bool operator==(const Resources&, const Resources&) = default;
 };
+
+// What every sandbox gets where neither its policy nor the daemon's config says otherwise:
+// memory 4G, cpu 200%, pids 4096, /tmp 1G, /dev/shm 256M.
+Resources builtin_resource_defaults();
+// Each limit the policy leaves out, from `defaults`.
+Resources with_defaults(const Resources& policy, const Resources& defaults);
+// The value forms of [resources], for other configuration (the daemon's, the supervisor's
+// flags): KEY is memory_max, cpu_max, pids_max, tmp_size or shm_size; VALUE as in a policy, or
+// "max". Sets the field, or returns why not.
+[[nodiscard]] std::optional<std::string> set_resource(Resources& out, std::string_view key,
+                                                      std::string_view value);
+// The inverse, for a command line: "memory_max=4294967296", "cpu_max=max", ...
+std::vector<std::string> resource_assignments(const Resources& resources);
+// A limit each of `effective`'s must stay within, where `caps` sets one: one line per excess,
+// naming the key, the asked value and the cap ("max" and unset both exceed any cap).
+std::vector<std::string> exceeded_caps(const Resources& effective, const Resources& caps);
 
 enum class Protocol { kL4, kRest, kWebsocket, kTcp, kGraphql, kMcp, kJsonRpc };
 enum class Enforcement { kEnforce, kAudit };
@@ -125,10 +150,19 @@ struct ParseResult {
   [[nodiscard]] bool ok() const { return policy != nullptr && diagnostics.empty(); }
 };
 
+struct ParseOptions {
+  // L7 endpoints (protocol rest, websocket, graphql, mcp, json-rpc and the fields that go with
+  // them) are part of the language, but this version has no TLS termination to enforce them:
+  // unless set, a policy that uses them is refused, field by field. Only the grammar's own
+  // tests set it.
+  bool l7 = false;
+};
+
 // Parses and validates. Never throws; a syntax error is one diagnostic with its position.
-ParseResult parse_policy_string(std::string_view toml_text, std::string_view source_name);
+ParseResult parse_policy_string(std::string_view toml_text, std::string_view source_name,
+                                ParseOptions options = {});
 // Reads at most kMaxPolicyFileBytes; a larger or unreadable file is a diagnostic.
-ParseResult parse_policy_file(const std::string& path);
+ParseResult parse_policy_file(const std::string& path, ParseOptions options = {});
 
 // The policy used when none is given: no network, read-only system paths.
 std::shared_ptr<const Policy> default_policy();

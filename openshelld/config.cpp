@@ -4,7 +4,72 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <tuple>
+
 namespace openshell::daemon {
+namespace {
+
+// Collects every mistake of the file, each as "file:line:col: key: why".
+class Reader {
+ public:
+  explicit Reader(std::string path) : path_(std::move(path)) {}
+
+  void problem(const toml::source_region& at, const std::string& what) {
+    problems_.push_back({at.begin.line, at.begin.column,
+                         path_ + ":" + std::to_string(at.begin.line) + ":" +
+                             std::to_string(at.begin.column) + ": " + what});
+  }
+  // In file order (TOML++ walks a table in key order).
+  [[nodiscard]] std::string all_problems() {
+    std::sort(problems_.begin(), problems_.end());
+    std::string all;
+    for (const auto& p : problems_) all += (all.empty() ? "" : "\n") + std::get<2>(p);
+    return all;
+  }
+  [[nodiscard]] bool ok() const { return problems_.empty(); }
+
+  void path_value(const toml::node& n, const std::string& key, std::string& out, bool absolute) {
+    auto value = n.value<std::string>();
+    if (!value) return problem(n.source(), key + ": must be a string");
+    if (absolute && (value->empty() || value->front() != '/'))
+      return problem(n.source(), key + ": must be an absolute path");
+    out = *value;
+  }
+  void count_value(const toml::node& n, const std::string& key, int64_t min, int64_t max,
+                   unsigned& out) {
+    auto value = n.value<int64_t>();
+    if (!n.is_integer() || !value || *value < min || *value > max)
+      return problem(n.source(), key + ": a number in " + std::to_string(min) + ".." +
+                                     std::to_string(max));
+    out = static_cast<unsigned>(*value);
+  }
+  // A [resources] value (policy syntax: "4G", "200%", 4096, "max") into `out`.
+  void resource_value(const toml::node& n, const std::string& key, const std::string& resource,
+                      policy::Resources& out) {
+    std::string text;
+    if (const auto* s = n.as_string()) {
+      text = s->get();
+    } else if (const auto* i = n.as_integer()) {
+      text = std::to_string(i->get());
+    } else {
+      return problem(n.source(), key + ": must be a string or an integer");
+    }
+    if (auto why = policy::set_resource(out, resource, text)) problem(n.source(), key + ": " + *why);
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::tuple<uint32_t, uint32_t, std::string>> problems_;
+};
+
+// The caps on a non-root caller's policy, by their config key.
+constexpr std::pair<const char*, const char*> kCaps[] = {
+    {"max_memory", "memory_max"}, {"max_cpu", "cpu_max"},         {"max_pids", "pids_max"},
+    {"max_tmp_size", "tmp_size"}, {"max_shm_size", "shm_size"},
+};
+
+}  // namespace
 
 Result<Config> load_config(const std::string& path, bool must_exist) {
   Config config;
@@ -20,46 +85,55 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
     return Error::invalid(path + ":" + std::to_string(where.line) + ":" +
                           std::to_string(where.column) + ": " + std::string(e.description()));
   }
-  auto where = [&](const toml::node& n) {
-    return path + ":" + std::to_string(n.source().begin.line) + ":" +
-           std::to_string(n.source().begin.column);
-  };
+  Reader r(path);
   for (auto&& [key, node] : table) {
     const std::string k(key.str());
-    std::string* target = nullptr;
-    if (k == "state_dir") target = &config.state_dir;
-    if (k == "policy_dir") target = &config.policy_dir;
-    if (k == "runtime_dir") target = &config.runtime_dir;
-    if (k == "log_dir") target = &config.log_dir;
-    if (k == "supervisor") target = &config.supervisor;
-    if (k == "default_policy") target = &config.default_policy;
-    if (k == "driver") target = &config.driver;
-    if (target != nullptr) {
-      auto value = node.value<std::string>();
-      if (!value) return Error::invalid(where(node) + ": " + k + ": must be a string");
-      if (k == "driver") {
-        if (*value != "auto" && *value != "systemd" && *value != "direct")
-          return Error::invalid(where(node) + ": driver: one of auto, systemd, direct");
-      } else if (k != "default_policy" && (value->empty() || value->front() != '/')) {
-        return Error::invalid(where(node) + ": " + k + ": must be an absolute path");
+    if (k == "state_dir") {
+      r.path_value(node, k, config.state_dir, true);
+    } else if (k == "policy_dir") {
+      r.path_value(node, k, config.policy_dir, true);
+    } else if (k == "runtime_dir") {
+      r.path_value(node, k, config.runtime_dir, true);
+    } else if (k == "log_dir") {
+      r.path_value(node, k, config.log_dir, true);
+    } else if (k == "supervisor") {
+      r.path_value(node, k, config.supervisor, true);
+    } else if (k == "default_policy") {
+      r.path_value(node, k, config.default_policy, false);
+    } else if (k == "driver") {
+      std::string driver;
+      r.path_value(node, k, driver, false);
+      if (driver == "auto" || driver == "systemd" || driver == "direct") {
+        config.driver = driver;
+      } else if (node.is_string()) {
+        r.problem(node.source(), "driver: one of auto, systemd, direct");
       }
-      *target = *value;
     } else if (k == "max_sandboxes") {
-      auto value = node.value<int64_t>();
-      if (!value || *value < 1 || *value > 4096)
-        return Error::invalid(where(node) + ": max_sandboxes: a number in 1..4096");
-      config.max_sandboxes = static_cast<unsigned>(*value);
+      r.count_value(node, k, 1, 4096, config.max_sandboxes);
+    } else if (k == "max_sandboxes_per_user") {
+      r.count_value(node, k, 1, 4096, config.max_sandboxes_per_user);
     } else if (k == "removed_logs_kept") {
-      auto value = node.value<int64_t>();
-      if (!value || *value < 0 || *value > 100000)
-        return Error::invalid(where(node) + ": removed_logs_kept: a number in 0..100000");
-      config.removed_logs_kept = static_cast<unsigned>(*value);
+      r.count_value(node, k, 0, 100000, config.removed_logs_kept);
+    } else if (k == "sandbox_defaults") {
+      const toml::table* defaults = node.as_table();
+      if (defaults == nullptr) {
+        r.problem(node.source(), k + ": must be a table");
+        continue;
+      }
+      for (auto&& [dkey, dnode] : *defaults)
+        r.resource_value(dnode, k + "." + std::string(dkey.str()), std::string(dkey.str()),
+                         config.sandbox_defaults);
     } else {
-      return Error::invalid(path + ":" + std::to_string(key.source().begin.line) + ":" +
-                            std::to_string(key.source().begin.column) + ": unknown key '" + k +
-                            "'");
+      bool cap = false;
+      for (const auto& [name, resource] : kCaps) {
+        if (k != name) continue;
+        cap = true;
+        r.resource_value(node, k, resource, config.user_caps);
+      }
+      if (!cap) r.problem(key.source(), "unknown key '" + k + "'");
     }
   }
+  if (!r.ok()) return Error::invalid(r.all_problems());
   return config;
 }
 

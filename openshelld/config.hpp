@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "core/policy.hpp"
 #include "core/result.hpp"
 
 namespace openshell::daemon {
@@ -16,6 +17,13 @@ struct Config {
   std::string supervisor = "/usr/libexec/openshell/openshell-supervisor";
   std::string default_policy = "default";
   unsigned max_sandboxes = 64;
+  // At most this many sandboxes per non-root caller (root: max_sandboxes only).
+  unsigned max_sandboxes_per_user = 16;
+  // Every sandbox's limits where its policy's [resources] sets none ([sandbox_defaults]).
+  policy::Resources sandbox_defaults = policy::builtin_resource_defaults();
+  // The most a non-root caller's sandbox may have, after the defaults (max_memory, max_cpu,
+  // max_pids, max_tmp_size, max_shm_size); unset: no cap.
+  policy::Resources user_caps;
   // A removed sandbox's log directory moves to log_dir/removed/; this many are kept there, the
   // oldest deleted first.
   unsigned removed_logs_kept = 100;
@@ -24,8 +32,8 @@ struct Config {
   std::string driver = "auto";
 };
 
-// Reads the file; unknown keys and wrong types are errors with file:line:col. A missing file
-// at the default path gives the defaults.
+// Reads the file; unknown keys and wrong types are errors with file:line:col, every one of them
+// in one error (a line each). A missing file at the default path gives the defaults.
 Result<Config> load_config(const std::string& path, bool must_exist);
 
 }  // namespace openshell::daemon

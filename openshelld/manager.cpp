@@ -37,13 +37,23 @@ namespace openshell::daemon {
 namespace {
 
 // Policy text from a caller: at most 1 MiB, and valid, or every diagnostic (file:line:col).
-Status validate_policy(const std::string& text, const std::string& source) {
+Result<std::shared_ptr<const policy::Policy>> validate_policy(const std::string& text,
+                                                              const std::string& source) {
   if (text.size() > policy::kMaxPolicyFileBytes) return Error::invalid(source + ": larger than 1 MiB");
   auto parsed = policy::parse_policy_string(text, source);
-  if (parsed.ok()) return {};
+  if (parsed.ok()) return parsed.policy;
   std::string all;
   for (const auto& d : parsed.diagnostics) all += (all.empty() ? "" : "\n") + d.to_string();
   return Error::invalid(all.empty() ? source + ": invalid policy" : all);
+}
+
+std::string last_line(const std::string& file) {
+  auto text = sys::read_file(file, 1 << 20);
+  if (!text) return "";
+  std::string t = *text;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  const auto nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
 }
 
 constexpr std::string_view kComponent = "manager";
@@ -259,6 +269,10 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::
                                    "--events",         logs + "/events.jsonl"};
   if (journal_) args.emplace_back("--journal");
   if (systemd_) args.emplace_back("--cgroup-delegated");
+  // A member's sandbox shows it nothing of the host it could not reach itself.
+  if (record.owner_uid != 0) args.insert(args.end(), {"--owner", std::to_string(record.owner_uid)});
+  for (const auto& assignment : policy::resource_assignments(config_.sandbox_defaults))
+    args.insert(args.end(), {"--default", assignment});
   // The supervisor's own log: the unit's journal, or a file beside the events.
   const std::string log_file = logs + "/supervisor.log";
   if (attach != nullptr) {
@@ -275,8 +289,9 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::
     const std::string unit = sandbox_unit(record.name);
     auto parsed = policy::parse_policy_file(policy_file);
     if (!parsed.ok()) return Error::invalid("revision " + policy_file + " does not parse");
-    if (auto st = systemd_->start(unit, "openshell sandbox " + record.name, args,
-                                  unit_limits(parsed.policy->resources));
+    if (auto st = systemd_->start(
+            unit, "openshell sandbox " + record.name, args,
+            unit_limits(policy::with_defaults(parsed.policy->resources, config_.sandbox_defaults)));
         !st)
       return st.error();
   } else {
@@ -504,10 +519,12 @@ Result<std::optional<pid_t>> Manager::started(const SandboxRecord& record, pid_t
     return std::optional<pid_t>(reply->data.value("supervisor_pid", supervisor));
   const bool gone = systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
   if (!gone) return std::optional<pid_t>();
-  return Error::invalid(
-      "the supervisor exited during start" +
-      (systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")" : std::string()) +
-      "; see " + supervisor_log_hint(record.name));
+  // Its last words say why (a policy path its owner may not reach, a missing command, ...).
+  const std::string why =
+      systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")"
+               : ": " + last_line(config_.log_dir + "/sandboxes/" + record.name + "/supervisor.log");
+  return Error::invalid("the supervisor exited during start" + (why == ": " ? "" : why) +
+                        "; see " + supervisor_log_hint(record.name));
 }
 
 Error Manager::start_timed_out(const std::string& name, pid_t supervisor) const {
@@ -521,6 +538,16 @@ std::string Manager::supervisor_log_hint(const std::string& name) const {
   return config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
 }
 
+Status Manager::check_limits(const policy::Policy& policy, uid_t owner) const {
+  if (owner == 0) return {};
+  const auto excess = policy::exceeded_caps(
+      policy::with_defaults(policy.resources, config_.sandbox_defaults), config_.user_caps);
+  if (excess.empty()) return {};
+  std::string all;
+  for (const auto& e : excess) all += (all.empty() ? "" : "; ") + e;
+  return Error::from_errno(policy.source + ": " + all, EPERM);
+}
+
 Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
                                SandboxRecord& record, std::vector<std::string> command,
                                uid_t owner) {
@@ -532,7 +559,16 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   if (sandboxes_.size() >= config_.max_sandboxes)
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
                              EAGAIN);
-  if (auto st = validate_policy(np.text, np.source); !st) return st.error();
+  if (owner != 0 &&
+      std::count_if(sandboxes_.begin(), sandboxes_.end(), [owner](const auto& entry) {
+        return entry.second.owner_uid == owner;
+      }) >= static_cast<std::ptrdiff_t>(config_.max_sandboxes_per_user))
+    return Error::from_errno("at most " + std::to_string(config_.max_sandboxes_per_user) +
+                                 " sandboxes per user (max_sandboxes_per_user); delete one first",
+                             EAGAIN);
+  auto parsed = validate_policy(np.text, np.source);
+  if (!parsed) return parsed.error();
+  if (auto st = check_limits(**parsed, owner); !st) return st.error();
   if (command.empty()) command = {"/bin/sleep", "infinity"};
   record.name = name;
   record.policy = np.name;
@@ -713,6 +749,14 @@ Status Manager::start(const std::string& name) {
   if (::access(policy_file.c_str(), R_OK) != 0)
     return Error::from_errno("revision " + std::to_string(record.revision) + " of " + name +
                              " is missing");
+  // The caps may have changed since the revision was made (a new openshelld.toml).
+  auto parsed = policy::parse_policy_file(policy_file);
+  if (!parsed.ok())
+    return Error::invalid("revision " + std::to_string(record.revision) + " of " + name +
+                          " does not parse with this version: " +
+                          (parsed.diagnostics.empty() ? std::string("invalid")
+                                                      : parsed.diagnostics.front().to_string()));
+  if (auto st = check_limits(*parsed.policy, record.owner_uid); !st) return st;
   auto pid = spawn_supervisor(record, policy_file);
   if (!pid) {
     record.phase = Phase::kFailed;
@@ -843,15 +887,6 @@ std::string random_run_name() {
 }
 
 // The last line of a log file, for an error message.
-std::string last_line(const std::string& file) {
-  auto text = sys::read_file(file, 1 << 20);
-  if (!text) return "";
-  std::string t = *text;
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  const auto nl = t.rfind('\n');
-  return nl == std::string::npos ? t : t.substr(nl + 1);
-}
-
 }  // namespace
 
 Result<uint64_t> Manager::run(const std::string& policy, const std::string& text,
@@ -1107,8 +1142,10 @@ Result<uint64_t> Manager::set_policy(const std::string& name, const std::string&
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   if (auto st = refuse_if_busy(name); !st) return st.error();
-  if (auto st = validate_policy(text, source.empty() ? "<policy>" : source); !st) return st.error();
+  auto parsed = validate_policy(text, source.empty() ? "<policy>" : source);
+  if (!parsed) return parsed.error();
   SandboxRecord& record = it->second;
+  if (auto st = check_limits(**parsed, record.owner_uid); !st) return st.error();
   refresh(record);
   const bool was_pinned = record.pinned;
   record.pinned = true;

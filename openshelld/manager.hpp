@@ -148,6 +148,9 @@ class Manager {
   Result<SandboxRecord> create_from(const std::string& name, const NewPolicy& np,
                                     std::vector<std::string> command, uid_t owner,
                                     bool ephemeral = false);
+  // A non-root owner's limits (the policy's, else the config's defaults) within the config's
+  // caps; EPERM naming each excess otherwise.
+  Status check_limits(const policy::Policy& policy, uid_t owner) const;
   // Validates the policy and stores its first revision; fills in the record (phase creating),
   // which mark_running (or the failure path) saves.
   Status prepare_record(const std::string& name, const NewPolicy& np, SandboxRecord& record,

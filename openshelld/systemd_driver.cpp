@@ -51,11 +51,13 @@ int append_exec_start(sd_bus_message* m, const std::vector<std::string>& argv) {
 
 UnitLimits unit_limits(const policy::Resources& resources) {
   UnitLimits limits;
-  if (resources.memory_max) limits.memory_max = *resources.memory_max + kSupervisorMemory;
-  limits.tasks_max = resources.pids_max.value_or(kDefaultTasks) + kSupervisorTasks;
+  if (resources.memory_max && *resources.memory_max != policy::kUnlimited)
+    limits.memory_max = *resources.memory_max + kSupervisorMemory;
+  const uint64_t tasks = resources.pids_max.value_or(kDefaultTasks);
+  if (tasks != policy::kUnlimited) limits.tasks_max = tasks + kSupervisorTasks;
   // CPUQuota= is per second of wall time: percent of one CPU x 10 ms. The supervisor's share
   // is not added: a proxy starved with its agent slows the agent, not the host.
-  if (resources.cpu_max)
+  if (resources.cpu_max && resources.cpu_max->percent != policy::kUnlimitedCpu)
     limits.cpu_quota_per_sec_usec = uint64_t{resources.cpu_max->percent} * 10'000;
   return limits;
 }

@@ -53,6 +53,8 @@ struct RunArgs {
   int netns_fd = -1;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
+  std::vector<std::string> defaults;  // --default KEY=VALUE
+  int64_t owner = -1;
   std::vector<std::string> command;
 };
 
@@ -116,6 +118,19 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
     std::string name = entry.substr(0, eq);
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     options.static_hosts[name].push_back(*ip);
+  }
+  for (const auto& entry : args.defaults) {
+    const auto eq = entry.find('=');
+    std::optional<std::string> why =
+        eq == std::string::npos
+            ? std::optional<std::string>("expected KEY=VALUE")
+            : policy::set_resource(options.resource_defaults, std::string_view(entry).substr(0, eq),
+                                   std::string_view(entry).substr(eq + 1));
+    if (why) return usage_error("run: --default " + entry.substr(0, 64) + ": " + *why);
+  }
+  if (args.owner >= 0) {
+    if (args.owner > 4294967294) return usage_error("run: --owner takes a uid");
+    options.owner = static_cast<uid_t>(args.owner);
   }
   options.policy_file = args.policy_file;
   options.control_socket = args.control_socket;
@@ -197,6 +212,13 @@ int supervisor_main(int argc, char** argv) {
       ->allow_extra_args(false);
   run_cmd->add_option("--resolve", run.resolve,
                       "NAME=ADDRESS: answer NAME with ADDRESS instead of the host's resolver");
+  run_cmd->add_option("--default", run.defaults,
+                      "KEY=VALUE: a limit where the policy's [resources] sets none (memory_max, "
+                      "cpu_max, pids_max, tmp_size, shm_size; \"max\" for none)")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--owner", run.owner,
+                      "UID the sandbox is for: policy paths and the workdir are opened with that "
+                      "user's credentials, and refused where that user could not reach them");
   run_cmd->add_option("--events", run.events_file, "Append OCSF events (JSON lines) to FILE");
   run_cmd->add_option("--control", run.control_socket,
                       "Serve the control protocol on a unix socket at PATH (root only)");

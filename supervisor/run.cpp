@@ -27,19 +27,32 @@
 namespace openshell::supervisor {
 namespace {
 
-// A fork bomb must not take the host down even when the policy sets no limit.
-constexpr uint64_t kDefaultPidsMax = 4096;
 // The proxy's connection limit (512) times its descriptors per connection (6), with room.
 constexpr uint64_t kOpenFileLimit = 8192;
 // A shutdown over the control socket: how long the agent has after SIGTERM.
 constexpr std::chrono::seconds kShutdownGrace{10};
 
-sys::CgroupLimits limits_for(const policy::Resources& r, const sys::CgroupLayout& layout) {
+// The sandbox's cgroup limits: the policy's, and where it sets none the defaults (RunOptions),
+// those only where the host has the controller (a v2 tree without controllers still runs
+// sandboxes, and the Enforced event says what is missing). "max" is none.
+sys::CgroupLimits limits_for(const policy::Resources& own, const policy::Resources& defaults,
+                             const sys::CgroupLayout& layout, std::vector<std::string>& skipped) {
+  const policy::Resources effective = policy::with_defaults(own, defaults);
+  const auto usable = [&](bool from_policy, const char* controller) {
+    if (from_policy || layout.has_controller(controller)) return true;
+    skipped.emplace_back(controller);
+    return false;
+  };
   sys::CgroupLimits limits;
-  limits.memory_max = r.memory_max;
-  if (r.cpu_max) limits.cpu_percent = r.cpu_max->percent;
-  limits.pids_max = r.pids_max;
-  if (!limits.pids_max && layout.has_controller("pids")) limits.pids_max = kDefaultPidsMax;
+  if (effective.memory_max && *effective.memory_max != policy::kUnlimited &&
+      usable(own.memory_max.has_value(), "memory"))
+    limits.memory_max = effective.memory_max;
+  if (effective.cpu_max && effective.cpu_max->percent != policy::kUnlimitedCpu &&
+      usable(own.cpu_max.has_value(), "cpu"))
+    limits.cpu_percent = effective.cpu_max->percent;
+  if (effective.pids_max && *effective.pids_max != policy::kUnlimited &&
+      usable(own.pids_max.has_value(), "pids"))
+    limits.pids_max = effective.pids_max;
   return limits;
 }
 
@@ -118,7 +131,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
 
   auto layout = sys::detect_cgroup_layout(options.cgroup_version);
   if (!layout) return failed("cgroup", layout.error());
-  const sys::CgroupLimits limits = limits_for(policy.resources, *layout);
+  std::vector<std::string> controllers_missing;
+  const sys::CgroupLimits limits =
+      limits_for(policy.resources, options.resource_defaults, *layout, controllers_missing);
   std::string cgroup_parent = options.cgroup_parent;
   if (options.cgroup_delegated) {
     auto own = sys::adopt_delegated_cgroup(*layout);
@@ -177,6 +192,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   if (limits.memory_max) enforced["memory_max"] = *limits.memory_max;
   if (limits.pids_max) enforced["pids_max"] = *limits.pids_max;
   if (limits.cpu_percent) enforced["cpu_max_percent"] = *limits.cpu_percent;
+  if (!controllers_missing.empty()) enforced["default_limits_without_controller"] = controllers_missing;
+  enforced["tmp_size"] = plan->tmp_size;
+  enforced["shm_size"] = plan->shm_size;
   events.emit(ocsf::config_change(options.name, "Enforced", ocsf::Severity::kInformational,
                                   ocsf::StatusId::kSuccess, "sandbox isolation in force",
                                   {{"enforcement", enforced}}));
@@ -330,7 +348,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   std::string detail;
   if (sig == SIGKILL && oom_kills > 0) {
     detail = "killed by the OOM killer: memory_max " +
-             std::to_string(policy.resources.memory_max.value_or(0)) + " bytes reached";
+             std::to_string(limits.memory_max.value_or(0)) + " bytes reached";
     log::error("supervisor", "agent " + detail);
   } else if (sig != 0) {
     detail = std::string("killed by signal ") + ::sigabbrev_np(sig);

@@ -137,6 +137,45 @@ Result<SeccompProgram> build_seccomp_baseline(const SeccompOptions& options) {
     if (int rc = add(ctx.get(), eperm, SCMP_SYS(unshare), 1, &arg); rc < 0)
       return fail(rc, "unshare");
   }
+  // Set-id bits: whatever the agent writes in its workspace is on the host, where a set-user-id
+  // file of the workspace's owner would run as that owner for anyone. The mounts are nosuid in
+  // the sandbox; this keeps the bits from being set at all: by chmod, or at creation (open and
+  // creat honour them with O_CREAT or O_TMPFILE, mknod for a regular file). openat2 and
+  // fchmodat2 carry what we would check in memory seccomp cannot read: ENOSYS makes libc fall
+  // back to openat and fchmodat.
+  {
+    constexpr int kOpenat2 = 437;     // asm-generic numbering, the same on every architecture
+    constexpr int kFchmodat2 = 452;   // newer than this libseccomp and these headers
+    for (int nr : {kOpenat2, kFchmodat2})
+      if (int rc = add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), nr, 0, nullptr); rc < 0)
+        return fail(rc, "openat2/fchmodat2");
+    struct ModeArg {
+      int nr;
+      unsigned mode_arg;
+      int flags_arg;  // -1: the mode always applies
+    };
+    const ModeArg mode_args[] = {
+        {SCMP_SYS(chmod), 1, -1},   {SCMP_SYS(fchmod), 1, -1}, {SCMP_SYS(fchmodat), 2, -1},
+        {SCMP_SYS(mknod), 1, -1},   {SCMP_SYS(mknodat), 2, -1}, {SCMP_SYS(creat), 1, -1},
+        {SCMP_SYS(open), 2, 1},     {SCMP_SYS(openat), 3, 2},
+    };
+    for (const ModeArg& m : mode_args) {
+      if (m.nr < 0) continue;  // not on this architecture (open, creat, chmod on arm64)
+      for (uint32_t bit : {static_cast<uint32_t>(S_ISUID), static_cast<uint32_t>(S_ISGID)}) {
+        const scmp_arg_cmp mode{m.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit};
+        if (m.flags_arg < 0) {
+          if (int rc = add(ctx.get(), eperm, m.nr, 1, &mode); rc < 0) return fail(rc, "set-id");
+          continue;
+        }
+        // Without O_CREAT or O_TMPFILE the mode is ignored, and may be anything.
+        for (uint32_t create : {static_cast<uint32_t>(O_CREAT), static_cast<uint32_t>(__O_TMPFILE)}) {
+          const scmp_arg_cmp both[2] = {
+              mode, {static_cast<unsigned>(m.flags_arg), SCMP_CMP_MASKED_EQ, create, create}};
+          if (int rc = add(ctx.get(), eperm, m.nr, 2, both); rc < 0) return fail(rc, "set-id");
+        }
+      }
+    }
+  }
   // Terminal input injection into whatever terminal the agent holds.
   for (unsigned long req :
        {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {

@@ -25,6 +25,7 @@
 
 #include "supervisor/launch/exec_wire.hpp"
 #include "supervisor/launch/stage.hpp"
+#include "sys/credentials.hpp"
 #include "sys/mount.hpp"
 #include "sys/process.hpp"
 #include "sys/unix_socket.hpp"
@@ -271,13 +272,29 @@ size_t pending_generated_above(const LaunchPlan& plan, const std::string& stage_
 void build_root_in_child(LaunchPlan& plan, int error_fd) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     fail(error_fd, Stage::kMountPrivate, errno);
-  // Open every bind source while the host's tree is still in view at every path.
-  for (size_t i = 0; i < plan.mounts.size(); ++i) {
-    const MountEntry& m = plan.mounts[i];
-    if (m.kind != MountEntry::Kind::kBind) continue;
-    int fd = ::open(m.source.c_str(), O_PATH | O_CLOEXEC);
-    if (fd < 0) fail(error_fd, Stage::kBindMount, errno, static_cast<int>(i));
-    plan.source_fds[i] = fd;
+  // Open every bind source while the host's tree is still in view at every path: a non-root
+  // owner's with the owner's credentials (what it could not reach is not bound), in two passes.
+  for (const bool owners : {true, false}) {
+    if (owners && plan.open_as_owner) {
+      if (int err = sys::enter_fs_identity_in_child(plan.owner_uid, plan.owner_gid,
+                                                    plan.owner_groups.data(),
+                                                    plan.owner_groups.size());
+          err != 0)
+        fail(error_fd, Stage::kOwnerIdentity, err);
+    }
+    for (size_t i = 0; i < plan.mounts.size(); ++i) {
+      const MountEntry& m = plan.mounts[i];
+      if (m.kind != MountEntry::Kind::kBind) continue;
+      if ((plan.open_as_owner && m.opened_as_owner) != owners) continue;
+      int fd = ::open(m.source.c_str(), O_PATH | O_CLOEXEC);
+      if (fd < 0) fail(error_fd, Stage::kBindMount, errno, static_cast<int>(i));
+      plan.source_fds[i] = fd;
+    }
+    if (owners && plan.open_as_owner) {
+      if (int err = sys::leave_fs_identity_in_child(plan.own_groups.data(), plan.own_groups.size());
+          err != 0)
+        fail(error_fd, Stage::kOwnerIdentity, err);
+    }
   }
   if (int err = sys::tmpfs_in_child(kAssemblyBase, MS_NOSUID | MS_NODEV,
                                     "mode=0755,size=4m,nr_inodes=16384");

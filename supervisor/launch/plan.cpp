@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "sys/credentials.hpp"
 #include "supervisor/launch/network.hpp"
 
 namespace openshell::supervisor {
@@ -105,8 +106,26 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
     plan.outside_gid = st.st_gid;
   }
 
-  // Listed host paths: bound read-only or read-write. A path that is missing (or that we cannot
-  // reach) is skipped under best_effort and fatal under hard_requirement.
+  // A non-root owner's paths are looked at with the owner's credentials, here and when the child
+  // opens them: what the owner could not reach on the host is refused, never bound.
+  std::optional<sys::ScopedFsIdentity> as_owner;
+  if (options.owner && *options.owner != 0) {
+    auto who = sys::credentials_of(*options.owner);
+    if (!who) return who.error();
+    plan.open_as_owner = true;
+    plan.owner_uid = who->uid;
+    plan.owner_gid = who->gid;
+    plan.owner_groups = who->groups;
+    const int n = ::getgroups(0, nullptr);
+    plan.own_groups.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    if (n > 0 && ::getgroups(n, plan.own_groups.data()) != n) return Error::from_errno("getgroups");
+    auto entered = sys::ScopedFsIdentity::enter(*who);
+    if (!entered) return entered.error();
+    as_owner.emplace(std::move(*entered));
+  }
+
+  // Listed host paths: bound read-only or read-write. A path that is missing is skipped under
+  // best_effort and fatal under hard_requirement; one the owner may not reach is refused.
   struct Listed {
     std::string path;
     bool read_only;
@@ -123,6 +142,11 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0) {
       const int err = errno;
+      if (as_owner && err != ENOENT && err != ENOTDIR)
+        return Error::from_errno("policy path " + path + ": uid " + std::to_string(plan.owner_uid) +
+                                     ", whose sandbox this is, cannot reach it on the host, so "
+                                     "the sandbox may not show it either",
+                                 err);
       if (hard)
         return Error::from_errno("landlock compatibility is hard_requirement and policy path " +
                                      path + " is not available",
@@ -154,18 +178,31 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
         {path, read_only ? sys::landlock_read_exec(abi) : sys::landlock_read_write(abi)});
   }
 
-  // What every sandbox has.
+  as_owner.reset();  // the rest is ours: the workspace, the generated files
+
+  // What every sandbox has. Its tmpfs are sized (their pages count against memory_max too,
+  // but a host without the memory controller has only this bound).
+  const policy::Resources effective =
+      policy::with_defaults(policy.resources, options.resource_defaults);
+  const auto size_of = [](const std::optional<uint64_t>& size) {
+    return size && *size != policy::kUnlimited ? *size : uint64_t{0};
+  };
+  plan.tmp_size = size_of(effective.tmp_size);
+  plan.shm_size = size_of(effective.shm_size);
+  const auto sized = [](uint64_t size) {
+    return size == 0 ? std::string() : ",size=" + std::to_string(size);
+  };
   {
     MountEntry dev = make_entry(MountEntry::Kind::kDev, "/dev");
     dev.tmpfs_options = "mode=0755,size=64k,nr_inodes=512";
     plan.mounts.push_back(std::move(dev));
     MountEntry shm = make_entry(MountEntry::Kind::kTmpfs, "/dev/shm");
-    shm.tmpfs_options = "mode=1777";
+    shm.tmpfs_options = "mode=1777" + sized(plan.shm_size);
     shm.read_only = false;
     plan.mounts.push_back(std::move(shm));
     plan.mounts.push_back(make_entry(MountEntry::Kind::kProc, "/proc"));
     MountEntry tmp = make_entry(MountEntry::Kind::kTmpfs, "/tmp");
-    tmp.tmpfs_options = "mode=1777";
+    tmp.tmpfs_options = "mode=1777" + sized(plan.tmp_size);
     tmp.read_only = false;
     plan.mounts.push_back(std::move(tmp));
     // Listing the root shows only mount points; without it `ls /` fails for no gain.
@@ -184,11 +221,13 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
       MountEntry ws = make_entry(MountEntry::Kind::kBind, kWorkspacePath);
       ws.source = workdir;
       ws.read_only = false;
+      ws.opened_as_owner = false;  // the daemon's own workspace of the sandbox, made for it
       plan.mounts.push_back(std::move(ws));
     } else {
       MountEntry ws = make_entry(MountEntry::Kind::kTmpfs, kWorkspacePath);
+      // Memory too, so bounded as /tmp is.
       ws.tmpfs_options = "mode=0700,uid=" + std::to_string(plan.outside_uid) +
-                         ",gid=" + std::to_string(plan.outside_gid);
+                         ",gid=" + std::to_string(plan.outside_gid) + sized(plan.tmp_size);
       ws.read_only = false;
       plan.mounts.push_back(std::move(ws));
     }

@@ -43,6 +43,7 @@ struct MountEntry {
   std::string tmpfs_options;   // kTmpfs, kDev, kProc
   std::string content;         // kGeneratedFile: written by the child, then bound read-only
   bool generated_done = false;  // kGeneratedFile: the child placed it with its directory's set
+  bool opened_as_owner = true;  // kBind: opened with the owner's credentials (plan.open_as_owner)
 };
 
 class StatusReporter;  // supervisor/run.hpp
@@ -59,12 +60,25 @@ struct RunOptions {
   std::string policy_file;  // re-read on SIGHUP; empty when the built-in default is used
   std::map<std::string, std::vector<IpAddress>> static_hosts;  // --resolve NAME=ADDRESS
   std::string control_socket;  // --control PATH: the daemon's way in (control_server.hpp)
+  // Limits where the policy's [resources] sets none (--default KEY=VALUE: the daemon's config).
+  policy::Resources resource_defaults = policy::builtin_resource_defaults();
+  // --owner UID: the user the sandbox is for (a non-root daemon caller). Every host path of
+  // the policy and the workdir is resolved and opened with that user's credentials, so a
+  // sandbox never shows its owner a file the owner could not reach on the host.
+  std::optional<uid_t> owner;
 };
 
 struct LaunchPlan {
   std::string name;
   std::vector<MountEntry> mounts;  // in mount order (parents before children)
   std::vector<int> source_fds;     // one slot per mount, filled by the child
+  // With RunOptions::owner: the child opens the bind sources with these credentials (the
+  // workdir, handed over by a daemon that made it, excepted), then takes back `own_groups`.
+  bool open_as_owner = false;
+  uid_t owner_uid = 0;
+  gid_t owner_gid = 0;
+  std::vector<gid_t> owner_groups;
+  std::vector<gid_t> own_groups;
   std::string hostname;
   uint32_t inside_uid = policy::kSandboxUid;
   uint32_t inside_gid = policy::kSandboxGid;
@@ -75,6 +89,8 @@ struct LaunchPlan {
   sys::SeccompProgram connect_notify;  // see sys::build_connect_notify
   std::unique_ptr<sys::CapDropPlan> caps;
   std::string cwd;
+  uint64_t tmp_size = 0;  // bytes of /tmp and /dev/shm; 0: no size= (the kernel's default)
+  uint64_t shm_size = 0;
   std::vector<std::string> argv_storage;
   std::vector<std::string> env_storage;
   std::vector<char*> argv;  // null-terminated views of the storage above

@@ -14,6 +14,8 @@ std::string_view stage_name(Stage stage) {
       return "network-namespace";
     case Stage::kMountPrivate:
       return "mount-private";
+    case Stage::kOwnerIdentity:
+      return "owner-identity";
     case Stage::kMountRoot:
       return "mount-root";
     case Stage::kMountTarget:

@@ -13,6 +13,7 @@ enum class Stage : int32_t {
   kCgroupNamespace,
   kNetworkNamespace,
   kMountPrivate,
+  kOwnerIdentity,  // taking on, or giving back, the owner's credentials to open bind sources
   kMountRoot,
   kMountTarget,  // creating a mount point; detail = mount index
   kBindMount,    // detail = mount index

@@ -22,6 +22,8 @@
 #include <utility>
 
 #include "core/dns_message.hpp"
+#include "core/hosts_file.hpp"
+#include "sys/file_util.hpp"
 #include "core/log.hpp"
 
 namespace openshell::supervisor::proxy {
@@ -32,6 +34,8 @@ using asio::ip::udp;
 namespace {
 
 constexpr std::string_view kComponent = "dns";
+// A hosts file larger than this is not read (names then resolve through DNS only).
+constexpr size_t kMaxHostsFileBytes = 1 << 20;
 
 // getaddrinfo's EAI_* codes are neither errno values nor negative errnos; give them a category
 // so that a resolver failure travels as an ordinary std::system_error with a readable message.
@@ -159,12 +163,20 @@ size_t NameCache::size() const {
   return entries_.size();
 }
 
-std::vector<IpAddress> resolve_with_host(const std::string& name) {
+std::vector<IpAddress> resolve_with_host(const std::string& name, const std::string& hosts_file) {
   // The question name is already fully qualified (the sandbox's stub applied its own search
   // list); a numeric form is not a DNS name at all, and getaddrinfo would hand it back as an
   // address, bypassing the name-based policy.
   in_addr numeric{};
   if (name.empty() || ::inet_aton(name.c_str(), &numeric) != 0) return {};
+  // glibc's files backend matches no name with a trailing dot, so the operator's hosts file is
+  // read here, exactly as asked (hosts files have no search list). Read per lookup: answers are
+  // cached above, and an edit takes effect without a restart.
+  if (auto text = sys::read_file(hosts_file, kMaxHostsFileBytes)) {
+    auto listed = hosts_file_lookup(*text, name);
+    if (listed.size() > 2 * dns::kMaxAnswers) listed.resize(2 * dns::kMaxAnswers);
+    if (!listed.empty()) return listed;
+  }
   // The trailing dot keeps the host's resolv.conf search list out of it: the sandbox asked for
   // exactly this name, and "svc" must not quietly become "svc.corp.example".
   const std::string absolute = name + ".";

@@ -84,12 +84,15 @@ class NameCache {
   std::map<std::string, Entry, std::less<>> entries_;
 };
 
-// The production Resolve: getaddrinfo (AF_UNSPEC, SOCK_STREAM, AI_ADDRCONFIG) in the calling
+// The production Resolve: the host's hosts file first (as nsswitch's usual "files dns"), then
+// getaddrinfo (AF_UNSPEC, SOCK_STREAM, AI_ADDRCONFIG) of the absolute name in the calling
 // thread's namespace, deduplicated, in getaddrinfo's order, at most 16 addresses per family.
-// Returns empty when the name does not exist (EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY) and for
-// names that inet_aton would read as an address ("127.1", "0x7f000001"): those are no DNS names.
-// Throws std::system_error for any other resolver failure. May block.
-[[nodiscard]] std::vector<IpAddress> resolve_with_host(const std::string& name);
+// Neither applies the host's search list. Returns empty when the name does not exist
+// (EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY) and for names that inet_aton would read as an address
+// ("127.1", "0x7f000001"): those are no DNS names. Throws std::system_error for any other
+// resolver failure. May block.
+[[nodiscard]] std::vector<IpAddress> resolve_with_host(const std::string& name,
+                                                       const std::string& hosts_file = "/etc/hosts");
 
 class DnsServer {
  public:

@@ -27,6 +27,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -408,6 +409,76 @@ int case_move_mount() {
       syscall(SYS_move_mount, AT_FDCWD, "/nonexistent-openshell-probe", AT_FDCWD, "/tmp", 0U));
 }
 
+// Set-id bits on files in the working directory (the workspace in a sandbox): each case makes
+// its own file. Allowed -> ok (and a set-id file there).
+constexpr mode_t kSetuid = S_ISUID | 0755;
+int fresh_file(const char* name) {
+  unlink(name);
+  const int fd = open(name, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+  if (fd < 0) return -1;
+  close(fd);
+  return 0;
+}
+int case_chmod_setuid() {
+  if (fresh_file("probe-chmod-setuid") != 0) return errno;
+  return result_of(chmod("probe-chmod-setuid", kSetuid));
+}
+int case_chmod_setgid() {
+  if (fresh_file("probe-chmod-setgid") != 0) return errno;
+  return result_of(chmod("probe-chmod-setgid", S_ISGID | 0755));
+}
+int case_chmod_plain() {
+  if (fresh_file("probe-chmod-plain") != 0) return errno;
+  return result_of(chmod("probe-chmod-plain", 0700));
+}
+int case_fchmod_setuid() {
+  unlink("probe-fchmod");
+  const int fd = open("probe-fchmod", O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+  if (fd < 0) return errno;
+  return result_of(fchmod(fd, kSetuid));
+}
+int case_fchmodat_setuid() {
+  if (fresh_file("probe-fchmodat") != 0) return errno;
+  return result_of(syscall(SYS_fchmodat, AT_FDCWD, "probe-fchmodat", kSetuid));
+}
+int case_fchmodat2_setuid() {
+  if (fresh_file("probe-fchmodat2") != 0) return errno;
+  return result_of(syscall(452, AT_FDCWD, "probe-fchmodat2", kSetuid, 0));
+}
+int case_open_creat_setuid() {
+  unlink("probe-open-setuid");
+  return result_of(syscall(SYS_openat, AT_FDCWD, "probe-open-setuid",
+                           O_WRONLY | O_CREAT | O_CLOEXEC, kSetuid));
+}
+int case_creat_setuid() {
+  unlink("probe-creat-setuid");
+  return result_of(syscall(SYS_creat, "probe-creat-setuid", kSetuid));
+}
+int case_mknod_setuid() {
+  unlink("probe-mknod-setuid");
+  return result_of(mknod("probe-mknod-setuid", S_IFREG | kSetuid, 0));
+}
+// openat2's mode is in memory seccomp cannot read: refused as missing, libc falls back.
+int case_openat2() {
+  struct {
+    uint64_t flags, mode, resolve;
+  } how = {O_WRONLY | O_CREAT | O_CLOEXEC, kSetuid, 0};
+  unlink("probe-openat2");
+  return result_of(syscall(437, AT_FDCWD, "probe-openat2", &how, sizeof how));
+}
+// An open that creates nothing ignores its mode, whatever it holds: never refused for it.
+int case_open_existing_any_mode() {
+  if (fresh_file("probe-open-existing") != 0) return errno;
+  return result_of(syscall(SYS_openat, AT_FDCWD, "probe-open-existing", O_RDONLY | O_CLOEXEC,
+                           kSetuid));
+}
+// "ok" when the working directory's mount is nosuid.
+int case_cwd_nosuid() {
+  struct statvfs sv;
+  if (statvfs(".", &sv) != 0) return errno;
+  return (sv.f_flag & ST_NOSUID) != 0 ? 0 : ENOTSUP;
+}
+
 int case_personality_readimplies() {
   // personality() returns the previous persona, so only -1 is a failure.
   return result_of(personality(READ_IMPLIES_EXEC));
@@ -465,6 +536,18 @@ constexpr Case kCases[] = {
     {"mount_setattr", case_mount_setattr, -1},
     {"move_mount", case_move_mount, -1},
     {"personality_readimplies", case_personality_readimplies, -1},
+    {"chmod_setuid", case_chmod_setuid, -1},
+    {"chmod_setgid", case_chmod_setgid, -1},
+    {"chmod_plain", case_chmod_plain, -1},
+    {"fchmod_setuid", case_fchmod_setuid, -1},
+    {"fchmodat_setuid", case_fchmodat_setuid, -1},
+    {"fchmodat2_setuid", case_fchmodat2_setuid, -1},
+    {"open_creat_setuid", case_open_creat_setuid, -1},
+    {"creat_setuid", case_creat_setuid, -1},
+    {"mknod_setuid", case_mknod_setuid, -1},
+    {"openat2", case_openat2, -1},
+    {"open_existing_any_mode", case_open_existing_any_mode, -1},
+    {"cwd_nosuid", case_cwd_nosuid, -1},
 };
 
 const Case* find_case(const char* name) {

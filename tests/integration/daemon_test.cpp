@@ -482,6 +482,126 @@ TEST_CASE("openshelld: only root and group openshell may call; members see their
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "delete", mine}).exit_code == 0);
 }
 
+// Issue 13.A: a member's policy named /root/... or a file in another user's 0700 home, and the
+// root supervisor bound it: the agent printed what the member could not read on the host.
+TEST_CASE("openshelld: a member's sandbox shows it no host path it could not reach itself") {
+  OpenshellGroup group;
+  TestUser member("m"), other("h");
+  member.join("openshell");
+  Daemon d;
+  const std::string tag = std::to_string(::getpid());
+  // Root's: a directory under /root (0700). The other user's: a 0700 home with a readable file.
+  const std::string root_dir = "/root/osh-secret-" + tag;
+  const std::string home = "/tmp/osh-home-" + tag;
+  REQUIRE(::mkdir(root_dir.c_str(), 0755) == 0);
+  { std::ofstream(root_dir + "/secret") << "root only\n"; }
+  REQUIRE(::chmod((root_dir + "/secret").c_str(), 0644) == 0);
+  REQUIRE(::mkdir(home.c_str(), 0700) == 0);
+  { std::ofstream(home + "/notes") << "the other user's\n"; }
+  REQUIRE(::chmod((home + "/notes").c_str(), 0644) == 0);
+  REQUIRE(::mkdir((home + "/work").c_str(), 0777) == 0);
+  REQUIRE(::chmod((home + "/work").c_str(), 0777) == 0);
+  REQUIRE(::chown(home.c_str(), other.uid(), other.uid()) == 0);
+  struct Cleanup {
+    std::string a, b;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(a, ec);
+      std::filesystem::remove_all(b, ec);
+    }
+  } cleanup{root_dir, home};
+  const auto member_ctl = [&](std::vector<std::string> args) {
+    return ctl_as(d, member.uid(), {group.gid()}, std::move(args));
+  };
+  // The policies live where the member can read them.
+  const std::string policies = "/tmp/osh-policies-" + tag;
+  REQUIRE(::mkdir(policies.c_str(), 0755) == 0);
+  struct RemovePolicies {
+    std::string dir;
+    ~RemovePolicies() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } remove_policies{policies};
+  const std::vector<std::pair<std::string, std::string>> leaks = {
+      {"root-ro", test_policy(", \"" + root_dir + "\"", "include_workdir = true\n")},
+      {"home-ro", test_policy(", \"" + home + "/notes\"", "include_workdir = true\n")},
+      {"home-rw",
+       test_policy("", "include_workdir = true\nread_write = [\"" + home + "/work\"]\n")},
+  };
+  for (const auto& [label, text] : leaks) {
+    const std::string file = policies + "/" + label + ".toml";
+    { std::ofstream(file) << text; }
+    REQUIRE(::chmod(file.c_str(), 0644) == 0);
+    INFO(label);
+    // 1. sandbox create --policy-file
+    const std::string name = unique_name("leak");
+    d.delete_at_end(name);
+    auto created = member_ctl({"sandbox", "create", name, "--policy-file", file});
+    INFO(created.out << created.err);
+    CHECK(created.exit_code == 1);
+    CHECK(created.err.find("cannot reach it on the host") != std::string::npos);
+    // 2. run --policy-file: nothing of it is printed.
+    auto ran = member_ctl({"run", "--policy-file", file, "--", "/bin/sh", "-c",
+                           "cat " + root_dir + "/secret " + home + "/notes; ls " + home + "/work"});
+    INFO(ran.out << ran.err);
+    CHECK(ran.exit_code != 0);
+    CHECK(ran.out.find("root only") == std::string::npos);
+    CHECK(ran.out.find("the other user's") == std::string::npos);
+    CHECK(ran.err.find("cannot reach it on the host") != std::string::npos);
+    // 3. policy set on a stopped sandbox, then start.
+    const std::string later = unique_name("later");
+    d.delete_at_end(later);
+    REQUIRE(member_ctl({"sandbox", "create", later}).exit_code == 0);
+    REQUIRE(member_ctl({"sandbox", "stop", later}).exit_code == 0);
+    (void)member_ctl({"policy", "set", later, file});
+    auto started = member_ctl({"sandbox", "start", later});
+    INFO(started.out << started.err);
+    CHECK(started.exit_code == 1);
+    CHECK(started.err.find("cannot reach it on the host") != std::string::npos);
+    CHECK(member_ctl({"sandbox", "delete", later}).exit_code == 0);
+  }
+  // Root may bind what root can reach.
+  auto as_root = d.ctl({"run", "--policy-file", policies + "/root-ro.toml", "--", "/bin/cat",
+                        root_dir + "/secret"});
+  INFO(as_root.err);
+  CHECK(as_root.exit_code == 0);
+  CHECK(as_root.out == "root only\n");
+}
+
+// Issue 13.B: the daemon's caps on what a member's policy may ask for, and on how many
+// sandboxes each member may have.
+TEST_CASE("openshelld: a member's limits stay within the daemon's caps") {
+  OpenshellGroup group;
+  TestUser member("c");
+  member.join("openshell");
+  Daemon d(false, "max_sandboxes_per_user = 2\nmax_memory = \"1G\"\n[sandbox_defaults]\n"
+                  "memory_max = \"512M\"\n");
+  const auto member_ctl = [&](std::vector<std::string> args) {
+    return ctl_as(d, member.uid(), {group.gid()}, std::move(args));
+  };
+  const std::string file = "/tmp/osh-big-" + std::to_string(::getpid()) + ".toml";
+  { std::ofstream(file) << test_policy("", "include_workdir = true\n[resources]\nmemory_max = \"2G\"\n"); }
+  REQUIRE(::chmod(file.c_str(), 0644) == 0);
+  auto big = member_ctl({"sandbox", "create", unique_name("big"), "--policy-file", file});
+  CHECK(big.exit_code == 1);
+  CHECK(big.err.find("resources.memory_max 2147483648 is above this host's limit for non-root "
+                     "callers (1073741824)") != std::string::npos);
+  // Root is not capped.
+  const std::string roots = unique_name("rootbig");
+  d.delete_at_end(roots);
+  CHECK(d.ctl({"sandbox", "create", roots, "--policy-file", file}).exit_code == 0);
+  ::unlink(file.c_str());
+  // The default (512M) fits; two sandboxes, and a third is refused.
+  const std::string a = unique_name("a"), b = unique_name("b"), c = unique_name("c");
+  for (const auto& n : {a, b, c}) d.delete_at_end(n);
+  CHECK(member_ctl({"sandbox", "create", a}).exit_code == 0);
+  CHECK(member_ctl({"sandbox", "create", b}).exit_code == 0);
+  auto third = member_ctl({"sandbox", "create", c});
+  CHECK(third.exit_code == 1);
+  CHECK(third.err.find("at most 2 sandboxes per user") != std::string::npos);
+}
+
 TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
   Daemon d;
   sd_bus* bus = d.open_bus();

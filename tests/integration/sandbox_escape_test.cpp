@@ -12,12 +12,15 @@ using namespace openshell::testing;
 
 namespace {
 
-std::map<std::string, std::string> attempt(const std::vector<std::string>& cases) {
+// workdir: a host directory for /sandbox (the probe's working directory), or none (a tmpfs).
+std::map<std::string, std::string> attempt(const std::vector<std::string>& cases,
+                                           const std::string& workdir = "") {
   TempDir dir;
   auto policy = dir.write("p.toml", test_policy());
-  std::vector<std::string> argv = {
-      supervisor_bin(),   "run", "--policy-file",      policy, "--name",
-      unique_name("esc"), "--",  helper("try_syscall")};
+  std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", policy,
+                                   "--name",         unique_name("esc")};
+  if (!workdir.empty()) argv.insert(argv.end(), {"--workdir", workdir});
+  argv.insert(argv.end(), {"--", helper("try_syscall")});
   argv.insert(argv.end(), cases.begin(), cases.end());
   auto r = run_process(argv);
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
@@ -105,4 +108,43 @@ TEST_CASE("root cannot be regained: setuid(0) and a setuid-root binary") {
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("euid=1000") != std::string::npos);
   CHECK(r.out.find("euid=0") == std::string::npos);
+}
+
+// Issue 13.D: what the agent writes in its workspace is on the host, where a set-user-id file of
+// the workspace's owner would run as that owner for anyone. The workspace is nosuid in the
+// sandbox, and no way of setting the bits gets through.
+TEST_CASE("set-id bits cannot be set on files, and the workspace is nosuid") {
+  TempDir host_side;
+  const std::string workdir = host_side.path() + "/ws";
+  REQUIRE(::mkdir(workdir.c_str(), 0755) == 0);
+  REQUIRE(::chown(workdir.c_str(), 4321, 4321) == 0);
+  const bool bound = GENERATE(false, true);  // the private tmpfs, then a host directory
+  INFO((bound ? "workdir " + workdir : std::string("tmpfs workspace")));
+  auto c = attempt({"chmod_setuid", "chmod_setgid", "fchmod_setuid", "fchmodat_setuid",
+                    "fchmodat2_setuid", "open_creat_setuid", "creat_setuid", "mknod_setuid",
+                    "openat2", "chmod_plain", "open_existing_any_mode", "cwd_nosuid"},
+                   bound ? workdir : "");
+  for (const char* name : {"chmod_setuid", "chmod_setgid", "fchmod_setuid", "fchmodat_setuid",
+                           "open_creat_setuid", "creat_setuid", "mknod_setuid"}) {
+    INFO(name);
+    CHECK(c[name] == "EPERM");
+  }
+  CHECK(c["fchmodat2_setuid"] == "ENOSYS");  // libc falls back to fchmodat
+  CHECK(c["openat2"] == "ENOSYS");           // libc falls back to openat
+  // Ordinary modes, and opens that create nothing, are untouched.
+  CHECK(c["chmod_plain"] == "ok");
+  CHECK(c["open_existing_any_mode"] == "ok");
+  CHECK(c["cwd_nosuid"] == "ok");
+  // On the host: the probe's files are there, and none has a set-id bit.
+  if (bound) {
+    size_t files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(workdir)) {
+      struct stat st {};
+      REQUIRE(::lstat(entry.path().c_str(), &st) == 0);
+      INFO(entry.path());
+      CHECK((st.st_mode & (S_ISUID | S_ISGID)) == 0);
+      ++files;
+    }
+    CHECK(files >= 5);
+  }
 }

@@ -71,6 +71,53 @@ TEST_CASE("limits are written to the sandbox's cgroup and SIGTERM ends the sandb
   for (const auto& d : expected_cgroup_dirs(name)) CHECK_FALSE(path_exists(d));
 }
 
+// Issue 13.B: a policy without [resources] used to get no memory limit and /tmp and /dev/shm of
+// half the host's RAM each (one agent filled 3 GiB of host memory through /tmp).
+TEST_CASE("a policy without [resources] gets the default limits and sized tmpfs") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  const std::string name = unique_name("dflt");
+  const std::string events_file = dir.path() + "/events.jsonl";
+  pid_t pid = spawn_process({supervisor_bin(), "run", "--policy-file", policy, "--name", name,
+                             "--events", events_file, "--", "/bin/sh", "-c",
+                             "grep -E ' /(tmp|dev/shm|sandbox) ' /proc/mounts; sleep 60"},
+                            dir.path() + "/out");
+  REQUIRE(
+      eventually([&] { return read_text(events_file).find("\"Launch\"") != std::string::npos; }));
+  auto values = read_cgroup_limits(name);
+  CHECK(values.memory_max == "4294967296");
+  CHECK(values.pids_max == "4096");
+  CHECK(values.cpu_quota == "200000");
+  REQUIRE(eventually([&] { return read_text(dir.path() + "/out").find("/dev/shm") != std::string::npos; }));
+  const std::string mounts = read_text(dir.path() + "/out");
+  INFO(mounts);
+  CHECK(mounts.find(" /tmp tmpfs rw,nosuid,nodev,relatime,size=1048576k") != std::string::npos);
+  CHECK(mounts.find(" /dev/shm tmpfs rw,nosuid,nodev,relatime,size=262144k") !=
+        std::string::npos);
+  CHECK(mounts.find(" /sandbox tmpfs rw,nosuid,nodev,relatime,size=1048576k") != std::string::npos);
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+
+  // The operator's defaults (openshelld passes its config's): /tmp fills up at its size.
+  auto r = run_process({supervisor_bin(), "run", "--policy-file", policy, "--name",
+                        unique_name("fill"), "--default", "tmp_size=8M", "--default",
+                        "memory_max=max", "--", "/bin/sh", "-c",
+                        "head -c 64M /dev/zero > /tmp/fill; echo rc=$?; wc -c < /tmp/fill"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("rc=0") == std::string::npos);
+  CHECK(r.err.find("No space left on device") != std::string::npos);
+  const auto last = r.out.rfind('\n', r.out.size() - 2);
+  CHECK(std::stoull(r.out.substr(last == std::string::npos ? 0 : last + 1)) <= 8U << 20);
+
+  // A bad default is a usage error, not a sandbox without it.
+  auto bad = run_process({supervisor_bin(), "run", "--policy-file", policy, "--default",
+                          "memory_max=lots", "--", "/bin/true"});
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("--default memory_max=lots") != std::string::npos);
+}
+
 TEST_CASE("kill -9 of the supervisor kills the sandbox and leaves no cgroup or mount") {
   check_kill9_cleanup(std::nullopt);
 }

@@ -14,7 +14,10 @@ using namespace openshell::policy;  // NOLINT(google-build-using-namespace)
 
 namespace {
 
-ParseResult parse(const std::string& text) { return parse_policy_string(text, "t.toml"); }
+// The language's grammar, L7 included (this version refuses L7 policies: see the test of that).
+ParseResult parse(const std::string& text) {
+  return parse_policy_string(text, "t.toml", ParseOptions{.l7 = true});
+}
 
 std::string dump(const ParseResult& r) {
   std::string out;
@@ -251,9 +254,79 @@ TEST_CASE("memory sizes in bytes and powers of 1024", "[policy]") {
   }
   const auto unlimited = expect_ok(
       "version = 1\n[resources]\nmemory_max = \"max\"\ncpu_max = \"max\"\npids_max = \"max\"\n");
-  CHECK_FALSE(unlimited->resources.memory_max);
-  CHECK_FALSE(unlimited->resources.cpu_max);
-  CHECK_FALSE(unlimited->resources.pids_max);
+  // "max" is an explicit "none", kept apart from a limit left out (which takes the defaults).
+  CHECK(unlimited->resources.memory_max == kUnlimited);
+  CHECK(unlimited->resources.cpu_max == CpuMax{kUnlimitedCpu});
+  CHECK(unlimited->resources.pids_max == kUnlimited);
+  CHECK_FALSE(unlimited->resources.tmp_size);
+  const auto sized = expect_ok(
+      "version = 1\n[resources]\ntmp_size = \"512M\"\nshm_size = 65536\n");
+  CHECK(sized->resources.tmp_size == uint64_t{512} << 20);
+  CHECK(sized->resources.shm_size == 65536U);
+  CHECK_FALSE(sized->resources.memory_max);
+  expect_one("version = 1\n[resources]\ntmp_size = 0\n", 3, 12, "resources.tmp_size",
+             "tmp_size must be greater than zero");
+  expect_one("version = 1\n[resources]\nshm_size = \"lots\"\n", 3, 12, "resources.shm_size",
+             "malformed size");
+}
+
+// Issue 13.B: every sandbox has limits; a policy's own win, "max" stays explicit, and the
+// daemon's caps on non-root callers see through both.
+TEST_CASE("resource defaults fill what a policy leaves out; caps name each excess",
+          "[policy][resources]") {
+  const Resources builtin = builtin_resource_defaults();
+  CHECK(builtin.memory_max == uint64_t{4} << 30);
+  CHECK(builtin.cpu_max == CpuMax{200});
+  CHECK(builtin.pids_max == 4096U);
+  CHECK(builtin.tmp_size == uint64_t{1} << 30);
+  CHECK(builtin.shm_size == uint64_t{256} << 20);
+
+  Resources own;
+  own.memory_max = uint64_t{1} << 30;
+  own.pids_max = kUnlimited;
+  const Resources effective = with_defaults(own, builtin);
+  CHECK(effective.memory_max == uint64_t{1} << 30);
+  CHECK(effective.pids_max == kUnlimited);
+  CHECK(effective.cpu_max == builtin.cpu_max);
+  CHECK(effective.tmp_size == builtin.tmp_size);
+
+  Resources set;
+  CHECK_FALSE(set_resource(set, "memory_max", "2G"));
+  CHECK_FALSE(set_resource(set, "cpu_max", "max"));
+  CHECK_FALSE(set_resource(set, "pids_max", "100"));
+  CHECK_FALSE(set_resource(set, "tmp_size", "max"));
+  CHECK(set.memory_max == uint64_t{2} << 30);
+  CHECK(set.cpu_max == CpuMax{kUnlimitedCpu});
+  CHECK(set.pids_max == 100U);
+  CHECK(set.tmp_size == kUnlimited);
+  CHECK(set_resource(set, "pids_max", "0").has_value());
+  CHECK(set_resource(set, "pids_max", "-1").has_value());
+  CHECK(set_resource(set, "memory_max", "0").has_value());
+  CHECK(set_resource(set, "cpu_max", "2").has_value());
+  CHECK(set_resource(set, "swap_max", "1G").has_value());
+  // Round trip through a command line.
+  Resources again;
+  for (const auto& a : resource_assignments(set)) {
+    const auto eq = a.find('=');
+    CHECK_FALSE(set_resource(again, a.substr(0, eq), a.substr(eq + 1)));
+  }
+  CHECK(again == set);
+
+  Resources caps;
+  caps.memory_max = uint64_t{2} << 30;
+  caps.cpu_max = CpuMax{100};
+  caps.pids_max = 1000;
+  CHECK(exceeded_caps(with_defaults({}, builtin), {}).empty());  // no caps: nothing exceeds
+  const auto over = exceeded_caps(with_defaults(own, builtin), caps);
+  // memory 1G fits; cpu 200% > 100%; pids "max" > 1000; the sizes have no cap.
+  REQUIRE(over.size() == 2);
+  CHECK_THAT(over[0], Catch::Contains("resources.cpu_max 200%") && Catch::Contains("(100%)"));
+  CHECK_THAT(over[1], Catch::Contains("resources.pids_max max") && Catch::Contains("(1000)"));
+  Resources within;
+  within.memory_max = uint64_t{1} << 30;  // the default 4G would exceed the 2G cap
+  within.cpu_max = CpuMax{50};
+  within.pids_max = 10;
+  CHECK(exceeded_caps(with_defaults(within, builtin), caps).empty());
 }
 
 TEST_CASE("identities: sandbox and numeric ids", "[policy]") {
@@ -880,7 +953,7 @@ TEST_CASE("every policy example parses and validates clean", "[policy][examples]
     INFO(entry.path().string() << "\n" << dump(r));
     CHECK(r.ok());
   }
-  CHECK(count >= 5);
+  CHECK(count >= 4);
 
   const ParseResult def =
       parse_policy_file(std::string(OPENSHELL_POLICY_EXAMPLES_DIR) + "/default.toml");
@@ -889,9 +962,28 @@ TEST_CASE("every policy example parses and validates clean", "[policy][examples]
   CHECK(def.policy->filesystem.read_write == default_policy()->filesystem.read_write);
   CHECK(def.policy->filesystem.include_workdir);
   CHECK(def.policy->network_policies.empty());
+}
+
+TEST_CASE("the examples that need L7 are valid L7 and refused by this version",
+          "[policy][examples]") {
+  const std::string dir = std::string(OPENSHELL_POLICY_EXAMPLES_DIR) + "/needs-l7";
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".toml") continue;
+    ++count;
+    INFO(entry.path().string());
+    const ParseResult grammar = parse_policy_file(entry.path().string(), ParseOptions{.l7 = true});
+    INFO(dump(grammar));
+    CHECK(grammar.ok());
+    const ParseResult refused = parse_policy_file(entry.path().string());
+    REQUIRE_FALSE(refused.ok());
+    for (const Diagnostic& d : refused.diagnostics)
+      CHECK_THAT(d.reason, Catch::Contains("needs TLS termination, not available in this version"));
+  }
+  CHECK(count >= 1);
 
   const ParseResult gh =
-      parse_policy_file(std::string(OPENSHELL_POLICY_EXAMPLES_DIR) + "/github-readonly.toml");
+      parse_policy_file(dir + "/github-readonly.toml", ParseOptions{.l7 = true});
   REQUIRE(gh.ok());
   const NetworkRule& git = gh.policy->network_policies.at("github_git");
   REQUIRE(git.endpoints.size() == 1);
@@ -900,4 +992,57 @@ TEST_CASE("every policy example parses and validates clean", "[policy][examples]
   CHECK(git.endpoints[0].rules[0].path == "/**/info/refs*");
   CHECK(git.endpoints[0].rules[1].method == "POST");
   CHECK(git.endpoints[0].rules[1].path == "/**/git-upload-pack");
+}
+
+// Issue 13.1: until TLS termination exists, nothing that needs it passes validation, so a
+// policy never promises a restriction the proxy does not enforce.
+TEST_CASE("L7 fields are refused, each at its position, until TLS termination exists",
+          "[policy][l7]") {
+  const std::string head = "version = 1\n[network_policies.api]\n[[network_policies.api.endpoints]]\n"
+                           "host = \"api.example.com\"\nport = 443\n";
+  const std::string key = "network_policies.api.endpoints[0]";
+  struct Case {
+    std::string fields;  // from line 6
+    std::vector<std::pair<uint32_t, std::string>> refused;  // line, field
+  };
+  const std::vector<Case> cases = {
+      {"protocol = \"rest\"\naccess = \"read-only\"\n", {{6, "protocol"}, {7, "access"}}},
+      {"protocol = \"websocket\"\naccess = \"full\"\n", {{6, "protocol"}, {7, "access"}}},
+      {"protocol = \"graphql\"\nrules = [{ allow = { method = \"POST\" } }]\n",
+       {{6, "protocol"}, {7, "rules"}}},
+      {"protocol = \"mcp\"\nrules = [{ allow = { method = \"tools/call\" } }]\n",
+       {{6, "protocol"}, {7, "rules"}}},
+      {"protocol = \"json-rpc\"\nrules = [{ allow = { method = \"x\" } }]\n",
+       {{6, "protocol"}, {7, "rules"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\ndeny_rules = [{ method = \"DELETE\" }]\n",
+       {{6, "protocol"}, {7, "access"}, {8, "deny_rules"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\nenforcement = \"audit\"\n",
+       {{6, "protocol"}, {7, "access"}, {8, "enforcement"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\npath = \"/v1/**\"\n",
+       {{6, "protocol"}, {7, "access"}, {8, "path"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\nallow_encoded_slash = true\n",
+       {{6, "protocol"}, {7, "access"}, {8, "allow_encoded_slash"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = true\n",
+       {{6, "protocol"}, {7, "access"}, {8, "request_body_credential_rewrite"}}},
+      {"protocol = \"rest\"\naccess = \"full\"\ntls = \"skip\"\n",
+       {{6, "protocol"}, {7, "access"}, {8, "tls"}}},
+  };
+  for (const Case& c : cases) {
+    const ParseResult r = parse_policy_string(head + c.fields, "t.toml");
+    INFO(c.fields << "\n" << dump(r));
+    CHECK_FALSE(r.ok());
+    REQUIRE(r.diagnostics.size() == c.refused.size());
+    for (size_t i = 0; i < c.refused.size(); ++i) {
+      CHECK(r.diagnostics[i].pos.line == c.refused[i].first);
+      CHECK(r.diagnostics[i].key == key + "." + c.refused[i].second);
+      CHECK_THAT(r.diagnostics[i].reason,
+                 Catch::Contains("needs TLS termination, not available in this version"));
+    }
+  }
+  // What this version enforces stays valid: L4, tcp, and audit on an L4 endpoint.
+  for (const char* fields : {"", "protocol = \"tcp\"\n", "enforcement = \"audit\"\n"}) {
+    const ParseResult r = parse_policy_string(head + fields, "t.toml");
+    INFO(fields << "\n" << dump(r));
+    CHECK(r.ok());
+  }
 }

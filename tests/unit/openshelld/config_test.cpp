@@ -22,6 +22,32 @@ TEST_CASE("config: the shipped openshelld.toml is valid and says the defaults") 
   CHECK(shipped->max_sandboxes == defaults.max_sandboxes);
   CHECK(shipped->removed_logs_kept == defaults.removed_logs_kept);
   CHECK(shipped->driver == defaults.driver);
+  CHECK(shipped->max_sandboxes_per_user == defaults.max_sandboxes_per_user);
+  CHECK(shipped->sandbox_defaults == defaults.sandbox_defaults);
+  CHECK(shipped->sandbox_defaults == openshell::policy::builtin_resource_defaults());
+  CHECK(shipped->user_caps == defaults.user_caps);
+}
+
+TEST_CASE("config: sandbox defaults and the caps on non-root callers") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("osh-limits-" + std::to_string(::getpid())))
+          .string();
+  std::ofstream(path) << "max_sandboxes_per_user = 3\nmax_memory = \"2G\"\nmax_cpu = \"150%\"\n"
+                         "max_pids = 100\n[sandbox_defaults]\nmemory_max = \"1G\"\n"
+                         "pids_max = \"max\"\ntmp_size = 1048576\n";
+  auto c = load_config(path, true);
+  std::filesystem::remove(path);
+  REQUIRE(c.ok());
+  CHECK(c->max_sandboxes_per_user == 3);
+  CHECK(c->user_caps.memory_max == uint64_t{2} << 30);
+  CHECK(c->user_caps.cpu_max == openshell::policy::CpuMax{150});
+  CHECK(c->user_caps.pids_max == 100U);
+  CHECK_FALSE(c->user_caps.tmp_size.has_value());
+  CHECK(c->sandbox_defaults.memory_max == uint64_t{1} << 30);
+  CHECK(c->sandbox_defaults.pids_max == openshell::policy::kUnlimited);
+  CHECK(c->sandbox_defaults.tmp_size == 1048576U);
+  // Left out of the table: the built-in default.
+  CHECK(c->sandbox_defaults.shm_size == openshell::policy::builtin_resource_defaults().shm_size);
 }
 
 TEST_CASE("config: mistakes are reported with file:line:col") {
@@ -42,6 +68,13 @@ TEST_CASE("config: mistakes are reported with file:line:col") {
   check("state_dir = \n", ":1:");
   check("driver = \"docker\"\n", ":1:10: driver: one of auto, systemd, direct");
   check("removed_logs_kept = -1\n", ":1:21: removed_logs_kept: a number in 0..100000");
+  check("max_memory = \"lots\"\n", ":1:14: max_memory: malformed size");
+  check("[sandbox_defaults]\ncpu_max = \"2\"\n", ":2:11: sandbox_defaults.cpu_max: malformed cpu_max");
+  check("[sandbox_defaults]\nmem = \"1G\"\n", "sandbox_defaults.mem: unknown resource");
+  // Every mistake at once, a line each.
+  check("stat_dir = \"/x\"\nlog_dir = 7\nmax_sandboxes = 0\n",
+        ":1:1: unknown key 'stat_dir'\n" + path + ":2:11: log_dir: must be a string\n" + path +
+            ":3:17: max_sandboxes: a number in 1..4096");
   std::filesystem::remove(path);
   CHECK_FALSE(load_config("/nonexistent/openshelld.toml", true).ok());
   CHECK(load_config("/nonexistent/openshelld.toml", false).ok());

@@ -4,12 +4,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -505,6 +507,22 @@ TEST_CASE("the host resolver refuses names that are numeric addresses", "[dns_se
     INFO(name);
     CHECK(resolve_with_host(name).empty());
   }
+}
+
+TEST_CASE("the host resolver answers names from the hosts file, exactly as asked", "[dns_server]") {
+  // Issue 13.2: the resolver asks getaddrinfo for "name." (no search list), which glibc's files
+  // backend never matches; the hosts file is read first, by name, so these need no network.
+  char path[] = "/tmp/osh-hosts-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text = "10.20.30.40 registry.corp.example registry\nfd00::7 models.internal\n";
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  CHECK(resolve_with_host("registry", path) == std::vector<IpAddress>{ip("10.20.30.40")});
+  CHECK(resolve_with_host("registry.corp.example", path) ==
+        std::vector<IpAddress>{ip("10.20.30.40")});
+  CHECK(resolve_with_host("models.internal", path) == std::vector<IpAddress>{ip("fd00::7")});
+  ::unlink(path);
 }
 
 TEST_CASE("the server refuses a socket that is not a datagram socket", "[dns_server]") {
