@@ -1,5 +1,8 @@
 #include "ctl/bus_client.hpp"
 
+#include <cstdlib>
+#include <memory>
+
 #include <systemd/sd-bus.h>
 
 #include <cstdint>
@@ -62,6 +65,32 @@ int append_strings(sd_bus_message* m, const std::vector<std::string>& v) {
   int rc = sd_bus_message_open_container(m, 'a', "s");
   for (const auto& s : v)
     if (rc >= 0) rc = sd_bus_message_append(m, "s", s.c_str());
+  if (rc >= 0) rc = sd_bus_message_close_container(m);
+  return rc;
+}
+
+Result<int> append_options(sd_bus_message* m, const NewSandbox& options, bool with_env) {
+  std::string workdir;
+  if (!options.workdir.empty()) {
+    // The daemon follows no symlink: it gets the real path, as we (the caller) see it.
+    std::unique_ptr<char, decltype(&::free)> real(::realpath(options.workdir.c_str(), nullptr),
+                                                  &::free);
+    if (!real) return Error::from_errno("--workdir " + options.workdir);
+    workdir = real.get();
+  }
+  int rc = sd_bus_message_open_container(m, 'a', "{sv}");
+  if (rc >= 0 && !workdir.empty())
+    rc = sd_bus_message_append(m, "{sv}", "workdir", "s", workdir.c_str());
+  if (rc >= 0 && options.workdir_readonly)
+    rc = sd_bus_message_append(m, "{sv}", "workdir_readonly", "b", 1);
+  if (rc >= 0 && with_env && !options.env.empty()) {
+    rc = sd_bus_message_open_container(m, 'e', "sv");
+    if (rc >= 0) rc = sd_bus_message_append(m, "s", "env");
+    if (rc >= 0) rc = sd_bus_message_open_container(m, 'v', "as");
+    if (rc >= 0) rc = append_strings(m, options.env);
+    if (rc >= 0) rc = sd_bus_message_close_container(m);
+    if (rc >= 0) rc = sd_bus_message_close_container(m);
+  }
   if (rc >= 0) rc = sd_bus_message_close_container(m);
   return rc;
 }

@@ -35,6 +35,16 @@ int append_strings(sd_bus_message* m, const std::vector<std::string>& v);
 int read_strings(sd_bus_message* m, std::vector<std::string>* out);
 Result<MessagePtr> new_call(sd_bus* bus, const char* method);
 
+// What a new sandbox gets besides its policy and command (the a{sv} options of CreateSandbox,
+// CreateSandboxWithPolicy and RunSandbox).
+struct NewSandbox {
+  std::string workdir;  // as given; sent as its real path, resolved with our own rights
+  bool workdir_readonly = false;
+  std::vector<std::string> env;  // create only: RunSandbox takes its env apart
+};
+// Appends the options; an error for a workdir we cannot resolve.
+Result<int> append_options(sd_bus_message* m, const NewSandbox& options, bool with_env);
+
 // A policy file's text ("-": standard input), at most 1 MiB.
 Result<std::string> read_policy_file(const std::string& file);
 

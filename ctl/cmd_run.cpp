@@ -15,6 +15,7 @@ struct Options {
   std::string policy;
   std::string policy_file;
   std::vector<std::string> env;
+  NewSandbox sandbox;  // its workdir
   std::vector<std::string> command;
 };
 
@@ -30,13 +31,18 @@ int run(const Global& global, const Options& o) {
   if (!bus) return fail(bus.error().message());
   // One call: the daemon makes the sandbox with CMD as its main process on our stdio, and
   // replies with CMD's status once the sandbox is gone.
-  auto reply = call(bus->get(), "RunSandbox", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "sss", o.policy.c_str(), text.c_str(), source.c_str());
-    if (rc >= 0) rc = append_strings(m, o.command);
-    if (rc >= 0) rc = append_strings(m, o.env);
-    if (rc >= 0) rc = sd_bus_message_append(m, "hhh", 0, 1, 2);
-    return rc;
-  });
+  auto request = new_call(bus->get(), "RunSandbox");
+  if (!request) return fail(request.error().message());
+  sd_bus_message* m = request->get();
+  int rc = sd_bus_message_append(m, "sss", o.policy.c_str(), text.c_str(), source.c_str());
+  if (rc >= 0) rc = append_strings(m, o.command);
+  if (rc >= 0) rc = append_strings(m, o.env);
+  if (rc < 0) return fail("building the request");
+  auto appended = append_options(m, o.sandbox, /*with_env=*/false);
+  if (!appended) return fail(appended.error().message());
+  if (*appended >= 0) rc = sd_bus_message_append(m, "hhh", 0, 1, 2);
+  if (*appended < 0 || rc < 0) return fail("building the request");
+  auto reply = call_prepared(bus->get(), m);
   if (!reply) return fail(reply.error().message());
   int code = kExitFailed;
   if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to RunSandbox");
@@ -52,7 +58,12 @@ void add_run(CLI::App& app, const Global& global, Action* run_action) {
                                 "Named policy (default: the daemon's default)");
   cmd->add_option("--policy-file", options->policy_file, "A policy file of your own instead")
       ->excludes(named);
-  cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment");
+  cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment")
+      ->allow_extra_args(false);
+  cmd->add_option("--workdir", options->sandbox.workdir,
+                  "A directory of yours at /sandbox (read-write; the agent writes as you)");
+  cmd->add_flag("--workdir-readonly", options->sandbox.workdir_readonly,
+                "Mount --workdir read-only");
   cmd->add_option("command", options->command, "-- CMD ARGS...")->required();
   cmd->callback([&global, run_action, options] {
     *run_action = [&global, options] { return run(global, *options); };

@@ -31,34 +31,38 @@ struct Options {
   std::string name;
   std::string policy;
   std::string policy_file;
+  NewSandbox sandbox;
   std::vector<std::string> command;
 };
 
 // From a named policy, or from a policy file when `policy_file` is set (CreateSandbox /
 // CreateSandboxWithPolicy).
-Result<MessagePtr> create_sandbox(sd_bus* bus, const std::string& name, const std::string& policy,
-                                  const std::string& policy_file,
-                                  const std::vector<std::string>& command) {
-  if (policy_file.empty())
-    return call(bus, "CreateSandbox", [&](sd_bus_message* m) {
-      int rc = sd_bus_message_append(m, "ss", name.c_str(), policy.c_str());
-      if (rc >= 0) rc = append_strings(m, command);
-      return rc;
-    });
-  auto text = read_policy_file(policy_file);
-  if (!text) return text.error();
-  const std::string source = policy_file == "-" ? "<stdin>" : policy_file;
-  return call(bus, "CreateSandboxWithPolicy", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "sss", name.c_str(), text->c_str(), source.c_str());
-    if (rc >= 0) rc = append_strings(m, command);
-    return rc;
-  });
+Result<MessagePtr> create_sandbox(sd_bus* bus, const Options& o) {
+  std::string text, source;
+  if (!o.policy_file.empty()) {
+    auto read = read_policy_file(o.policy_file);
+    if (!read) return read.error();
+    text = std::move(*read);
+    source = o.policy_file == "-" ? "<stdin>" : o.policy_file;
+  }
+  auto request = new_call(bus, o.policy_file.empty() ? "CreateSandbox" : "CreateSandboxWithPolicy");
+  if (!request) return request.error();
+  sd_bus_message* m = request->get();
+  int rc = o.policy_file.empty()
+               ? sd_bus_message_append(m, "ss", o.name.c_str(), o.policy.c_str())
+               : sd_bus_message_append(m, "sss", o.name.c_str(), text.c_str(), source.c_str());
+  if (rc >= 0) rc = append_strings(m, o.command);
+  if (rc < 0) return Error::from_errno("building the request", -rc);
+  auto appended = append_options(m, o.sandbox, /*with_env=*/true);
+  if (!appended) return appended.error();
+  if (*appended < 0) return Error::from_errno("building the request", -*appended);
+  return call_prepared(bus, m);
 }
 
 int create(const Global& global, const Options& o) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
-  auto reply = create_sandbox(bus->get(), o.name, o.policy, o.policy_file, o.command);
+  auto reply = create_sandbox(bus->get(), o);
   if (!reply) return fail(reply.error().message());
   if (global.json) {
     std::cout << nlohmann::json{{"name", o.name}}.dump() << "\n";
@@ -155,6 +159,13 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   c->add_option("--policy-file", options->policy_file,
                 "A policy file of your own instead (- for standard input)")
       ->excludes(named);
+  c->add_option("--workdir", options->sandbox.workdir,
+                "A directory of yours at /sandbox (read-write; the agent writes as you) instead "
+                "of a workspace of its own");
+  c->add_flag("--workdir-readonly", options->sandbox.workdir_readonly,
+              "Mount --workdir read-only");
+  c->add_option("--env", options->sandbox.env, "KEY=VALUE for the main process (repeatable)")
+      ->allow_extra_args(false);
   c->add_option("command", options->command, "-- CMD ARGS... (default: sleep infinity)");
   c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
 

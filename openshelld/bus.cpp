@@ -123,6 +123,40 @@ int read_strings(sd_bus_message* m, std::vector<std::string>* out, sd_bus_error*
   return sd_bus_message_exit_container(m);
 }
 
+// The options dictionary of CreateSandbox, CreateSandboxWithPolicy and RunSandbox: "workdir"
+// (s), "workdir_readonly" (b), "env" (as; create only). Anything else is InvalidArgument.
+int read_options(sd_bus_message* m, bool env_allowed, SandboxOptions* out, sd_bus_error* error) {
+  int rc = sd_bus_message_enter_container(m, 'a', "{sv}");
+  if (rc < 0) return rc;
+  while ((rc = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+    const char* key = nullptr;
+    if ((rc = sd_bus_message_read(m, "s", &key)) < 0) return rc;
+    const std::string k = key;
+    if (k == "workdir") {
+      const char* dir = nullptr;
+      if ((rc = sd_bus_message_read(m, "v", "s", &dir)) < 0) return rc;
+      if (std::strlen(dir) > kMaxStringBytes)
+        return sd_bus_error_set(error, kErrorInvalid, "workdir is too long");
+      out->workdir = dir;
+    } else if (k == "workdir_readonly") {
+      int b = 0;
+      if ((rc = sd_bus_message_read(m, "v", "b", &b)) < 0) return rc;
+      out->workdir_readonly = b != 0;
+    } else if (k == "env" && env_allowed) {
+      if ((rc = sd_bus_message_enter_container(m, 'v', "as")) < 0) return rc;
+      if ((rc = read_strings(m, &out->env, error)) < 0) return rc;
+      if ((rc = sd_bus_message_exit_container(m)) < 0) return rc;
+    } else {
+      return sd_bus_error_setf(error, kErrorInvalid, "unknown option '%.64s'", key);
+    }
+    if ((rc = sd_bus_message_exit_container(m)) < 0) return rc;
+  }
+  if (rc < 0) return rc;
+  if (out->workdir_readonly && out->workdir.empty())
+    return sd_bus_error_set(error, kErrorInvalid, "workdir_readonly needs a workdir");
+  return sd_bus_message_exit_container(m);
+}
+
 BusService* service_of(void* userdata) { return static_cast<BusService*>(userdata); }
 
 uint64_t now_monotonic_usec() {
@@ -191,6 +225,8 @@ int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own
       if (int rc = sd_bus_message_read(m, "s", &source); rc < 0) return rc;
     std::vector<std::string> command;
     if (int rc = read_strings(m, &command, error); rc < 0) return rc;
+    SandboxOptions options;
+    if (int rc = read_options(m, /*env_allowed=*/true, &options, error); rc < 0) return rc;
     auto& manager = service_of(userdata)->manager();
     // Answered once the supervisor is up, from the loop, which serves others meanwhile.
     std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
@@ -201,9 +237,10 @@ int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own
         reply_error(call.get(), created.error());
     };
     if (own_text)
-      manager.create_with_text(name, policy, source, std::move(command), caller.uid, done);
+      manager.create_with_text(name, policy, source, std::move(command), caller.uid,
+                               std::move(options), done);
     else
-      manager.create(name, policy, std::move(command), caller.uid, done);
+      manager.create(name, policy, std::move(command), caller.uid, std::move(options), done);
     return 1;
   });
 }
@@ -402,12 +439,15 @@ int method_run(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     std::vector<std::string> argv, env;
     if (int rc = read_strings(m, &argv, error); rc < 0) return rc;
     if (int rc = read_strings(m, &env, error); rc < 0) return rc;
+    SandboxOptions options;
+    if (int rc = read_options(m, /*env_allowed=*/false, &options, error); rc < 0) return rc;
     std::vector<UniqueFd> stdio;
     if (int rc = take_fds(m, 3, error, &stdio); rc < 0) return rc;
     auto call = std::make_shared<CommandCall>(m);
     Manager& manager = service_of(userdata)->manager();
     auto ticket = manager.run(policy, text, source, std::move(argv), std::move(env),
-                              std::move(stdio), caller.uid, reply_when_done(call));
+                              std::move(stdio), caller.uid, std::move(options),
+                              reply_when_done(call));
     if (!ticket) return fail(error, ticket.error());
     watch_caller(call, manager, *ticket);
     return 1;
@@ -604,12 +644,14 @@ const sd_bus_vtable kVtable[] = {
                              SD_BUS_PARAM(version) SD_BUS_PARAM(driver) SD_BUS_PARAM(sandboxes)
                                  SD_BUS_PARAM(kernel),
                              method_status, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("CreateSandbox", "ssas",
-                             SD_BUS_PARAM(name) SD_BUS_PARAM(policy) SD_BUS_PARAM(command), "s",
+    SD_BUS_METHOD_WITH_NAMES("CreateSandbox", "ssasa{sv}",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(policy) SD_BUS_PARAM(command)
+                                 SD_BUS_PARAM(options),
+                             "s",
                              SD_BUS_PARAM(name), method_create, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("CreateSandboxWithPolicy", "sssas",
+    SD_BUS_METHOD_WITH_NAMES("CreateSandboxWithPolicy", "sssasa{sv}",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(text) SD_BUS_PARAM(source)
-                                 SD_BUS_PARAM(command),
+                                 SD_BUS_PARAM(command) SD_BUS_PARAM(options),
                              "s", SD_BUS_PARAM(name), method_create_with_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstux)", SD_BUS_PARAM(sandboxes),
@@ -636,10 +678,11 @@ const sd_bus_vtable kVtable[] = {
                                  SD_BUS_PARAM(cwd) SD_BUS_PARAM(tty),
                              "i", SD_BUS_PARAM(exit_code), method_exec_tty,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("RunSandbox", "sssasashhh",
+    SD_BUS_METHOD_WITH_NAMES("RunSandbox", "sssasasa{sv}hhh",
                              SD_BUS_PARAM(policy) SD_BUS_PARAM(text) SD_BUS_PARAM(source)
-                                 SD_BUS_PARAM(argv) SD_BUS_PARAM(env) SD_BUS_PARAM(stdin)
-                                     SD_BUS_PARAM(stdout) SD_BUS_PARAM(stderr),
+                                 SD_BUS_PARAM(argv) SD_BUS_PARAM(env) SD_BUS_PARAM(options)
+                                     SD_BUS_PARAM(stdin) SD_BUS_PARAM(stdout)
+                                         SD_BUS_PARAM(stderr),
                              "i", SD_BUS_PARAM(exit_code), method_run,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ReloadPolicies", "", , "asasas",

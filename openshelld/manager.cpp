@@ -28,6 +28,7 @@
 #include "core/log.hpp"
 #include "core/names.hpp"
 #include "core/policy.hpp"
+#include "openshelld/workdir.hpp"
 #include "sys/file_util.hpp"
 #include "sys/journal.hpp"
 #include "sys/process.hpp"
@@ -57,6 +58,23 @@ std::string last_line(const std::string& file) {
 }
 
 constexpr std::string_view kComponent = "manager";
+constexpr size_t kMaxEnvEntries = 256;
+constexpr size_t kMaxEnvBytes = size_t{128} * 1024;
+
+// K=V entries for a sandbox's main process: a name, no NUL, within the supervisor's limits.
+Status check_env(const std::vector<std::string>& env) {
+  if (env.size() > kMaxEnvEntries)
+    return Error::invalid("at most " + std::to_string(kMaxEnvEntries) + " --env entries");
+  size_t bytes = 0;
+  for (const auto& kv : env) {
+    bytes += kv.size();
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0 || kv.find('\0') != std::string::npos)
+      return Error::invalid("--env takes KEY=VALUE, got '" + kv.substr(0, 64) + "'");
+  }
+  if (bytes > kMaxEnvBytes) return Error::invalid("--env values exceed 128 KiB");
+  return {};
+}
 constexpr auto kStartTimeout = std::chrono::seconds(15);
 // A starting supervisor's control socket is polled from 1 ms, doubling up to this: a sandbox
 // is usually up within a few milliseconds.
@@ -251,13 +269,19 @@ void Manager::remove_orphan(const std::string& name) {
 
 Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
                                         Attach* attach, bool wait) {
-  const std::string workspace = registry_.workspace(record.name);
-  if (auto st = make_dir(workspace, 0700); !st) return st.error();
-  // The agent writes as the workspace's owner: the caller, or nobody for root's sandboxes
-  // (the supervisor refuses a root-owned workspace).
-  const uid_t owner = record.owner_uid == 0 ? kNobody : record.owner_uid;
-  if (::chown(workspace.c_str(), owner, owner) != 0)
-    return Error::from_errno("chown " + workspace);
+  // /sandbox: the caller's own directory (checked again: it may have changed since), or a
+  // workspace of the sandbox's own, where the agent writes as the caller, or as nobody for
+  // root's sandboxes (the supervisor refuses a root-owned workspace).
+  const bool own_workspace = record.workdir.empty();
+  const std::string workspace = own_workspace ? registry_.workspace(record.name) : record.workdir;
+  if (own_workspace) {
+    if (auto st = make_dir(workspace, 0700); !st) return st.error();
+    const uid_t owner = record.owner_uid == 0 ? kNobody : record.owner_uid;
+    if (::chown(workspace.c_str(), owner, owner) != 0)
+      return Error::from_errno("chown " + workspace);
+  } else if (auto dir = open_workdir(workspace, record.owner_uid); !dir) {
+    return dir.error();
+  }
   const std::string logs = config_.log_dir + "/sandboxes/" + record.name;
   if (auto st = make_dir(logs, 0700); !st) return st.error();
 
@@ -267,6 +291,9 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::
                                    "--workdir",        workspace,
                                    "--control",        control_socket(record.name),
                                    "--events",         logs + "/events.jsonl"};
+  if (own_workspace) args.emplace_back("--workdir-from-daemon");
+  if (record.workdir_readonly) args.emplace_back("--workdir-readonly");
+  for (const auto& kv : record.env) args.insert(args.end(), {"--env", kv});
   if (journal_) args.emplace_back("--journal");
   if (systemd_) args.emplace_back("--cgroup-delegated");
   // A member's sandbox shows it nothing of the host it could not reach itself.
@@ -405,26 +432,28 @@ Result<Manager::NewPolicy> Manager::new_policy(const std::string& policy,
 }
 
 void Manager::create(const std::string& name, const std::string& policy,
-                     std::vector<std::string> command, uid_t owner, Created done) {
+                     std::vector<std::string> command, uid_t owner, SandboxOptions options,
+                     Created done) {
   auto np = new_policy(policy, "", "");
   if (!np) return done(np.error());
-  create_later(name, *np, std::move(command), owner, std::move(done));
+  create_later(name, *np, std::move(command), owner, std::move(options), std::move(done));
 }
 
 void Manager::create_with_text(const std::string& name, const std::string& text,
                                const std::string& source, std::vector<std::string> command,
-                               uid_t owner, Created done) {
+                               uid_t owner, SandboxOptions options, Created done) {
   auto np = new_policy("", text, source.empty() ? "<policy>" : source);
   if (!np) return done(np.error());
-  create_later(name, *np, std::move(command), owner, std::move(done));
+  create_later(name, *np, std::move(command), owner, std::move(options), std::move(done));
 }
 
 Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPolicy& np,
                                            std::vector<std::string> command, uid_t owner,
-                                           bool ephemeral) {
+                                           SandboxOptions options, bool ephemeral) {
   SandboxRecord record;
   record.ephemeral = ephemeral;
-  if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
+  if (auto st = prepare_record(name, np, record, std::move(command), owner, std::move(options));
+      !st)
     return st.error();
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
   return finish_create(std::move(record), std::move(pid));
@@ -454,9 +483,11 @@ struct Manager::Starting {
 };
 
 void Manager::create_later(const std::string& name, const NewPolicy& np,
-                           std::vector<std::string> command, uid_t owner, Created done) {
+                           std::vector<std::string> command, uid_t owner, SandboxOptions options,
+                           Created done) {
   SandboxRecord record;
-  if (auto st = prepare_record(name, np, record, std::move(command), owner); !st)
+  if (auto st = prepare_record(name, np, record, std::move(command), owner, std::move(options));
+      !st)
     return done(st.error());
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), nullptr,
                               /*wait=*/false);
@@ -550,11 +581,17 @@ Status Manager::check_limits(const policy::Policy& policy, uid_t owner) const {
 
 Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
                                SandboxRecord& record, std::vector<std::string> command,
-                               uid_t owner) {
+                               uid_t owner, SandboxOptions options) {
   if (!valid_sandbox_name(name))
     return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
                           "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
-  if (sandboxes_.contains(name)) return Error::from_errno("sandbox " + name + " exists", EEXIST);
+  // Names are host-wide (they name the unit, the control socket, the cgroup), but another
+  // user's sandbox does not exist for a member: one answer, whoever holds the name, so it
+  // confirms nothing about whose it is.
+  if (sandboxes_.contains(name))
+    return Error::from_errno("the sandbox name " + name +
+                                 " is taken (names are shared by every user of this host)",
+                             EEXIST);
   retire_logs(name);  // of an earlier sandbox of this name whose removal did not get that far
   if (sandboxes_.size() >= config_.max_sandboxes)
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
@@ -569,7 +606,13 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   auto parsed = validate_policy(np.text, np.source);
   if (!parsed) return parsed.error();
   if (auto st = check_limits(**parsed, owner); !st) return st.error();
+  if (!options.workdir.empty())
+    if (auto dir = open_workdir(options.workdir, owner); !dir) return dir.error();
+  if (auto st = check_env(options.env); !st) return st;
   if (command.empty()) command = {"/bin/sleep", "infinity"};
+  record.workdir = std::move(options.workdir);
+  record.workdir_readonly = options.workdir_readonly;
+  record.env = std::move(options.env);
   record.name = name;
   record.policy = np.name;
   record.pinned = np.name.empty();  // its own policy: reloads have nothing to give it
@@ -777,8 +820,9 @@ Status Manager::forget(const std::string& name) {
   if (auto st = registry_.remove(name); !st) return st;
   retire_logs(name);
   sys::remove_socket_path(control_socket(name));  // left behind by a supervisor that was killed
+  // Only a workspace of its own: a --workdir is the caller's, and stays.
   std::error_code ignored;
-  std::filesystem::remove_all(registry_.workspace(name), ignored);
+  if (it->second.workdir.empty()) std::filesystem::remove_all(registry_.workspace(name), ignored);
   sandboxes_.erase(it);
   orphans_.erase(name);
   return {};
@@ -886,13 +930,13 @@ std::string random_run_name() {
   return name;
 }
 
-// The last line of a log file, for an error message.
 }  // namespace
 
 Result<uint64_t> Manager::run(const std::string& policy, const std::string& text,
                               const std::string& source, std::vector<std::string> argv,
                               std::vector<std::string> env, std::vector<UniqueFd> stdio,
-                              uid_t owner, std::function<void(const ExecOutcome&)> done) {
+                              uid_t owner, SandboxOptions options,
+                              std::function<void(const ExecOutcome&)> done) {
   if (argv.empty()) return Error::invalid("run: no command");
   if (stdio.size() != 3) return Error::invalid("run: stdin, stdout and stderr are needed");
   auto np = new_policy(policy, text, source);
@@ -935,14 +979,16 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   if (systemd_) {
     // A unit cannot take the caller's descriptors and report the status the way a process we
     // start can: hold the sandbox with its default command, exec, delete.
-    auto created = create_from(name, *np, {}, owner, /*ephemeral=*/true);
+    auto created = create_from(name, *np, {}, owner, std::move(options), /*ephemeral=*/true);
     if (!created) return created.error();
     return exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
   }
 
   SandboxRecord record;
   record.ephemeral = true;
-  if (auto st = prepare_record(name, *np, record, std::move(argv), owner); !st) return st.error();
+  options.env.clear();  // a run's environment goes to its command, not to a record
+  if (auto st = prepare_record(name, *np, record, std::move(argv), owner, std::move(options)); !st)
+    return st.error();
   // A socket, not a pipe: if we are gone when the supervisor reports, it gets EPIPE
   // (MSG_NOSIGNAL), not SIGPIPE.
   int pair[2];
@@ -1192,6 +1238,10 @@ Result<std::vector<RevisionInfo>> Manager::policy_history(const std::string& nam
 
 Result<UniqueFd> Manager::open_workspace(const std::string& name) const {
   if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  const SandboxRecord& record = sandboxes_.at(name);
+  // The caller's own directory, opened as the caller through no symlink: a handle beneath
+  // which the caller then opens with its own credentials must be one it could reach.
+  if (!record.workdir.empty()) return open_workdir(record.workdir, record.owner_uid);
   const std::string dir = registry_.workspace(name);
   UniqueFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return Error::from_errno("opening the workspace of " + name);

@@ -38,6 +38,13 @@ struct ExecOutcome {
   std::string error;
 };
 
+// What a caller may choose about a new sandbox besides its policy and command.
+struct SandboxOptions {
+  std::string workdir;  // a host directory of the caller's at /sandbox; "": a workspace of its own
+  bool workdir_readonly = false;
+  std::vector<std::string> env;  // K=V for the main process (create; run passes its own)
+};
+
 class Manager {
  public:
   Manager(Config config, sd_event* event);
@@ -56,11 +63,12 @@ class Manager {
   // refused.
   using Created = std::function<void(Result<SandboxRecord>)>;
   void create(const std::string& name, const std::string& policy, std::vector<std::string> command,
-              uid_t owner, Created done);
+              uid_t owner, SandboxOptions options, Created done);
   // The same with the caller's own policy text (`source` names it in diagnostics); the sandbox
   // has no named policy, so reloads pass it by.
   void create_with_text(const std::string& name, const std::string& text, const std::string& source,
-                        std::vector<std::string> command, uid_t owner, Created done);
+                        std::vector<std::string> command, uid_t owner, SandboxOptions options,
+                        Created done);
   [[nodiscard]] std::vector<SandboxRecord> list() const;
   Result<SandboxRecord> get(const std::string& name) const;
   // Stops the sandbox (shutdown over its control socket, then waits for the supervisor) and
@@ -89,7 +97,7 @@ class Manager {
   Result<uint64_t> run(const std::string& policy, const std::string& text,
                        const std::string& source, std::vector<std::string> argv,
                        std::vector<std::string> env, std::vector<UniqueFd> stdio, uid_t owner,
-                       std::function<void(const ExecOutcome&)> done);
+                       SandboxOptions options, std::function<void(const ExecOutcome&)> done);
 
   // Whoever asked for exec or run `ticket` went away: an exec's command is killed (its control
   // connection closes), a run's sandbox is shut down (and then removed as usual). `done` still
@@ -147,14 +155,14 @@ class Manager {
                                const std::string& source) const;
   Result<SandboxRecord> create_from(const std::string& name, const NewPolicy& np,
                                     std::vector<std::string> command, uid_t owner,
-                                    bool ephemeral = false);
+                                    SandboxOptions options, bool ephemeral = false);
   // A non-root owner's limits (the policy's, else the config's defaults) within the config's
   // caps; EPERM naming each excess otherwise.
   Status check_limits(const policy::Policy& policy, uid_t owner) const;
   // Validates the policy and stores its first revision; fills in the record (phase creating),
   // which mark_running (or the failure path) saves.
   Status prepare_record(const std::string& name, const NewPolicy& np, SandboxRecord& record,
-                        std::vector<std::string> command, uid_t owner);
+                        std::vector<std::string> command, uid_t owner, SandboxOptions options);
   Status mark_running(SandboxRecord& record, pid_t supervisor);
   // A run's sandbox found by a restarted daemon: whoever ran it is gone with the old daemon, so
   // the sandbox goes once its command ends (at once if it has ended).
@@ -197,7 +205,7 @@ class Manager {
                          sys::Durability durability);
   struct Starting;  // a new sandbox's supervisor, polled until its control socket answers
   void create_later(const std::string& name, const NewPolicy& np, std::vector<std::string> command,
-                    uid_t owner, Created done);
+                    uid_t owner, SandboxOptions options, Created done);
   void poll_start(const std::string& name);
   // Up when its control socket answers: its pid; an error if it is gone; nullopt: not yet.
   Result<std::optional<pid_t>> started(const SandboxRecord& record, pid_t supervisor);

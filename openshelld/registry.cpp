@@ -80,7 +80,10 @@ json to_json(const SandboxRecord& r) {
             {"supervisor_pid", r.supervisor_pid},
             {"unit", r.unit},
             {"pinned", r.pinned},
-            {"ephemeral", r.ephemeral}};
+            {"ephemeral", r.ephemeral},
+            {"workdir", r.workdir},
+            {"workdir_readonly", r.workdir_readonly},
+            {"env", r.env}};
   j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
   return j;
 }
@@ -110,6 +113,11 @@ Result<SandboxRecord> record_from_json(const json& j) {
     r.unit = j.at("unit").get<std::string>();
     r.pinned = j.value("pinned", false);  // absent in records older than policy set
     r.ephemeral = j.value("ephemeral", false);  // absent in records older than run's own
+    // Absent in records older than --workdir and --env.
+    r.workdir = j.value("workdir", std::string());
+    if (!r.workdir.empty() && r.workdir.front() != '/') return Error::invalid("relative workdir");
+    r.workdir_readonly = j.value("workdir_readonly", false);
+    r.env = j.value("env", std::vector<std::string>());
     return r;
   } catch (const json::exception& e) {
     return Error::invalid(std::string("malformed record: ") + e.what());

@@ -36,6 +36,11 @@ struct SandboxRecord {
   // Made by `run` for one command: its state is written without fsync (it cannot outlive the
   // machine), and a daemon that finds it ended while nobody watched removes it.
   bool ephemeral = false;
+  // A host directory of the owner's at /sandbox instead of a workspace under the state
+  // directory (sandbox create --workdir): absolute, free of symlinks, checked at every start.
+  std::string workdir;
+  bool workdir_readonly = false;
+  std::vector<std::string> env;    // K=V for the main process (sandbox create --env)
   pid_t supervisor_pid = -1;       // direct driver
   std::string unit;                // systemd driver
 };

@@ -48,6 +48,8 @@ struct RunArgs {
   std::string cgroup = "auto";
   bool journal = false;
   bool cgroup_delegated = false;
+  bool workdir_readonly = false;
+  bool workdir_from_daemon = false;
   std::string log_file;
   int status_fd = -1;
   int netns_fd = -1;
@@ -135,6 +137,8 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
   options.policy_file = args.policy_file;
   options.control_socket = args.control_socket;
   options.workdir = args.workdir;
+  options.workdir_readonly = args.workdir_readonly;
+  options.workdir_trusted = args.workdir_from_daemon;
   options.env = args.env;
   options.command = args.command;
 
@@ -208,6 +212,10 @@ int supervisor_main(int argc, char** argv) {
   run_cmd->add_option("--name", run.name, "Sandbox name (default: sandbox-<random>)");
   run_cmd->add_option("--workdir", run.workdir, "Host directory mounted at /sandbox")
       ->check(CLI::ExistingDirectory);
+  run_cmd->add_flag("--workdir-readonly", run.workdir_readonly, "Mount --workdir read-only");
+  run_cmd->add_flag("--workdir-from-daemon", run.workdir_from_daemon,
+                    "--workdir is openshelld's own workspace of this sandbox: opened as root even "
+                    "with --owner (any other workdir is opened as the owner)");
   run_cmd->add_option("--env", run.env, "KEY=VALUE for the agent's environment")
       ->allow_extra_args(false);
   run_cmd->add_option("--resolve", run.resolve,

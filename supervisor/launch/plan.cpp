@@ -88,8 +88,36 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   // Identity outside: the owner of the workspace (so the agent's files are theirs), or an id
   // of the sandbox's own. Never root.
   plan.outside_uid = plan.outside_gid = dedicated_outside_id(options.name);
+  // A non-root owner's paths are looked at with the owner's credentials, here and when the child
+  // opens them: what the owner could not reach on the host is refused, never bound.
+  std::optional<sys::UserCredentials> owner;
+  if (options.owner && *options.owner != 0) {
+    auto who = sys::credentials_of(*options.owner);
+    if (!who) return who.error();
+    owner = std::move(*who);
+    plan.open_as_owner = true;
+    plan.owner_uid = owner->uid;
+    plan.owner_gid = owner->gid;
+    plan.owner_groups = owner->groups;
+    const int n = ::getgroups(0, nullptr);
+    plan.own_groups.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    if (n > 0 && ::getgroups(n, plan.own_groups.data()) != n) return Error::from_errno("getgroups");
+  }
+  const auto enter_owner = [&]() -> Result<std::optional<sys::ScopedFsIdentity>> {
+    if (!owner) return std::optional<sys::ScopedFsIdentity>();
+    auto entered = sys::ScopedFsIdentity::enter(*owner);
+    if (!entered) return entered.error();
+    return std::optional<sys::ScopedFsIdentity>(std::move(*entered));
+  };
+
+  // The workdir: the owner's own (looked at as the owner), or openshelld's workspace of this
+  // sandbox (workdir_trusted: made by root for the owner, under a root-only directory).
   std::string workdir;
   if (!options.workdir.empty()) {
+    auto scope = options.workdir_trusted ? Result<std::optional<sys::ScopedFsIdentity>>(
+                                               std::optional<sys::ScopedFsIdentity>())
+                                         : enter_owner();
+    if (!scope) return scope.error();
     char resolved[PATH_MAX];
     if (::realpath(options.workdir.c_str(), resolved) == nullptr)
       return Error::from_errno("workdir " + options.workdir);
@@ -102,27 +130,15 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
                             " is owned by root; the agent never acts as root outside the "
                             "sandbox: chown it to the user the agent should write as");
     if (workdir == "/") return Error::invalid("workdir / would expose the whole host");
+    if (owner && st.st_uid != owner->uid)
+      return Error::invalid("workdir " + workdir + " belongs to uid " + std::to_string(st.st_uid) +
+                            ", not to uid " + std::to_string(owner->uid) + ", whose sandbox this is");
     plan.outside_uid = st.st_uid;
     plan.outside_gid = st.st_gid;
   }
 
-  // A non-root owner's paths are looked at with the owner's credentials, here and when the child
-  // opens them: what the owner could not reach on the host is refused, never bound.
-  std::optional<sys::ScopedFsIdentity> as_owner;
-  if (options.owner && *options.owner != 0) {
-    auto who = sys::credentials_of(*options.owner);
-    if (!who) return who.error();
-    plan.open_as_owner = true;
-    plan.owner_uid = who->uid;
-    plan.owner_gid = who->gid;
-    plan.owner_groups = who->groups;
-    const int n = ::getgroups(0, nullptr);
-    plan.own_groups.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    if (n > 0 && ::getgroups(n, plan.own_groups.data()) != n) return Error::from_errno("getgroups");
-    auto entered = sys::ScopedFsIdentity::enter(*who);
-    if (!entered) return entered.error();
-    as_owner.emplace(std::move(*entered));
-  }
+  auto as_owner = enter_owner();
+  if (!as_owner) return as_owner.error();
 
   // Listed host paths: bound read-only or read-write. A path that is missing is skipped under
   // best_effort and fatal under hard_requirement; one the owner may not reach is refused.
@@ -142,7 +158,7 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0) {
       const int err = errno;
-      if (as_owner && err != ENOENT && err != ENOTDIR)
+      if (*as_owner && err != ENOENT && err != ENOTDIR)
         return Error::from_errno("policy path " + path + ": uid " + std::to_string(plan.owner_uid) +
                                      ", whose sandbox this is, cannot reach it on the host, so "
                                      "the sandbox may not show it either",
@@ -178,7 +194,7 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
         {path, read_only ? sys::landlock_read_exec(abi) : sys::landlock_read_write(abi)});
   }
 
-  as_owner.reset();  // the rest is ours: the workspace, the generated files
+  as_owner->reset();  // the rest is ours: the workspace, the generated files
 
   // What every sandbox has. Its tmpfs are sized (their pages count against memory_max too,
   // but a host without the memory controller has only this bound).
@@ -220,8 +236,8 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
     if (!workdir.empty()) {
       MountEntry ws = make_entry(MountEntry::Kind::kBind, kWorkspacePath);
       ws.source = workdir;
-      ws.read_only = false;
-      ws.opened_as_owner = false;  // the daemon's own workspace of the sandbox, made for it
+      ws.read_only = options.workdir_readonly;
+      ws.opened_as_owner = !options.workdir_trusted;
       plan.mounts.push_back(std::move(ws));
     } else {
       MountEntry ws = make_entry(MountEntry::Kind::kTmpfs, kWorkspacePath);
@@ -231,7 +247,10 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
       ws.read_only = false;
       plan.mounts.push_back(std::move(ws));
     }
-    plan.landlock.rules.push_back({kWorkspacePath, sys::landlock_read_write(abi)});
+    plan.landlock.rules.push_back(
+        {kWorkspacePath, !workdir.empty() && options.workdir_readonly
+                             ? sys::landlock_read_exec(abi)
+                             : sys::landlock_read_write(abi)});
   }
   plan.cwd = home;
 

@@ -51,6 +51,11 @@ class StatusReporter;  // supervisor/run.hpp
 struct RunOptions {
   std::string name;              // validated sandbox name
   std::string workdir;           // host directory for /sandbox; empty = private tmpfs
+  bool workdir_readonly = false;  // --workdir-readonly: bound read-only
+  // --workdir-from-daemon: the workdir is openshelld's own workspace of this sandbox (made by
+  // root for the owner in a root-only directory), opened as root even with `owner`; any other
+  // workdir is the owner's and is looked at and opened as the owner.
+  bool workdir_trusted = false;
   std::vector<std::string> env;  // K=V from --env
   std::vector<std::string> command;
   std::string cgroup_parent = "openshell";

@@ -474,6 +474,17 @@ TEST_CASE("openshelld: only root and group openshell may call; members see their
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"upload", roots, source}).exit_code == 1);
   ::unlink(source.c_str());
   CHECK(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "delete", roots}).exit_code == 1);
+  // Issue 13.C: creating a name root holds answers as creating one's own does: "taken", with
+  // nothing about whose it is.
+  auto taken_by_root = ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "create", roots});
+  auto taken_by_self = ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "create", mine});
+  CHECK(taken_by_root.exit_code == 1);
+  CHECK(taken_by_self.exit_code == 1);
+  CHECK(taken_by_root.err.find("the sandbox name " + roots + " is taken") != std::string::npos);
+  const auto without_name = [](std::string err, const std::string& name) {
+    return err.replace(err.find(name), name.size(), "NAME");
+  };
+  CHECK(without_name(taken_by_root.err, roots) == without_name(taken_by_self.err, mine));
   // Another member does not see the first member's sandbox either; root sees both.
   auto other = ctl_as(d, other_member.uid(), {group.gid()}, {"--json", "sandbox", "list"});
   REQUIRE(other.exit_code == 0);
@@ -602,6 +613,112 @@ TEST_CASE("openshelld: a member's limits stay within the daemon's caps") {
   CHECK(third.err.find("at most 2 sandboxes per user") != std::string::npos);
 }
 
+// Issue 13.3 (and 6): a host project directory at /sandbox, the agent writing as its owner;
+// --env kept with the sandbox; each --env one value, the command after -- untouched.
+TEST_CASE("openshellctl sandbox create --workdir: the caller's directory; checked; never a link") {
+  OpenshellGroup group;
+  TestUser member("w"), other("x");
+  member.join("openshell");
+  Daemon d;
+  const auto member_ctl = [&](std::vector<std::string> args) {
+    return ctl_as(d, member.uid(), {group.gid()}, std::move(args));
+  };
+  const std::string tag = std::to_string(::getpid());
+  const std::string project = "/tmp/osh-project-" + tag;
+  const std::string others = "/tmp/osh-others-" + tag;
+  for (const auto& [dir, owner] : {std::pair{project, member.uid()}, {others, other.uid()}}) {
+    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+    REQUIRE(::chown(dir.c_str(), owner, owner) == 0);
+  }
+  struct Cleanup {
+    std::vector<std::string> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& dir : dirs) std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{{project, others, project + "-link"}};
+
+  const std::string name = unique_name("proj");
+  d.delete_at_end(name);
+  auto created = member_ctl({"sandbox", "create", name, "--workdir", project, "--env", "FOO=bar",
+                             "--env", "EMPTY=", "--", "/bin/sh", "-c",
+                             "echo \"$FOO:$EMPTY\" > /sandbox/env; sleep infinity"});
+  INFO(created.out << created.err);
+  REQUIRE(created.exit_code == 0);
+  REQUIRE(eventually([&] { return read_text(project + "/env") == "bar:\n"; }));
+  struct stat st {};
+  REQUIRE(::stat((project + "/env").c_str(), &st) == 0);
+  CHECK(st.st_uid == member.uid());
+  // exec writes there too, as the member; stop and start keep the directory and the env.
+  CHECK(member_ctl({"exec", name, "--", "sh", "-c", "echo hi > /sandbox/from-exec"}).exit_code == 0);
+  CHECK(read_text(project + "/from-exec") == "hi\n");
+  REQUIRE(::unlink((project + "/env").c_str()) == 0);
+  CHECK(member_ctl({"sandbox", "stop", name}).exit_code == 0);
+  CHECK(member_ctl({"sandbox", "start", name}).exit_code == 0);
+  CHECK(eventually([&] { return read_text(project + "/env") == "bar:\n"; }));
+  // Deleting the sandbox leaves the directory.
+  CHECK(member_ctl({"sandbox", "delete", name}).exit_code == 0);
+  CHECK(path_exists(project + "/from-exec"));
+
+  // Read-only: the agent reads, never writes.
+  const std::string ro = unique_name("ro");
+  d.delete_at_end(ro);
+  REQUIRE(member_ctl({"sandbox", "create", ro, "--workdir", project, "--workdir-readonly"})
+              .exit_code == 0);
+  CHECK(member_ctl({"exec", ro, "--", "cat", "/sandbox/from-exec"}).out == "hi\n");
+  CHECK(member_ctl({"exec", ro, "--", "touch", "/sandbox/new"}).exit_code != 0);
+  CHECK_FALSE(path_exists(project + "/new"));
+  CHECK(member_ctl({"sandbox", "delete", ro}).exit_code == 0);
+
+  // run --workdir too.
+  auto ran = member_ctl({"run", "--workdir", project, "--env", "X=1", "--", "sh", "-c",
+                         "echo $X > /sandbox/from-run"});
+  INFO(ran.err);
+  CHECK(ran.exit_code == 0);
+  CHECK(read_text(project + "/from-run") == "1\n");
+
+  // Refused: another user's directory, system directories, a file, what is missing.
+  const auto refused = [&](const std::vector<std::string>& args, const std::string& why) {
+    auto r = member_ctl(args);
+    INFO(r.out << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find(why) != std::string::npos);
+  };
+  refused({"sandbox", "create", unique_name("no"), "--workdir", others}, "is not yours");
+  refused({"run", "--workdir", others, "--", "true"}, "is not yours");
+  refused({"sandbox", "create", unique_name("no"), "--workdir", "/etc"}, "is a system directory");
+  refused({"sandbox", "create", unique_name("no"), "--workdir", "/"}, "no project directory");
+  refused({"sandbox", "create", unique_name("no"), "--workdir", project + "/from-run"},
+          "not a directory");
+  refused({"sandbox", "create", unique_name("no"), "--workdir", project + "/missing"},
+          "No such file");
+  // Root may name any directory not owned by root, and not a system one.
+  refused({"sandbox", "create", unique_name("no"), "--workdir", "/usr"}, "is a system directory");
+  auto root_owned = d.ctl({"sandbox", "create", unique_name("no"), "--workdir", d.dir().path()});
+  CHECK(root_owned.exit_code != 0);
+  CHECK(root_owned.err.find("is owned by root") != std::string::npos);
+  const std::string roots = unique_name("rootproj");
+  d.delete_at_end(roots);
+  CHECK(d.ctl({"sandbox", "create", roots, "--workdir", others}).exit_code == 0);
+
+  // The daemon follows no symlink: a path through one is refused, whoever asks.
+  REQUIRE(::symlink(project.c_str(), (project + "-link").c_str()) == 0);
+  sd_bus* bus = d.open_bus();
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  const std::string linked = unique_name("linked");
+  const int rc = sd_bus_call_method(bus, "org.openshell.Manager1", "/org/openshell/Manager1",
+                                    "org.openshell.Manager1", "CreateSandbox", &error, &reply,
+                                    "ssasa{sv}", linked.c_str(), "", 0, 1, "workdir", "s",
+                                    (project + "-link").c_str());
+  CHECK(rc < 0);
+  CHECK(std::string(error.message != nullptr ? error.message : "").find("has a symlink in it") !=
+        std::string::npos);
+  sd_bus_error_free(&error);
+  sd_bus_message_unref(reply);
+  sd_bus_flush_close_unref(bus);
+}
+
 TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
   Daemon d;
   sd_bus* bus = d.open_bus();
@@ -624,10 +741,16 @@ TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon kee
   CHECK(call("GetSandbox", "s", "../../etc").second == "org.openshell.Error.NotFound");
   CHECK(call("DeleteSandbox", "s", "a/b").second == "org.openshell.Error.NotFound");
   const std::string huge(100000, 'a');
-  CHECK(call("CreateSandbox", "ssas", huge.c_str(), "", 0).second ==
+  CHECK(call("CreateSandbox", "ssasa{sv}", huge.c_str(), "", 0, 0).second ==
         "org.openshell.Error.InvalidArgument");
-  CHECK(call("CreateSandbox", "ssas", "ok-name", huge.c_str(), 0).second ==
+  CHECK(call("CreateSandbox", "ssasa{sv}", "ok-name", huge.c_str(), 0, 0).second ==
         "org.openshell.Error.InvalidArgument");
+  // Options: an unknown key, a wrong type, read-only without a workdir.
+  CHECK(call("CreateSandbox", "ssasa{sv}", "ok-name", "", 0, 1, "bogus", "s", "x").second ==
+        "org.openshell.Error.InvalidArgument");
+  CHECK(call("CreateSandbox", "ssasa{sv}", "ok-name", "", 0, 1, "workdir", "u", 7u).first < 0);
+  CHECK(call("CreateSandbox", "ssasa{sv}", "ok-name", "", 0, 1, "workdir_readonly", "b", 1)
+            .second == "org.openshell.Error.InvalidArgument");
   sd_bus_flush_close_unref(bus);
   // Still serving.
   CHECK(d.ctl({"status"}).exit_code == 0);
@@ -1069,7 +1192,7 @@ TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
   CHECK(d.ctl({"status"}).exit_code == 0);
   auto again = d.ctl({"sandbox", "create", slow});
   CHECK(again.exit_code != 0);
-  CHECK(again.err.find("exists") != std::string::npos);
+  CHECK(again.err.find("is taken") != std::string::npos);
   auto early = d.ctl({"sandbox", "delete", slow});
   CHECK(early.exit_code != 0);
   CHECK(early.err.find("is starting") != std::string::npos);
