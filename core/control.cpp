@@ -152,6 +152,8 @@ std::string encode_reply(const Reply& reply) {
   } else {
     j["error"] = reply.error;
     if (!reply.details.empty()) j["details"] = reply.details;
+    // A failure may say more, for a program (an exec's exit code: 126, 127).
+    if (reply.data.is_object() && !reply.data.empty()) j["data"] = reply.data;
   }
   std::string frame = j.dump(-1, ' ', false, json::error_handler_t::replace);
   if (frame.size() > kMaxFrame) {
@@ -214,13 +216,11 @@ Result<Reply> parse_reply(std::string_view frame) {
   if (ok == j->end() || !ok->is_boolean()) return Error::invalid("reply without a boolean 'ok'");
   Reply r;
   r.ok = ok->get<bool>();
-  if (r.ok) {
-    if (auto data = j->find("data"); data != j->end()) {
-      if (!data->is_object()) return Error::invalid("'data' must be an object");
-      r.data = *data;
-    }
-    return r;
+  if (auto data = j->find("data"); data != j->end()) {
+    if (!data->is_object()) return Error::invalid("'data' must be an object");
+    r.data = *data;
   }
+  if (r.ok) return r;
   auto error = text_field(*j, "error", kMaxFrame, true);
   if (!error) return error.error();
   r.error = std::move(*error);

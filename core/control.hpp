@@ -49,7 +49,7 @@ struct Reply {
   bool ok = false;
   std::string error;                // when !ok: one line for a human
   std::vector<std::string> details;  // when !ok: e.g. policy diagnostics, file:line:col: ...
-  nlohmann::json data = nlohmann::json::object();  // when ok: the op's result
+  nlohmann::json data = nlohmann::json::object();  // the op's result; on a failure, its details
 };
 
 [[nodiscard]] std::string_view to_string(Op op);

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <exception>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <tuple>
 #include <utility>
@@ -1494,6 +1495,73 @@ std::vector<std::string> exceeded_caps(const Resources& effective, const Resourc
   check("pids_max", effective.pids_max, caps.pids_max);
   check("tmp_size", effective.tmp_size, caps.tmp_size);
   check("shm_size", effective.shm_size, caps.shm_size);
+  return out;
+}
+
+namespace {
+
+std::string list_text(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i == 0 ? "" : ", ") + quote(v[i]);
+  return out + "]";
+}
+
+template <typename T, typename Show>
+void differ(std::vector<std::string>& out, const char* key, const T& a, const T& b, Show show) {
+  if (!(a == b)) out.push_back(std::string(key) + ": " + show(a) + " -> " + show(b));
+}
+
+std::string optional_bytes(const std::optional<uint64_t>& v) {
+  return v ? bytes_text(*v) : std::string("unset");
+}
+
+}  // namespace
+
+std::vector<std::string> static_differences(const Policy& a, const Policy& b) {
+  std::vector<std::string> out;
+  const auto boolean = [](bool v) { return std::string(v ? "true" : "false"); };
+  const auto number = [](uint32_t v) { return std::to_string(v); };
+  differ(out, "filesystem_policy.include_workdir", a.filesystem.include_workdir,
+         b.filesystem.include_workdir, boolean);
+  differ(out, "filesystem_policy.read_only", a.filesystem.read_only, b.filesystem.read_only,
+         list_text);
+  differ(out, "filesystem_policy.read_write", a.filesystem.read_write, b.filesystem.read_write,
+         list_text);
+  differ(out, "landlock.compatibility", a.landlock, b.landlock, [](LandlockCompatibility c) {
+    return std::string(c == LandlockCompatibility::kBestEffort ? "\"best_effort\""
+                                                               : "\"hard_requirement\"");
+  });
+  differ(out, "process.run_as_user", a.process.run_as_user, b.process.run_as_user, number);
+  differ(out, "process.run_as_group", a.process.run_as_group, b.process.run_as_group, number);
+  differ(out, "resources.memory_max", a.resources.memory_max, b.resources.memory_max,
+         optional_bytes);
+  differ(out, "resources.cpu_max", a.resources.cpu_max, b.resources.cpu_max,
+         [](const std::optional<CpuMax>& c) { return c ? cpu_text(*c) : std::string("unset"); });
+  differ(out, "resources.pids_max", a.resources.pids_max, b.resources.pids_max, optional_bytes);
+  differ(out, "resources.tmp_size", a.resources.tmp_size, b.resources.tmp_size, optional_bytes);
+  differ(out, "resources.shm_size", a.resources.shm_size, b.resources.shm_size, optional_bytes);
+  return out;
+}
+
+std::string with_static_sections_of(const std::string& next_text, const std::string& running_text) {
+  std::string out = next_text;
+  try {
+    const toml::table next = toml::parse(next_text);
+    const toml::table running = toml::parse(running_text);
+    for (const char* section : {"filesystem_policy", "landlock", "process", "resources"}) {
+      if (next.contains(section)) continue;
+      const toml::table* kept = running.get_as<toml::table>(section);
+      if (kept == nullptr) continue;
+      toml::table wrapper;
+      wrapper.insert(section, *kept);
+      std::ostringstream text;
+      text << toml::toml_formatter(wrapper);
+      if (!out.empty() && out.back() != '\n') out += '\n';
+      out += "\n# From the running revision (this file left it out):\n" + text.str() + "\n";
+    }
+  } catch (const std::exception&) {
+    return next_text;  // not both valid: nothing to take; validation says why
+  }
   return out;
 }
 

@@ -164,6 +164,18 @@ ParseResult parse_policy_string(std::string_view toml_text, std::string_view sou
 // Reads at most kMaxPolicyFileBytes; a larger or unreadable file is a diagnostic.
 ParseResult parse_policy_file(const std::string& path, ParseOptions options = {});
 
+// What may change in a running sandbox is [network_policies] alone. The static keys whose
+// values differ between the two, each as "key: old -> new" ("process.run_as_user: 1000 ->
+// 1001"), in a fixed order; empty when only network_policies differ. Used by the daemon (policy
+// set, reload) and the supervisor alike.
+std::vector<std::string> static_differences(const Policy& running, const Policy& next);
+
+// `next_text` with every static section it leaves out ([filesystem_policy], [landlock],
+// [process], [resources]) taken from `running_text`, appended: a policy set that gives only
+// [network_policies] keeps what the sandbox runs with, not the built-in defaults. Both must
+// parse (they were validated); the caller's text stays as written, comments included.
+std::string with_static_sections_of(const std::string& next_text, const std::string& running_text);
+
 // The policy used when none is given: no network, read-only system paths.
 std::shared_ptr<const Policy> default_policy();
 

@@ -54,8 +54,15 @@ Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
     std::string text = error.message != nullptr ? error.message : std::strerror(-rc);
     if (error.name != nullptr && std::strcmp(error.name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0)
       text = "openshelld is not running (nothing owns org.openshell.Manager1 on this bus)";
+    // The two errors a command's own exit status stands for (fail_command).
+    auto code = std::make_error_code(std::errc::invalid_argument);
+    if (error.name != nullptr && std::strcmp(error.name, "org.openshell.Error.CommandNotFound") == 0)
+      code = std::make_error_code(std::errc::no_such_file_or_directory);
+    if (error.name != nullptr &&
+        std::strcmp(error.name, "org.openshell.Error.CommandCannotExecute") == 0)
+      code = std::make_error_code(std::errc::permission_denied);
     sd_bus_error_free(&error);
-    return Error::invalid(text);
+    return Error{code, text};
   }
   sd_bus_error_free(&error);
   return MessagePtr(reply);

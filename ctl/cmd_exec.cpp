@@ -39,7 +39,7 @@ int exec(const Global& global, const Options& o) {
     if (rc >= 0) rc = sd_bus_message_append(m, "shhh", o.workdir.c_str(), 0, 1, 2);
     return rc;
   });
-  if (!reply) return fail(reply.error().message());
+  if (!reply) return fail_command(reply.error());
   int code = 0;
   if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to Exec");
   return code;

@@ -40,7 +40,10 @@ int show(const Global& global, const std::string& name) {
   if (!reply) return fail(reply.error().message());
   const char* text = nullptr;
   if (sd_bus_message_read(reply->get(), "s", &text) < 0) return fail("unexpected reply");
-  std::cout << text;
+  if (global.json)
+    std::cout << nlohmann::json{{"name", name}, {"text", text}}.dump() << "\n";
+  else
+    std::cout << text;
   return kExitOk;
 }
 
@@ -89,7 +92,8 @@ int reload(const Global& global) {
     if (applied.empty() && recreate.empty() && failed.empty())
       std::cout << "policies reloaded; no running sandbox needed a change\n";
   }
-  return failed.empty() ? kExitOk : kExitFailed;
+  // Some sandboxes still enforce their old revision: a script must be able to tell.
+  return failed.empty() && recreate.empty() ? kExitOk : kExitPartial;
 }
 
 // The reply of SetPolicy and RollbackPolicy: the sandbox's new revision.

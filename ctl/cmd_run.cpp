@@ -43,7 +43,7 @@ int run(const Global& global, const Options& o) {
   if (*appended >= 0) rc = sd_bus_message_append(m, "hhh", 0, 1, 2);
   if (*appended < 0 || rc < 0) return fail("building the request");
   auto reply = call_prepared(bus->get(), m);
-  if (!reply) return fail(reply.error().message());
+  if (!reply) return fail_command(reply.error());
   int code = kExitFailed;
   if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to RunSandbox");
   return code;

@@ -17,11 +17,23 @@ struct Row {
   uint64_t revision = 0;
   uint32_t owner = 0;
   int64_t created = 0;
+  int32_t exit_status = -1;  // -1: none (running, or its command never ran)
+  std::string reason;
 };
 
 nlohmann::json to_json(const Row& r) {
-  return {{"name", r.name},         {"phase", r.phase}, {"policy", r.policy},
-          {"revision", r.revision}, {"owner", r.owner}, {"created_unix_ms", r.created}};
+  return {{"name", r.name},
+          {"phase", r.phase},
+          {"policy", r.policy},
+          {"revision", r.revision},
+          {"owner", r.owner},
+          {"created_unix_ms", r.created},
+          {"exit_status", r.exit_status < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.exit_status)},
+          {"reason", r.reason}};
+}
+
+std::string shown_exit(const Row& r) {
+  return r.exit_status < 0 ? std::string("-") : std::to_string(r.exit_status);
 }
 
 // A sandbox made from a policy file of its own has no named policy.
@@ -79,17 +91,18 @@ int list(const Global& global) {
   if (!reply) return fail(reply.error().message());
   std::vector<Row> rows;
   sd_bus_message* m = reply->get();
-  if (sd_bus_message_enter_container(m, 'a', "(ssstux)") < 0) return fail("unexpected reply");
+  if (sd_bus_message_enter_container(m, 'a', "(ssstuxis)") < 0) return fail("unexpected reply");
   for (;;) {
-    const char *name = nullptr, *phase = nullptr, *policy = nullptr;
+    const char *name = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr;
     Row r;
-    const int rc = sd_bus_message_read(m, "(ssstux)", &name, &phase, &policy, &r.revision,
-                                       &r.owner, &r.created);
+    const int rc = sd_bus_message_read(m, "(ssstuxis)", &name, &phase, &policy, &r.revision,
+                                       &r.owner, &r.created, &r.exit_status, &reason);
     if (rc < 0) return fail("unexpected reply");
     if (rc == 0) break;
     r.name = name;
     r.phase = phase;
     r.policy = policy;
+    r.reason = reason;
     rows.push_back(r);
   }
   if (global.json) {
@@ -98,10 +111,12 @@ int list(const Global& global) {
     std::cout << out.dump() << "\n";
     return kExitOk;
   }
-  std::printf("%-24s %-9s %-16s %8s %8s\n", "NAME", "PHASE", "POLICY", "REVISION", "OWNER");
+  std::printf("%-24s %-9s %-16s %8s %8s %4s  %s\n", "NAME", "PHASE", "POLICY", "REVISION",
+              "OWNER", "EXIT", "REASON");
   for (const auto& r : rows)
-    std::printf("%-24s %-9s %-16s %8llu %8u\n", r.name.c_str(), r.phase.c_str(), shown_policy(r),
-                static_cast<unsigned long long>(r.revision), r.owner);
+    std::printf("%-24s %-9s %-16s %8llu %8u %4s  %s\n", r.name.c_str(), r.phase.c_str(),
+                shown_policy(r), static_cast<unsigned long long>(r.revision), r.owner,
+                shown_exit(r).c_str(), r.reason.c_str());
   return kExitOk;
 }
 
@@ -111,38 +126,61 @@ int get(const Global& global, const std::string& name) {
   auto reply = call(bus->get(), "GetSandbox",
                     [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
   if (!reply) return fail(reply.error().message());
-  const char *n = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr;
+  const char *n = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr,
+             *workdir = nullptr;
   Row r;
-  if (sd_bus_message_read(reply->get(), "ssstuxs", &n, &phase, &policy, &r.revision, &r.owner,
-                          &r.created, &reason) < 0)
+  if (sd_bus_message_read(reply->get(), "ssstuxsis", &n, &phase, &policy, &r.revision, &r.owner,
+                          &r.created, &reason, &r.exit_status, &workdir) < 0)
     return fail("unexpected reply");
   r.name = n;
   r.phase = phase;
   r.policy = policy;
+  r.reason = reason;
   if (global.json) {
     auto j = to_json(r);
-    j["reason"] = reason;
+    j["workdir"] = workdir;
     std::cout << j.dump() << "\n";
     return kExitOk;
   }
   std::cout << "name      " << r.name << "\nphase     " << r.phase << "\npolicy    " << shown_policy(r)
             << "\nrevision  " << r.revision << "\nowner     " << r.owner << "\n";
-  if (reason[0] != '\0') std::cout << "reason    " << reason << "\n";
+  if (workdir[0] != '\0') std::cout << "workdir   " << workdir << "\n";
+  if (r.exit_status >= 0) std::cout << "exit      " << r.exit_status << "\n";
+  if (!r.reason.empty()) std::cout << "reason    " << r.reason << "\n";
   return kExitOk;
 }
 
-int simple(const Global& global, const char* method, const std::string& name, const char* done) {
+// delete, start and stop of one or more sandboxes, each in turn, all tried even when one
+// fails: a line each ("deleted a", "b is running already"), or under --json one array of
+// {"name", "done"} (done: "deleted", "started", "stopped", or "" when there was nothing to do,
+// with a "note") or {"name", "error"}. Fails when any failed.
+int each(const Global& global, const char* method, const std::vector<std::string>& names,
+         const char* done, const char* already) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
-  auto reply = call(bus->get(), method,
-                    [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
-  if (!reply) return fail(reply.error().message());
-  if (!global.json) std::cout << done << " " << name << "\n";
-  return kExitOk;
-}
-
-int remove(const Global& global, const std::string& name) {
-  return simple(global, "DeleteSandbox", name, "deleted");
+  nlohmann::json out = nlohmann::json::array();
+  int status = kExitOk;
+  for (const auto& name : names) {
+    auto reply = call(bus->get(), method,
+                      [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
+    if (!reply) {
+      status = global.json ? kExitFailed : fail(reply.error().message());
+      out.push_back({{"name", name}, {"error", reply.error().message()}});
+      continue;
+    }
+    int changed = 1;  // DeleteSandbox replies nothing: it always does what it says
+    if (already != nullptr && sd_bus_message_read(reply->get(), "b", &changed) < 0)
+      return fail("unexpected reply");
+    if (changed != 0) {
+      out.push_back({{"name", name}, {"done", done}});
+      if (!global.json) std::cout << done << " " << name << "\n";
+    } else {
+      out.push_back({{"name", name}, {"done", ""}, {"note", name + " " + already}});
+      if (!global.json) std::cout << name << " " << already << "\n";
+    }
+  }
+  if (global.json) std::cout << out.dump() << "\n";
+  return status;
 }
 
 }  // namespace
@@ -170,26 +208,35 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
 
   auto* l = sandbox->add_subcommand("list", "List the sandboxes you can see");
+  l->alias("ls");
   l->callback([&global, run] { *run = [&global] { return list(global); }; });
 
   auto* g = sandbox->add_subcommand("get", "Show one sandbox");
   g->add_option("name", options->name, "Sandbox name")->required();
   g->callback([&global, run, options] { *run = [&global, options] { return get(global, options->name); }; });
 
-  auto* start = sandbox->add_subcommand("start", "Start a stopped sandbox again (same workspace)");
-  start->add_option("name", options->name, "Sandbox name")->required();
-  start->callback([&global, run, options] {
-    *run = [&global, options] { return simple(global, "StartSandbox", options->name, "started"); };
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto* start = sandbox->add_subcommand("start", "Start stopped sandboxes again (same workspace)");
+  start->add_option("names", *names, "Sandbox names")->required();
+  start->callback([&global, run, names] {
+    *run = [&global, names] {
+      return each(global, "StartSandbox", *names, "started", "is running already");
+    };
   });
-  auto* stop = sandbox->add_subcommand("stop", "Stop a sandbox's main process; keep the sandbox");
-  stop->add_option("name", options->name, "Sandbox name")->required();
-  stop->callback([&global, run, options] {
-    *run = [&global, options] { return simple(global, "StopSandbox", options->name, "stopped"); };
+  auto* stop = sandbox->add_subcommand("stop", "Stop sandboxes' main processes; keep the sandboxes");
+  stop->add_option("names", *names, "Sandbox names")->required();
+  stop->callback([&global, run, names] {
+    *run = [&global, names] {
+      return each(global, "StopSandbox", *names, "stopped", "is stopped already");
+    };
   });
 
-  auto* d = sandbox->add_subcommand("delete", "Stop a sandbox and remove it with its workspace");
-  d->add_option("name", options->name, "Sandbox name")->required();
-  d->callback([&global, run, options] { *run = [&global, options] { return remove(global, options->name); }; });
+  auto* d = sandbox->add_subcommand("delete", "Stop sandboxes and remove them with their workspaces");
+  d->alias("rm");
+  d->add_option("names", *names, "Sandbox names")->required();
+  d->callback([&global, run, names] {
+    *run = [&global, names] { return each(global, "DeleteSandbox", *names, "deleted", nullptr); };
+  });
 }
 
 }  // namespace openshell::ctl

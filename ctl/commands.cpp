@@ -9,6 +9,14 @@ int fail(const std::string& message) {
   return kExitFailed;
 }
 
+int fail_command(const Error& error) {
+  // The daemon's text as it is (its code only stands for the exit status).
+  std::cerr << "openshellctl: " << error.context << "\n";
+  if (error.code == std::errc::no_such_file_or_directory) return kExitNotFound;
+  if (error.code == std::errc::permission_denied) return kExitCannotExecute;
+  return kExitFailed;
+}
+
 int ctl_main(int argc, char** argv) {
   CLI::App app{"openshellctl: drive openshelld (sandboxes, policies, exec)"};
   app.require_subcommand(1);
@@ -16,6 +24,9 @@ int ctl_main(int argc, char** argv) {
   Global global;
   app.add_option("--bus", global.bus, "Bus address instead of the system bus");
   app.add_flag("--json", global.json, "Machine-readable output");
+  // --bus and --json before or after the subcommand (`openshellctl sandbox list --json`):
+  // subcommands, made after this and inheriting it, pass options they lack up to here.
+  app.fallthrough();
   Action run;
   add_status(app, global, &run);
   add_sandbox(app, global, &run);

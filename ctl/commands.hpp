@@ -5,12 +5,20 @@
 #include <functional>
 #include <string>
 
+#include "core/result.hpp"
+
 namespace openshell::ctl {
 
 // Exit statuses (docs/openshellctl.1, EXIT STATUS): a command's own code passes through for exec.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the daemon refused or failed (its message on stderr)
 inline constexpr int kExitUsage = 2;   // bad arguments: one line on stderr
+// policy reload: the valid policies were loaded, but some running sandboxes keep their old
+// revision (they need re-creation, or the update failed); each is listed.
+inline constexpr int kExitPartial = 3;
+// exec and run, as a shell and docker run: the command cannot be executed, or is not found.
+inline constexpr int kExitCannotExecute = 126;
+inline constexpr int kExitNotFound = 127;
 
 struct Global {
   std::string bus;    // --bus ADDRESS
@@ -33,5 +41,8 @@ int ctl_main(int argc, char** argv);
 
 // "openshellctl: <message>" on stderr; returns kExitFailed.
 int fail(const std::string& message);
+// The same for exec and run's call: kExitNotFound or kExitCannotExecute when the daemon said
+// the command could not be run, kExitFailed otherwise.
+int fail_command(const Error& error);
 
 }  // namespace openshell::ctl

@@ -109,6 +109,10 @@ int on_reply(sd_bus_message* m, void* userdata, sd_bus_error*) {
   if (sd_bus_message_is_method_error(m, nullptr) != 0) {
     const sd_bus_error* e = sd_bus_message_get_error(m);
     state->error = e != nullptr && e->message != nullptr ? e->message : "exec failed";
+    // As a shell: 127 not found, 126 cannot execute.
+    if (sd_bus_error_has_name(e, "org.openshell.Error.CommandNotFound")) state->code = kExitNotFound;
+    if (sd_bus_error_has_name(e, "org.openshell.Error.CommandCannotExecute"))
+      state->code = kExitCannotExecute;
   } else if (int code = 0; sd_bus_message_read(m, "i", &code) < 0) {
     state->error = "unexpected reply to ExecTty";
   } else {
@@ -216,7 +220,10 @@ int run_on_pty(sd_bus* bus, const std::string& sandbox, const std::vector<std::s
 
   relay(bus, master, state);
   sd_bus_slot_unref(slot);
-  if (!state.error.empty()) return fail(state.error);
+  if (!state.error.empty()) {
+    (void)fail(state.error);
+    return state.code;  // kExitFailed, or a shell's 126/127
+  }
   return state.code;
 }
 

@@ -29,6 +29,9 @@ constexpr const char* kErrorAccessDenied = "org.openshell.Error.AccessDenied";
 constexpr const char* kErrorNotFound = "org.openshell.Error.NotFound";
 constexpr const char* kErrorFailed = "org.openshell.Error.Failed";
 constexpr const char* kErrorInvalid = "org.openshell.Error.InvalidArgument";
+// An exec's or run's command that could not be run: openshellctl exits 127 and 126, as a shell.
+constexpr const char* kErrorCommandNotFound = "org.openshell.Error.CommandNotFound";
+constexpr const char* kErrorCommandCannotExecute = "org.openshell.Error.CommandCannotExecute";
 constexpr size_t kMaxStrings = 256;     // entries of an `as` argument
 constexpr size_t kMaxStringBytes = 4096;
 
@@ -253,10 +256,14 @@ int method_create_with_policy(sd_bus_message* m, void* userdata, sd_bus_error* e
   return create_with(m, userdata, error, true);
 }
 
+// -1: no exit status (running, or the command never ran).
+int exit_status_of(const SandboxRecord& r) { return r.exit_code.value_or(-1); }
+
 int append_record(sd_bus_message* reply, const SandboxRecord& r) {
-  return sd_bus_message_append(reply, "(ssstux)", r.name.c_str(),
+  return sd_bus_message_append(reply, "(ssstuxis)", r.name.c_str(),
                                std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
-                               r.revision, r.owner_uid, r.created_unix_ms);
+                               r.revision, r.owner_uid, r.created_unix_ms, exit_status_of(r),
+                               r.reason.c_str());
 }
 
 int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
@@ -266,7 +273,7 @@ int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     sd_bus_message* reply = nullptr;
     int rc = sd_bus_message_new_method_return(m, &reply);
     if (rc < 0) return rc;
-    rc = sd_bus_message_open_container(reply, 'a', "(ssstux)");
+    rc = sd_bus_message_open_container(reply, 'a', "(ssstuxis)");
     for (const auto& r : service_of(userdata)->manager().list())
       if (rc >= 0 && may_touch(caller, r)) rc = append_record(reply, r);
     if (rc >= 0) rc = sd_bus_message_close_container(reply);
@@ -280,27 +287,14 @@ int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    return sd_bus_reply_method_return(m, "ssstuxs", r.name.c_str(),
+    return sd_bus_reply_method_return(m, "ssstuxsis", r.name.c_str(),
                                       std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
                                       r.revision, r.owner_uid, r.created_unix_ms,
-                                      r.reason.c_str());
+                                      r.reason.c_str(), exit_status_of(r), r.workdir.c_str());
   });
 }
 
-// DeleteSandbox, StartSandbox, StopSandbox: a name in, nothing out, one Manager call on a
-// sandbox the caller may touch.
-template <typename Action>
-int on_sandbox(sd_bus_message* m, void* userdata, sd_bus_error* error, Action action) {
-  return guarded(error, [&] {
-    SandboxRecord r;
-    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    if (auto st = action(service_of(userdata)->manager(), r.name); !st)
-      return fail(error, st.error());
-    return sd_bus_reply_method_return(m, "");
-  });
-}
-
-// DeleteSandbox and StopSandbox answer once the supervisor has stopped, which its agent may put
+// DeleteSandbox answers once the supervisor has stopped, which its agent may put
 // off for up to 15 s: the call is kept, and answered from the loop, which serves others meanwhile.
 template <typename Action>
 int on_sandbox_later(sd_bus_message* m, void* userdata, sd_bus_error* error, Action action) {
@@ -324,13 +318,33 @@ int method_delete(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
+// StartSandbox and StopSandbox reply whether they changed anything: starting a running sandbox
+// or stopping a stopped one is no error, only nothing to do (as `systemctl start` of a running
+// unit).
 int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return on_sandbox(m, userdata, error, [](Manager& mgr, const std::string& n) { return mgr.start(n); });
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    auto started = service_of(userdata)->manager().start(r.name);
+    if (!started) return fail(error, started.error());
+    return sd_bus_reply_method_return(m, "b", *started ? 1 : 0);
+  });
 }
 
 int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
-  return on_sandbox_later(m, userdata, error, [](Manager& mgr, const std::string& n, auto done) {
-    mgr.stop(n, std::move(done));
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    if (r.phase == Phase::kStopped || r.phase == Phase::kFailed)
+      return sd_bus_reply_method_return(m, "b", 0);
+    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
+    service_of(userdata)->manager().stop(r.name, [call](const Status& st) {
+      if (st)
+        (void)sd_bus_reply_method_return(call.get(), "b", 1);
+      else
+        reply_error(call.get(), st.error());
+    });
+    return 1;
   });
 }
 
@@ -374,7 +388,10 @@ std::function<void(const ExecOutcome&)> reply_when_done(const std::shared_ptr<Co
       const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
       (void)sd_bus_reply_method_return(c->call, "i", code);
     } else {
-      (void)sd_bus_reply_method_errorf(c->call, kErrorFailed, "%s", outcome.error.c_str());
+      const char* name = outcome.exit_code == 127   ? kErrorCommandNotFound
+                         : outcome.exit_code == 126 ? kErrorCommandCannotExecute
+                                                    : kErrorFailed;
+      (void)sd_bus_reply_method_errorf(c->call, name, "%s", outcome.error.c_str());
     }
   };
 }
@@ -654,19 +671,20 @@ const sd_bus_vtable kVtable[] = {
                                  SD_BUS_PARAM(command) SD_BUS_PARAM(options),
                              "s", SD_BUS_PARAM(name), method_create_with_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstux)", SD_BUS_PARAM(sandboxes),
+    SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstuxis)", SD_BUS_PARAM(sandboxes),
                              method_list, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxs",
+    SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxsis",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(phase) SD_BUS_PARAM(policy)
                                  SD_BUS_PARAM(revision) SD_BUS_PARAM(owner)
-                                     SD_BUS_PARAM(created_unix_ms) SD_BUS_PARAM(reason),
+                                     SD_BUS_PARAM(created_unix_ms) SD_BUS_PARAM(reason)
+                                         SD_BUS_PARAM(exit_status) SD_BUS_PARAM(workdir),
                              method_get, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("DeleteSandbox", "s", SD_BUS_PARAM(name), "", , method_delete,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("StartSandbox", "s", SD_BUS_PARAM(name), "", , method_start,
-                             SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("StopSandbox", "s", SD_BUS_PARAM(name), "", , method_stop,
-                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("StartSandbox", "s", SD_BUS_PARAM(name), "b", SD_BUS_PARAM(changed),
+                             method_start, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("StopSandbox", "s", SD_BUS_PARAM(name), "b", SD_BUS_PARAM(changed),
+                             method_stop, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Exec", "sasasshhh",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(env)
                                  SD_BUS_PARAM(cwd) SD_BUS_PARAM(stdin) SD_BUS_PARAM(stdout)

@@ -28,6 +28,7 @@
 #include "core/log.hpp"
 #include "core/names.hpp"
 #include "core/policy.hpp"
+#include "openshelld/outcome.hpp"
 #include "openshelld/workdir.hpp"
 #include "sys/file_util.hpp"
 #include "sys/journal.hpp"
@@ -153,6 +154,7 @@ struct Manager::PendingExec {
   std::function<void(const ExecOutcome&)> done;
   std::string status;  // a run's status lines so far
   std::string log;     // a run's supervisor log, for why it did not start
+  std::string command;  // a run's argv[0], for why it could not be run
 
   void finish(const ExecOutcome& outcome) {
     auto callback = std::move(done);
@@ -175,6 +177,10 @@ Manager::~Manager() {
   }
 }
 
+std::string Manager::events_file(const std::string& name) const {
+  return config_.log_dir + "/sandboxes/" + name + "/events.jsonl";
+}
+
 std::string Manager::control_socket(const std::string& name) const {
   return config_.runtime_dir + "/sandboxes/" + name + ".sock";
 }
@@ -190,10 +196,12 @@ void Manager::refresh(SandboxRecord& record) const {
     return;
   }
   // No answer from a supervisor that runs: it is still starting (its socket answers once the
-  // agent runs), or busy. Only a gone one makes the sandbox stopped.
+  // agent runs), or busy. Only a gone one makes the sandbox stopped, with how it ended.
   if (is_supervisor_of(record.supervisor_pid, record.name)) return;
   record.phase = Phase::kStopped;
-  record.reason = "the supervisor is gone";
+  const auto ended = outcome_from_file(events_file(record.name));
+  record.reason = ended ? ended->reason : "the supervisor is gone";
+  record.exit_code = ended ? ended->exit_status : std::nullopt;
   record.supervisor_pid = -1;
   (void)registry_.save(record);
 }
@@ -463,6 +471,7 @@ Result<SandboxRecord> Manager::finish_create(SandboxRecord record, Result<pid_t>
   if (!supervisor) {
     record.phase = Phase::kFailed;
     record.reason = supervisor.error().message();
+    if (auto ended = outcome_from_file(events_file(record.name))) record.exit_code = ended->exit_status;
     (void)registry_.save(record);
     sandboxes_[record.name] = record;
     return supervisor.error();
@@ -550,7 +559,10 @@ Result<std::optional<pid_t>> Manager::started(const SandboxRecord& record, pid_t
     return std::optional<pid_t>(reply->data.value("supervisor_pid", supervisor));
   const bool gone = systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
   if (!gone) return std::optional<pid_t>();
-  // Its last words say why (a policy path its owner may not reach, a missing command, ...).
+  // Its events say how the command ended (at once, not found, ...) or what could not be built.
+  if (auto ended = outcome_from_file(events_file(record.name)))
+    return Error::invalid("sandbox " + record.name + " ended during start: " + ended->reason);
+  // Else its last words say why.
   const std::string why =
       systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")"
                : ": " + last_line(config_.log_dir + "/sandboxes/" + record.name + "/supervisor.log");
@@ -767,6 +779,7 @@ Status Manager::after_stop(const std::string& name, bool remove_after) {
   }
   SandboxRecord& record = it->second;
   if (record.reason.empty() || record.supervisor_pid > 0) record.reason = "stopped on request";
+  if (auto ended = outcome_from_file(events_file(name))) record.exit_code = ended->exit_status;
   record.phase = Phase::kStopped;
   record.supervisor_pid = -1;
   if (remove_after) return forget(name);
@@ -781,13 +794,13 @@ Status Manager::refuse_if_busy(const std::string& name) const {
   return {};
 }
 
-Status Manager::start(const std::string& name) {
+Result<bool> Manager::start(const std::string& name) {
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_busy(name); !st) return st;
+  if (auto st = refuse_if_busy(name); !st) return st.error();
   SandboxRecord& record = it->second;
   refresh(record);
-  if (record.phase == Phase::kRunning) return Error::invalid("sandbox " + name + " is running");
+  if (record.phase == Phase::kRunning) return false;  // nothing to do
   const std::string policy_file = registry_.revision_path(name, record.revision);
   if (::access(policy_file.c_str(), R_OK) != 0)
     return Error::from_errno("revision " + std::to_string(record.revision) + " of " + name +
@@ -799,7 +812,7 @@ Status Manager::start(const std::string& name) {
                           " does not parse with this version: " +
                           (parsed.diagnostics.empty() ? std::string("invalid")
                                                       : parsed.diagnostics.front().to_string()));
-  if (auto st = check_limits(*parsed.policy, record.owner_uid); !st) return st;
+  if (auto st = check_limits(*parsed.policy, record.owner_uid); !st) return st.error();
   auto pid = spawn_supervisor(record, policy_file);
   if (!pid) {
     record.phase = Phase::kFailed;
@@ -811,7 +824,8 @@ Status Manager::start(const std::string& name) {
   record.phase = Phase::kRunning;
   record.reason.clear();
   record.exit_code.reset();
-  return registry_.save(record);
+  if (auto st = registry_.save(record); !st) return st.error();
+  return true;
 }
 
 Status Manager::forget(const std::string& name) {
@@ -901,6 +915,7 @@ Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string>
     }
     if (!reply->ok) {
       outcome.error = reply->error;
+      outcome.exit_code = reply->data.value("exit_code", -1);  // 126, 127: the command's fault
       p->finish(outcome);
       return 0;
     }
@@ -976,33 +991,48 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
     });
   };
 
+  // A run that fails before its command's end leaves nothing: record, revisions, workspace and
+  // logs go (and its supervisor, if one runs), as at a run's normal end.
+  auto discard = [this, &name](const Error& why, const SandboxRecord* made) -> Error {
+    if (made != nullptr && !sandboxes_.contains(name)) sandboxes_[name] = *made;
+    if (sandboxes_.contains(name)) {
+      remove(name, [](const Status& st) {
+        if (!st) log::warn(kComponent, st.error().message());
+      });
+    }
+    return why;
+  };
+
   if (systemd_) {
     // A unit cannot take the caller's descriptors and report the status the way a process we
     // start can: hold the sandbox with its default command, exec, delete.
     auto created = create_from(name, *np, {}, owner, std::move(options), /*ephemeral=*/true);
-    if (!created) return created.error();
-    return exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
+    if (!created) return discard(created.error(), nullptr);
+    auto ticket = exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
+    if (!ticket) return discard(ticket.error(), nullptr);
+    return ticket;
   }
 
   SandboxRecord record;
   record.ephemeral = true;
   options.env.clear();  // a run's environment goes to its command, not to a record
   if (auto st = prepare_record(name, *np, record, std::move(argv), owner, std::move(options)); !st)
-    return st.error();
+    return discard(st.error(), nullptr);  // nothing made but, perhaps, its revision
   // A socket, not a pipe: if we are gone when the supervisor reports, it gets EPIPE
   // (MSG_NOSIGNAL), not SIGPIPE.
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-    return Error::from_errno("socketpair");
+    return discard(Error::from_errno("socketpair"), &record);
   UniqueFd status_read(pair[0]);
   Attach attach{std::move(stdio), UniqueFd(pair[1]), std::move(env)};
   auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), &attach);
   attach = Attach{};  // the supervisor holds them now; the socket's EOF is its end
-  if (!pid) {
-    (void)registry_.remove(name);
-    return pid.error();
+  if (!pid) return discard(pid.error(), &record);
+  if (auto st = mark_running(record, *pid); !st) {
+    record.supervisor_pid = *pid;
+    record.phase = Phase::kRunning;
+    return discard(st.error(), &record);
   }
-  if (auto st = mark_running(record, *pid); !st) return st.error();
 
   auto pending = std::make_unique<PendingExec>();
   pending->manager = this;
@@ -1010,6 +1040,7 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   pending->run_of = name;
   pending->socket = std::move(status_read);
   pending->log = config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
+  pending->command = record.command.front();
   pending->done = std::move(finish);
   PendingExec* raw = pending.get();
   auto on_status = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
@@ -1034,13 +1065,19 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
       const std::string why = last_line(p->log);
       outcome.error = launched ? "the sandbox ended without a status"
                                : "the sandbox did not start" + (why.empty() ? "" : ": " + why);
+      // Not launched, and the supervisor's own status as a shell's: the command was the problem.
+      const int code = exit_at == std::string::npos ? -1 : std::atoi(p->status.c_str() + exit_at + 5);
+      if (!launched && (code == 126 || code == 127)) {
+        outcome.exit_code = code;
+        outcome.error = "cannot run " + p->command + ": " + std::strerror(code == 127 ? ENOENT : EACCES);
+      }
     }
     p->finish(outcome);
     return 0;
   };
   if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_status, raw);
       rc < 0)
-    return Error::from_errno("watching the run", -rc);
+    return discard(Error::from_errno("watching the run", -rc), nullptr);
   execs_[raw] = std::move(pending);
   return raw->ticket;
 }
@@ -1102,7 +1139,7 @@ Manager::ReloadReport Manager::reload_policies() {
     const std::string& text = next->second.text;
     auto current = registry_.revision(name, record.revision);
     if (current && *current == text) continue;
-    if (current && !same_static_sections(*current, text)) {
+    if (!static_changes(record, text).empty()) {
       report.needs_recreation.push_back(name);
       continue;
     }
@@ -1148,7 +1185,7 @@ Manager::ReloadReport Manager::reload_policies() {
 void Manager::emit(const ocsf::Event& event) {
   // Beside the supervisor's own lines: one O_APPEND write per event keeps lines whole, and
   // only the supervisor rotates the file (this sink never does).
-  const std::string file = config_.log_dir + "/sandboxes/" + event.sandbox + "/events.jsonl";
+  const std::string file = events_file(event.sandbox);
   if (auto sink = JsonlFileSink::open(file, UINT64_MAX)) (*sink)->emit(event);
   if (journal_) sys::JournalSink().emit(event);
 }
@@ -1156,11 +1193,16 @@ void Manager::emit(const ocsf::Event& event) {
 Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::string& text,
                                          const std::string& origin) {
   if (record.phase == Phase::kRunning) {
-    auto current = registry_.revision(record.name, record.revision);
-    if (current && !same_static_sections(*current, text))
+    if (auto changed = static_changes(record, text); !changed.empty()) {
+      std::string all;
+      for (const auto& c : changed) all += "\n  " + c;
       return Error{std::make_error_code(std::errc::operation_not_supported),
-                   "the policy changes more than [network_policies]; re-create sandbox " +
-                       record.name + " to apply it"};
+                   "sandbox " + record.name +
+                       " runs: only [network_policies] may change while it does, and this "
+                       "policy changes" +
+                       all + "\nstop it and set the policy (it applies at the next start), or "
+                             "re-create it"};
+    }
     control::Request update;
     update.op = control::Op::kPolicyUpdate;
     update.policy_toml = text;
@@ -1172,6 +1214,16 @@ Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::strin
   if (auto st = record_revision(record, text, origin, sys::Durability::kPowerLoss); !st)
     return st.error();
   return record.revision;
+}
+
+std::vector<std::string> Manager::static_changes(const SandboxRecord& record,
+                                                 const std::string& text) const {
+  auto current = registry_.revision(record.name, record.revision);
+  if (!current) return {};
+  const auto was = policy::parse_policy_string(*current, "running revision");
+  const auto next = policy::parse_policy_string(text, "new policy");
+  if (!was.ok() || !next.ok()) return {"the running revision or the new policy does not parse"};
+  return policy::static_differences(*was.policy, *next.policy);
 }
 
 Status Manager::record_revision(SandboxRecord& record, const std::string& text,
@@ -1188,14 +1240,19 @@ Result<uint64_t> Manager::set_policy(const std::string& name, const std::string&
   auto it = sandboxes_.find(name);
   if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   if (auto st = refuse_if_busy(name); !st) return st.error();
-  auto parsed = validate_policy(text, source.empty() ? "<policy>" : source);
-  if (!parsed) return parsed.error();
+  const std::string shown = source.empty() ? "<policy>" : source;
+  if (auto valid = validate_policy(text, shown); !valid) return valid.error();
   SandboxRecord& record = it->second;
+  // A static section the file leaves out means the one in force, not the built-in default.
+  auto current = registry_.revision(name, record.revision);
+  const std::string complete = current ? policy::with_static_sections_of(text, *current) : text;
+  auto parsed = validate_policy(complete, shown);
+  if (!parsed) return parsed.error();
   if (auto st = check_limits(**parsed, record.owner_uid); !st) return st.error();
   refresh(record);
   const bool was_pinned = record.pinned;
   record.pinned = true;
-  auto revision = apply_revision(record, text, "set from " + source.substr(0, 256));
+  auto revision = apply_revision(record, complete, "set from " + source.substr(0, 256));
   if (!revision) record.pinned = was_pinned;
   return revision;
 }
@@ -1253,7 +1310,7 @@ Result<std::vector<std::string>> Manager::events(const std::string& name, size_t
                                                  int64_t since_unix_ms) const {
   if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   // The rotated file (older events) first, then the current one (see JsonlFileSink).
-  const std::string file = config_.log_dir + "/sandboxes/" + name + "/events.jsonl";
+  const std::string file = events_file(name);
   std::deque<std::string> kept;
   for (const std::string& path : {file + ".1", file}) {
     std::ifstream in(path);

@@ -33,6 +33,8 @@ namespace openshell::daemon {
 
 struct ExecOutcome {
   bool ok = false;
+  // With ok, the command's; without, 126 or 127 when the command could not be run (its fault,
+  // reported as a shell does), else -1.
   int exit_code = -1;
   int signal = 0;
   std::string error;
@@ -82,7 +84,8 @@ class Manager {
   // sandbox reads as running, start and exec are refused, and another stop or removal of it
   // joins this one.
   // Starts a stopped sandbox again: the same name, command, workspace and policy revision.
-  Status start(const std::string& name);
+  // false: it was running, nothing was done.
+  Result<bool> start(const std::string& name);
   // Runs a command in the sandbox with the given stdio (stdin, stdout, stderr; or one pty slave,
   // which becomes its controlling terminal); `done` is called from the event loop. Returns a
   // ticket for abandon().
@@ -144,6 +147,7 @@ class Manager {
  private:
   struct PendingExec;
   std::string control_socket(const std::string& name) const;
+  std::string events_file(const std::string& name) const;
   // The policy a new sandbox starts from: a named one, or the caller's own text (no name).
   struct NewPolicy {
     std::string name;    // "" for the caller's own
@@ -196,6 +200,9 @@ class Manager {
   // An event of the daemon's own about a sandbox: to its events file, and to the journal
   // under systemd.
   void emit(const ocsf::Event& event);
+  // What `text` changes outside [network_policies] against the sandbox's revision in force,
+  // key by key (policy::static_differences).
+  std::vector<std::string> static_changes(const SandboxRecord& record, const std::string& text) const;
   // Pushes text to the running supervisor (if it runs) and records it as the next revision.
   Result<uint64_t> apply_revision(SandboxRecord& record, const std::string& text,
                                   const std::string& origin);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <toml++/toml.h>
 
 #include "core/names.hpp"
 #include "core/policy.hpp"
@@ -59,18 +58,6 @@ PolicySet load_policies(const std::string& dir) {
     if (parsed.ok()) set.files[name] = PolicyFile{name, path, std::move(*text)};
   }
   return set;
-}
-
-bool same_static_sections(const std::string& a, const std::string& b) {
-  try {
-    toml::table ta = toml::parse(a);
-    toml::table tb = toml::parse(b);
-    ta.erase("network_policies");
-    tb.erase("network_policies");
-    return ta == tb;
-  } catch (const toml::parse_error&) {
-    return false;
-  }
 }
 
 }  // namespace openshell::daemon

@@ -26,8 +26,4 @@ inline constexpr size_t kMaxPolicies = 1024;
 // or oversize file, and any policy diagnostic all land in `diagnostics`).
 PolicySet load_policies(const std::string& dir);
 
-// Whether two valid policy texts differ only in [network_policies], the part a running sandbox
-// can take without being re-created.
-bool same_static_sections(const std::string& a, const std::string& b);
-
 }  // namespace openshell::daemon

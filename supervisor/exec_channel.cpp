@@ -77,18 +77,20 @@ void ExecChannel::read() {
               if (p.failed == 0 && p.callbacks.started) p.callbacks.started(event.pid);
               break;
             case ExecEventKind::kFailed:
+            case ExecEventKind::kNoWorkdir:
               p.failed = event.value == 0 ? EIO : event.value;
+              p.no_workdir = event.kind == ExecEventKind::kNoWorkdir;
               if (event.pid <= 0) {  // nothing was forked: no exit will follow
                 auto callbacks = std::move(p.callbacks);
                 pending_.erase(it);
-                if (callbacks.failed) callbacks.failed(event.value == 0 ? EIO : event.value);
+                if (callbacks.failed) callbacks.failed(p.failed, p.no_workdir);
               }
               break;
             case ExecEventKind::kExited: {
               auto done = std::move(p);
               pending_.erase(it);
               if (done.failed != 0) {
-                if (done.callbacks.failed) done.callbacks.failed(done.failed);
+                if (done.callbacks.failed) done.callbacks.failed(done.failed, done.no_workdir);
               } else if (done.callbacks.exited) {
                 done.callbacks.exited(event.value);
               }
@@ -105,7 +107,7 @@ void ExecChannel::finish_all(int err) {
   pending_.clear();
   for (auto& [id, p] : pending) {
     (void)id;
-    if (p.callbacks.failed) p.callbacks.failed(err);
+    if (p.callbacks.failed) p.callbacks.failed(err, false);
   }
 }
 

@@ -22,7 +22,8 @@ class ExecChannel {
   struct Callbacks {
     std::function<void(int pid)> started;        // pid inside the sandbox
     std::function<void(int wait_status)> exited;  // raw wait status
-    std::function<void(int err)> failed;          // could not be started or executed
+    // Could not be started or executed (workdir: its working directory could not be entered).
+    std::function<void(int err, bool workdir)> failed;
   };
 
   ExecChannel(boost::asio::io_context& io, UniqueFd channel);
@@ -41,7 +42,8 @@ class ExecChannel {
  private:
   struct Pending {
     Callbacks callbacks;
-    int failed = 0;  // errno from a kFailed the child sent before exiting
+    int failed = 0;  // errno from a kFailed (or kNoWorkdir) the child sent before exiting
+    bool no_workdir = false;
   };
   void read();
   void finish_all(int err);

@@ -311,10 +311,18 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                        {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0}};
              reply(r);
            },
-           [reply, command = request.argv.front()](int err) {
+           [reply, command = request.argv.front(), cwd = request.cwd](int err, bool workdir) {
              control::Reply r;
-             r.error = err == ECHILD ? "the sandbox ended"
-                                     : "cannot run " + command + ": " + std::strerror(err);
+             if (err == ECHILD) {
+               r.error = "the sandbox ended";
+             } else if (workdir) {
+               r.error = "cannot enter the working directory " + cwd + ": " + std::strerror(err);
+               r.data = {{"exit_code", kExitCannotExecute}};
+             } else {
+               // As a shell says it, with its codes: 127 not found, 126 cannot execute.
+               r.error = "cannot run " + command + ": " + std::strerror(err);
+               r.data = {{"exit_code", err == ENOENT ? kExitNotFound : kExitCannotExecute}};
+             }
              reply(r);
            }});
       // Our copies close here; init holds its own now.

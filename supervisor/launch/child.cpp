@@ -522,7 +522,7 @@ void start_exec(const LaunchPlan& plan, int exec_fd, RunningExec* running,
     }
     ::umask(022);
     if (::chdir(cwd[0] != '\0' ? cwd : plan.cwd.c_str()) != 0) {
-      send_exec_event(exec_fd, ExecEventKind::kFailed, header.id, ::getpid(), errno);
+      send_exec_event(exec_fd, ExecEventKind::kNoWorkdir, header.id, ::getpid(), errno);
       ::_exit(126);
     }
     const int error = exec_command(plan, argv, envp);
@@ -578,11 +578,24 @@ void start_exec(const LaunchPlan& plan, int exec_fd, RunningExec* running,
 
 }  // namespace
 
+// Our command line (the supervisor's memory, copied) holds host paths, the control socket and
+// the events file, and /proc/1/cmdline is readable in the sandbox: it becomes "openshell-init".
+// The rest of the area is zeroed first, so a kernel that refuses the new end shows nothing more.
+void hide_command_line_in_child(const LaunchPlan& plan) {
+  static constexpr char kTitle[] = "openshell-init";
+  if (plan.arg_start == 0 || plan.arg_end <= plan.arg_start + sizeof kTitle) return;
+  char* area = reinterpret_cast<char*>(plan.arg_start);  // NOLINT(performance-no-int-to-ptr)
+  std::memset(area, 0, plan.arg_end - plan.arg_start);
+  std::memcpy(area, kTitle, sizeof kTitle);
+  (void)::prctl(PR_SET_MM, PR_SET_MM_ARG_END, plan.arg_start + sizeof kTitle, 0, 0);
+}
+
 void run_sandbox_init_in_child(LaunchPlan& plan, const ChildChannels& ch) {
   const int error_fd = ch.error_write;
   // We are the sandbox: if the supervisor dies, so do we (and, as pid 1, everything in here).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, Stage::kParentGone, errno);
   (void)::prctl(PR_SET_NAME, "openshell-init");
+  hide_command_line_in_child(plan);
   // Whatever mask the supervisor runs with, the sandbox starts with every signal deliverable.
   sigset_t none;
   sigemptyset(&none);

@@ -42,6 +42,7 @@ enum class ExecEventKind : uint32_t {
   kStarted = 1,  // value: unused; pid: the command's pid in the sandbox
   kFailed = 2,   // value: errno (the fork, or the command could not be executed)
   kExited = 3,   // value: the raw wait status
+  kNoWorkdir = 4,  // value: errno; the command's working directory could not be entered
 };
 
 struct ExecEvent {

@@ -8,9 +8,11 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 
 #include "core/log.hpp"
 #include "sys/credentials.hpp"
+#include "sys/file_util.hpp"
 #include "supervisor/launch/network.hpp"
 
 namespace openshell::supervisor {
@@ -253,6 +255,17 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
                              : sys::landlock_read_write(abi)});
   }
   plan.cwd = home;
+  // Fields 48 and 49 of /proc/self/stat, counted after the command name's closing parenthesis
+  // (the name may hold spaces and parentheses itself).
+  if (auto stat = sys::read_file("/proc/self/stat", 4096)) {
+    const auto close = stat->rfind(')');
+    std::istringstream fields(close == std::string::npos ? std::string() : stat->substr(close + 2));
+    std::string field;
+    for (int n = 3; n <= 49 && fields >> field; ++n) {
+      if (n == 48) plan.arg_start = std::strtoull(field.c_str(), nullptr, 10);
+      if (n == 49) plan.arg_end = std::strtoull(field.c_str(), nullptr, 10);
+    }
+  }
 
   // Generated identity and name files, bound over whatever the host's /etc has.
   const std::pair<const char*, std::string> generated[] = {

@@ -94,6 +94,9 @@ struct LaunchPlan {
   sys::SeccompProgram connect_notify;  // see sys::build_connect_notify
   std::unique_ptr<sys::CapDropPlan> caps;
   std::string cwd;
+  // Our command line's place in memory (/proc/self/stat arg_start, arg_end): the child blanks it.
+  uintptr_t arg_start = 0;
+  uintptr_t arg_end = 0;
   uint64_t tmp_size = 0;  // bytes of /tmp and /dev/shm; 0: no size= (the kernel's default)
   uint64_t shm_size = 0;
   std::vector<std::string> argv_storage;

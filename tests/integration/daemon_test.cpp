@@ -719,6 +719,121 @@ TEST_CASE("openshellctl sandbox create --workdir: the caller's directory; checke
   sd_bus_flush_close_unref(bus);
 }
 
+// Issue 13.4: a create whose command ends at once, a later end, a missing command: what
+// happened, in the error, in get and in list.
+TEST_CASE("openshelld: how a sandbox's command ended, in the error, get and list") {
+  Daemon d;
+  const std::string quick = unique_name("quick"), missing = unique_name("missing"),
+                    later = unique_name("later");
+  for (const auto& n : {quick, missing, later}) d.delete_at_end(n);
+  auto q = d.ctl({"sandbox", "create", quick, "--", "/bin/sh", "-c", "exit 3"});
+  CHECK(q.exit_code == 1);
+  CHECK(q.err.find("the command exited with status 3") != std::string::npos);
+  auto m = d.ctl({"sandbox", "create", missing, "--", "/no/such/command"});
+  CHECK(m.exit_code == 1);
+  CHECK(m.err.find("command not found") != std::string::npos);
+  CHECK(m.err.find("/no/such/command") != std::string::npos);
+  REQUIRE(d.ctl({"sandbox", "create", later, "--", "/bin/sh", "-c", "sleep 0.3; exit 5"})
+              .exit_code == 0);
+  auto get = [&](const std::string& n) {
+    auto r = d.ctl({"--json", "sandbox", "get", n});
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  REQUIRE(eventually([&] { return get(later)["phase"] == "stopped"; }));
+  CHECK(get(later)["exit_status"] == 5);
+  CHECK(get(later)["reason"] == "the command exited with status 5");
+  CHECK(get(quick)["exit_status"] == 3);
+  CHECK(get(missing)["exit_status"] == 127);
+  CHECK(get(missing)["phase"] == "failed");
+  auto listed = nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out);
+  size_t seen = 0;
+  for (const auto& row : listed) {
+    if (row["name"] == later) {
+      CHECK(row["exit_status"] == 5);
+      CHECK(row["reason"] == "the command exited with status 5");
+      ++seen;
+    }
+    if (row["name"] == missing) {
+      CHECK(row["exit_status"] == 127);
+      ++seen;
+    }
+  }
+  CHECK(seen == 2);
+  const auto table = d.ctl({"sandbox", "list"}).out;
+  CHECK(table.find("EXIT") != std::string::npos);
+  CHECK(table.find("the command exited with status 5") != std::string::npos);
+  // Started again: running, no exit status until it ends again.
+  REQUIRE(d.ctl({"sandbox", "start", later}).exit_code == 0);
+  CHECK(eventually([&] { return get(later)["exit_status"] == 5 && get(later)["phase"] == "stopped"; }));
+}
+
+// Issue 13.5: exec and run exit as a shell and docker do: 126 cannot execute, 127 not found,
+// the command's own code otherwise; a missing --workdir is named.
+TEST_CASE("openshellctl exec and run: 126, 127 and the command's own code") {
+  Daemon d;
+  const std::string name = d.create("codes");
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"exec", name, "--", "/no/such"}, 127, "cannot run /no/such: No such file or directory"},
+      {{"exec", name, "--", "nosuchcommand"}, 127,
+       "cannot run nosuchcommand: No such file or directory"},
+      {{"exec", name, "--", "/etc/passwd"}, 126, "cannot run /etc/passwd: Permission denied"},
+      {{"exec", name, "--workdir", "/nope", "--", "/bin/true"}, 126,
+       "cannot enter the working directory /nope: No such file or directory"},
+      {{"exec", name, "--", "/bin/sh", "-c", "exit 42"}, 42, ""},
+      {{"exec", name, "--env", "A=b", "--", "/bin/sh", "-c", "exit 7"}, 7, ""},
+      {{"run", "--", "/no/such"}, 127, "cannot run /no/such: No such file or directory"},
+      {{"run", "--", "/etc/passwd"}, 126, "cannot run /etc/passwd: Permission denied"},
+      {{"run", "--env", "A=b", "--", "/bin/sh", "-c", "exit 9"}, 9, ""},
+  };
+  for (const Case& c : cases) {
+    auto r = d.ctl(c.args);
+    INFO(c.args[0] << " " << c.args.back() << ": " << r.err);
+    CHECK(r.exit_code == c.code);
+    if (!c.says.empty()) CHECK(r.err == "openshellctl: " + c.says + "\n");
+  }
+}
+
+// Issue 13.7 and 13.13: --json before or after the command, one JSON value from each command;
+// several names at once; ls and rm.
+TEST_CASE("openshellctl: --json anywhere, one value each; several names; ls and rm") {
+  Daemon d;
+  const std::string a = d.create("multi"), b = d.create("multi");
+  const auto one_value = [&](std::vector<std::string> args) {
+    auto r = d.ctl(std::move(args));
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    auto parsed = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    CHECK_FALSE(parsed.is_discarded());
+    return parsed;
+  };
+  CHECK(one_value({"sandbox", "list", "--json"}).size() == 2);
+  CHECK(one_value({"sandbox", "ls", "--json"}).size() == 2);
+  CHECK(one_value({"--json", "sandbox", "get", a})["name"] == a);
+  CHECK(one_value({"sandbox", "get", a, "--json"})["name"] == a);
+  CHECK(one_value({"status", "--json"}).contains("driver"));
+  CHECK(one_value({"policy", "list", "--json"}).is_array());
+  CHECK(one_value({"policy", "show", "default", "--json"})["name"] == "default");
+  CHECK(one_value({"policy", "reload", "--json"}).contains("applied"));
+  auto stopped = one_value({"sandbox", "stop", a, b, "--json"});
+  REQUIRE(stopped.size() == 2);
+  CHECK(stopped[0] == nlohmann::json{{"name", a}, {"done", "stopped"}});
+  CHECK(stopped[1] == nlohmann::json{{"name", b}, {"done", "stopped"}});
+  auto started = one_value({"--json", "sandbox", "start", a});
+  CHECK(started[0]["done"] == "started");
+  // Several names: each is tried; one that fails makes the exit status 1 and is named.
+  auto removed = d.ctl({"sandbox", "rm", a, "no-such-sandbox", b});
+  CHECK(removed.exit_code == 1);
+  CHECK(removed.out == "deleted " + a + "\ndeleted " + b + "\n");
+  CHECK(removed.err.find("no sandbox no-such-sandbox") != std::string::npos);
+  CHECK(one_value({"sandbox", "list", "--json"}).empty());
+}
+
 TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
   Daemon d;
   sd_bus* bus = d.open_bus();
@@ -827,7 +942,7 @@ TEST_CASE("openshelld: policy reload adds and removes endpoints in running sandb
   d.dir().write("policies/web.toml",
                 test_policy(", \"/srv\"", "include_workdir = true\n"));
   auto statics = d.ctl({"policy", "reload"});
-  CHECK(statics.exit_code == 0);
+  CHECK(statics.exit_code == 3);  // issue 13.12: not applied everywhere is its own status
   CHECK(statics.out.find("not applied  " + name) != std::string::npos);
   CHECK(d.ctl({"sandbox", "get", name}).out.find("revision  3") != std::string::npos);
   auto names = d.ctl({"policy", "list"});
@@ -877,8 +992,11 @@ TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
   auto refused = d.ctl({"policy", "set", name, statics});
   CHECK(refused.exit_code == 1);
   CHECK(refused.err.find("re-create") != std::string::npos);
+  // Issue 13.11: it names what differs.
+  INFO(refused.err);
+  CHECK(refused.err.find("filesystem_policy.read_only: [") != std::string::npos);
+  CHECK(refused.err.find("\"/srv\"]") != std::string::npos);
   CHECK(d.ctl({"policy", "get", name}).out == open);
-
   // rollback: revision 1's text again, as revision 3; the endpoint is closed again.
   auto back = d.ctl({"policy", "rollback", name});
   CHECK(back.exit_code == 0);
@@ -904,6 +1022,21 @@ TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
   CHECK(d.ctl({"exec", name, "--", "/bin/sh", "-c", "test -d /srv && echo srv"}).out == "srv\n");
   CHECK(d.ctl({"policy", "get", "no-such-sandbox"}).exit_code == 1);
   CHECK(d.ctl({"policy", "set", name}).exit_code == 2);
+  // A file with only [network_policies]: its static sections are the running ones, not the
+  // built-in defaults (which differ from this sandbox's [filesystem_policy]).
+  const std::string only_net = d.dir().write(
+      "net.toml", "version = 1\n[network_policies.up]\n[[network_policies.up.endpoints]]\nhost = \"" +
+                      up.address() + "\"\nports = [8081]\n");
+  auto kept = d.ctl({"policy", "set", name, only_net, "--json"});  // --json after, too
+  INFO(kept.err);
+  CHECK(kept.exit_code == 0);
+  CHECK(nlohmann::json::parse(kept.out)["revision"] == 5);
+  const std::string now = d.ctl({"policy", "get", name}).out;
+  CHECK(now.find("# From the running revision") != std::string::npos);
+  CHECK(now.find("/srv") != std::string::npos);
+  CHECK(curl().find("upstream ok: GET /x") != std::string::npos);
+  CHECK(d.ctl({"exec", name, "--", "/bin/sh", "-c", "test -d /srv && echo srv"}).out == "srv\n");
+
   CHECK(d.ctl({"sandbox", "delete", name}).exit_code == 0);
 }
 
@@ -1020,8 +1153,48 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   CHECK(d.ctl({"sandbox", "get", mine}).out.find("policy    (its own)") != std::string::npos);
   CHECK(d.ctl({"sandbox", "delete", mine}).exit_code == 0);
   auto missing = d.ctl({"run", "--", "/no/such/command"});
-  CHECK(missing.exit_code == 1);
+  CHECK(missing.exit_code == 127);
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
+}
+
+// Issue 13.8: a failed run left its workspaces/run-* and sandboxes/run-* behind, with nothing
+// able to remove them. Each way a run can fail removes what it made.
+TEST_CASE("openshellctl run: a run that fails leaves nothing behind") {
+  const auto nothing_left = [](Daemon& d) {
+    for (const char* dir : {"/state/sandboxes", "/state/workspaces", "/state/revisions",
+                            "/log/sandboxes"}) {
+      INFO(dir);
+      const std::string path = d.dir().path() + dir;
+      CHECK((!std::filesystem::exists(path) || std::filesystem::is_empty(path)));
+    }
+    CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out).empty());
+  };
+  {
+    // The supervisor cannot be started at all.
+    Daemon d(false, "", "/nonexistent/openshell-supervisor");
+    auto r = d.ctl({"run", "--", "true"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("could not start the supervisor") != std::string::npos);
+    nothing_left(d);
+  }
+  {
+    // It starts and gives up at once; the command is missing; the policy names what root's
+    // sandbox may not have (hard_requirement and a missing path).
+    Daemon d(false, "", "/bin/false");
+    CHECK(d.ctl({"run", "--", "true"}).exit_code == 1);
+    nothing_left(d);
+  }
+  {
+    Daemon d;
+    CHECK(d.ctl({"run", "--", "/no/such/command"}).exit_code == 127);
+    const std::string hard = d.dir().write(
+        "hard.toml", test_policy(", \"/nonexistent-" + std::to_string(::getpid()) + "\"",
+                                 "[landlock]\ncompatibility = \"hard_requirement\"\n"));
+    auto r = d.ctl({"run", "--policy-file", hard, "--", "true"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("hard_requirement") != std::string::npos);
+    nothing_left(d);
+  }
 }
 
 TEST_CASE("openshelld: a command whose caller went away goes too") {
@@ -1133,7 +1306,19 @@ TEST_CASE("openshelld: stop and start keep the sandbox and its workspace") {
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out)["phase"] ==
         "running");
   CHECK(d.ctl({"exec", name, "--", "cat", "/sandbox/f"}).out == "before\n");
-  CHECK(d.ctl({"sandbox", "start", name}).exit_code == 1);  // already running
+  // Issue 13.13: starting a running sandbox, stopping a stopped one: nothing to do, exit 0, a
+  // note, and nothing changes.
+  auto again = d.ctl({"sandbox", "start", name});
+  CHECK(again.exit_code == 0);
+  CHECK(again.out == name + " is running already\n");
+  CHECK(d.ctl({"sandbox", "stop", name}).out == "stopped " + name + "\n");
+  auto before = nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out);
+  auto stop_again = d.ctl({"--json", "sandbox", "stop", name});
+  CHECK(stop_again.exit_code == 0);
+  CHECK(nlohmann::json::parse(stop_again.out) ==
+        nlohmann::json::parse("[{\"name\":\"" + name + "\",\"done\":\"\",\"note\":\"" + name +
+                              " is stopped already\"}]"));
+  CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out) == before);
 }
 
 // A delete answers once the supervisor has stopped, which an agent that ignores SIGTERM puts

@@ -246,3 +246,26 @@ TEST_CASE("the agent's environment is clean apart from --env") {
   CHECK(r.out.find("HOME=/sandbox") == std::string::npos);
   CHECK(r.out.find("USER=sandbox\n") != std::string::npos);
 }
+
+// Issue 13.10: pid 1 in the sandbox is a copy of the supervisor, whose command line held host
+// paths, the control socket and the events file; ps aux and /proc/1/cmdline showed them.
+TEST_CASE("nothing of the supervisor's command line is visible inside") {
+  TempDir dir;
+  auto policy = dir.write("p.toml", test_policy());
+  const std::string events = dir.path() + "/events-file-name.jsonl";
+  const std::string control = dir.path() + "/control-socket-name.sock";
+  auto r = sandboxed(policy,
+                     {"/bin/sh", "-c",
+                      "tr '\\0' '|' < /proc/1/cmdline; echo; for p in /proc/[0-9]*; do "
+                      "tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"},
+                     {"--events", events, "--control", control});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.rfind("openshell-init|", 0) == 0);
+  for (const std::string& secret : {dir.path(), std::string("control-socket-name"),
+                                    std::string("events-file-name"), std::string("--policy-file"),
+                                    std::string("openshell-supervisor")}) {
+    INFO(secret);
+    CHECK(r.out.find(secret) == std::string::npos);
+  }
+}

@@ -1046,3 +1046,52 @@ TEST_CASE("L7 fields are refused, each at its position, until TLS termination ex
     CHECK(r.ok());
   }
 }
+
+// Issue 13.11 (and 14.4): what may change at runtime is one function over two policies, and it
+// names each key that differs.
+TEST_CASE("static_differences names each static key that differs", "[policy][static]") {
+  const std::string base =
+      "version = 1\n[filesystem_policy]\nread_only = [\"/usr\"]\n[process]\nrun_as_user = \"sandbox\"\n"
+      "[network_policies.a]\n[[network_policies.a.endpoints]]\nhost = \"a.example\"\nport = 443\n";
+  const auto running = expect_ok(base);
+  // Only network_policies differ: nothing.
+  const auto net = expect_ok(
+      "version = 1\n[filesystem_policy]\nread_only = [\"/usr\"]\n[process]\nrun_as_user = 1000\n");
+  CHECK(static_differences(*running, *net).empty());
+  const auto changed = expect_ok(
+      "version = 1\n[filesystem_policy]\nread_only = [\"/usr\", \"/etc\"]\ninclude_workdir = false\n"
+      "[process]\nrun_as_user = 1001\n[landlock]\ncompatibility = \"hard_requirement\"\n"
+      "[resources]\nmemory_max = \"1G\"\ncpu_max = \"max\"\n");
+  CHECK(static_differences(*running, *changed) ==
+        std::vector<std::string>{
+            "filesystem_policy.include_workdir: true -> false",
+            "filesystem_policy.read_only: [\"/usr\"] -> [\"/usr\", \"/etc\"]",
+            "landlock.compatibility: \"best_effort\" -> \"hard_requirement\"",
+            "process.run_as_user: 1000 -> 1001",
+            "resources.memory_max: unset -> 1073741824",
+            "resources.cpu_max: unset -> max",
+        });
+}
+
+TEST_CASE("with_static_sections_of keeps what a policy set leaves out", "[policy][static]") {
+  const std::string running =
+      "version = 1\n[filesystem_policy]\nread_only = [\"/usr\", \"/srv\"]\n[process]\n"
+      "run_as_user = 1001\n[resources]\nmemory_max = \"1G\"\n";
+  const std::string only_network =
+      "version = 1\n# mine\n[network_policies.a]\n[[network_policies.a.endpoints]]\n"
+      "host = \"a.example\"\nport = 443\n";
+  const std::string merged = with_static_sections_of(only_network, running);
+  CHECK(merged.rfind(only_network, 0) == 0);  // the caller's text first, as written
+  const auto m = expect_ok(merged);
+  const auto r = expect_ok(running);
+  CHECK(static_differences(*r, *m).empty());
+  CHECK(m->network_policies.size() == 1);
+  // A section the new text gives stays its own.
+  const std::string own_process = "version = 1\n[process]\nrun_as_user = 1002\n";
+  const auto p = expect_ok(with_static_sections_of(own_process, running));
+  CHECK(p->process.run_as_user == 1002);
+  CHECK(p->filesystem.read_only == std::vector<std::string>{"/usr", "/srv"});
+  // Nothing to take from a running text without those sections, or from one that does not parse.
+  CHECK(with_static_sections_of(own_process, "version = 1\n") == own_process);
+  CHECK(with_static_sections_of(own_process, "[broken") == own_process);
+}

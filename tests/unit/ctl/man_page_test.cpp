@@ -31,7 +31,7 @@ std::set<std::string> subcommands(const std::string& text) {
   std::istringstream in(text.substr(at));
   std::string line;
   std::getline(in, line);
-  static const std::regex entry(R"(^  ([a-z-]+)\s)");
+  static const std::regex entry(R"(^  ([a-z-]+)[,\s])");  // "list, ls": an alias follows
   while (std::getline(in, line)) {
     std::smatch m;
     if (std::regex_search(line, m, entry)) names.insert(m[1]);
