@@ -108,7 +108,7 @@ Status check_exec(const ExecRequest& e) {
 }
 
 Result<Op> op_of(std::string_view name) {
-  for (Op op : {Op::kStatus, Op::kPolicyUpdate, Op::kShutdown, Op::kExec})
+  for (Op op : {Op::kStatus, Op::kPolicyUpdate, Op::kShutdown, Op::kExec, Op::kOpenPty})
     if (to_string(op) == name) return op;
   return Error::invalid("unknown op '" + std::string(name.substr(0, 64)) + "'");
 }
@@ -125,6 +125,8 @@ std::string_view to_string(Op op) {
       return "shutdown";
     case Op::kExec:
       return "exec";
+    case Op::kOpenPty:
+      return "open_pty";
   }
   return "unknown";
 }
@@ -177,6 +179,7 @@ Result<Request> parse_request(std::string_view frame) {
   switch (r.op) {
     case Op::kStatus:
     case Op::kShutdown:
+    case Op::kOpenPty:
       if (auto st = only_keys(*j, {"op"}); !st) return st.error();
       break;
     case Op::kPolicyUpdate: {

@@ -30,6 +30,7 @@ enum class Op {
   kExec,          // run a command in the sandbox with the frame's descriptors as its stdio
                   // (stdin, stdout, stderr, or one tty); replies come as it goes:
                   // {event: started, pid}, then {event: exited, exit_code, signal}, or an error
+  kOpenPty,       // -> {} with one descriptor: a pty master of the sandbox's own devpts
 };
 
 struct ExecRequest {

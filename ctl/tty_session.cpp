@@ -19,6 +19,10 @@
 #include "ctl/bus_client.hpp"
 #include "ctl/commands.hpp"
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
 namespace openshell::ctl {
 namespace {
 
@@ -194,15 +198,18 @@ void relay(sd_bus* bus, int master, CallState& state) {
 
 int run_on_pty(sd_bus* bus, const std::string& sandbox, const std::vector<std::string>& argv,
                const std::vector<std::string>& env, const std::string& cwd) {
-  UniqueFd master_fd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  // The pty is the sandbox's own (its devpts), so the command's terminal has a name in there;
+  // the slave is opened from the master, without a path that would have to exist here.
+  auto opened = call(bus, "OpenPty",
+                     [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", sandbox.c_str()); });
+  if (!opened) return fail(opened.error().message());
+  int passed = -1;
+  if (sd_bus_message_read(opened->get(), "h", &passed) < 0) return fail("unexpected reply to OpenPty");
+  UniqueFd master_fd(::fcntl(passed, F_DUPFD_CLOEXEC, 3));
+  if (!master_fd) return fail(std::string("taking the pty: ") + std::strerror(errno));
   const int master = master_fd.get();
-  if (!master_fd || ::grantpt(master) != 0 || ::unlockpt(master) != 0)
-    return fail(std::string("opening a pty: ") + std::strerror(errno));
-  char path[128];
-  if (::ptsname_r(master, path, sizeof path) != 0)
-    return fail(std::string("naming the pty: ") + std::strerror(errno));
-  UniqueFd slave(::open(path, O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (!slave) return fail(std::string("opening ") + path + ": " + std::strerror(errno));
+  UniqueFd slave(::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return fail(std::string("opening the pty's slave: ") + std::strerror(errno));
   copy_window_size(master);
 
   auto request = new_call(bus, "ExecTty");

@@ -645,6 +645,16 @@ int method_rollback_policy(sd_bus_message* m, void* userdata, sd_bus_error* erro
   });
 }
 
+int method_open_pty(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    SandboxRecord r;
+    if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
+    auto master = service_of(userdata)->manager().open_pty(r.name);
+    if (!master) return fail(error, master.error());
+    return sd_bus_reply_method_return(m, "h", master->get());  // sd-bus sends a copy
+  });
+}
+
 int method_open_workspace(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
@@ -732,6 +742,8 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD_WITH_NAMES("RollbackPolicy", "st", SD_BUS_PARAM(name) SD_BUS_PARAM(revision),
                              "t", SD_BUS_PARAM(revision), method_rollback_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("OpenPty", "s", SD_BUS_PARAM(name), "h", SD_BUS_PARAM(master),
+                             method_open_pty, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("OpenWorkspace", "s", SD_BUS_PARAM(name), "h",
                              SD_BUS_PARAM(workspace), method_open_workspace,
                              SD_BUS_VTABLE_UNPRIVILEGED),

@@ -1293,6 +1293,29 @@ Result<std::vector<RevisionInfo>> Manager::policy_history(const std::string& nam
   return registry_.history(name);
 }
 
+Result<UniqueFd> Manager::open_pty(const std::string& name) const {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (auto st = refuse_if_busy(name); !st) return st.error();
+  if (it->second.phase != Phase::kRunning)
+    return Error::invalid("sandbox " + name + " is " + std::string(to_string(it->second.phase)));
+  control::Request request;
+  request.op = control::Op::kOpenPty;
+  const std::string socket = control_socket(name);
+  auto fd = send_request(socket, request);
+  if (!fd) return fd.error();
+  pollfd p{fd->get(), POLLIN, 0};
+  if (::poll(&p, 1, 5000) != 1) return Error::from_errno("waiting for " + socket, ETIMEDOUT);
+  auto message = sys::receive_message(fd->get(), control::kMaxFrame, 1);
+  if (!message) return message.error();
+  if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
+  auto reply = control::parse_reply((*message)->frame);
+  if (!reply) return reply.error();
+  if (!reply->ok) return Error::invalid(reply->error);
+  if ((*message)->fds.size() != 1) return Error::invalid("no terminal came with the reply");
+  return std::move((*message)->fds.front());
+}
+
 Result<UniqueFd> Manager::open_workspace(const std::string& name) const {
   if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
   const SandboxRecord& record = sandboxes_.at(name);

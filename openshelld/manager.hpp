@@ -133,6 +133,9 @@ class Manager {
   // An O_PATH handle on the sandbox's workspace, for upload and download: the caller copies with
   // its own credentials (the workspace is its own), it just could not reach it otherwise.
   Result<UniqueFd> open_workspace(const std::string& name) const;
+  // A pty master of the sandbox's own devpts (openshellctl exec --tty, connect): its slave is
+  // /dev/pts/N in there, owned by the agent.
+  Result<UniqueFd> open_pty(const std::string& name) const;
   [[nodiscard]] std::vector<std::string> policy_names() const;
 
   // The sandbox's OCSF events (JSON lines), oldest first: the last `max` with time >=

@@ -122,6 +122,23 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
         reply.ok = true;
         shut_down = true;
         break;
+      case control::Op::kOpenPty: {
+        auto master = handlers_.open_pty ? handlers_.open_pty()
+                                         : Result<UniqueFd>(Error::invalid("no terminals here"));
+        if (!master) {
+          reply.error = master.error().message();
+          break;
+        }
+        reply.ok = true;
+        const std::string frame = control::encode_reply(reply);
+        const int passed[1] = {master->get()};
+        if (sys::send_message(fd, frame.data(), frame.size(), passed) != 0) {
+          drop(client);
+          return;
+        }
+        serve(client);
+        return;
+      }
       case control::Op::kExec: {
         if (client->on_close.size() >= kMaxExecsPerClient) {
           reply.error = "this connection ran " + std::to_string(kMaxExecsPerClient) +

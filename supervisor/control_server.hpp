@@ -26,6 +26,8 @@ struct ControlHandlers {
   std::function<nlohmann::json()> status;
   std::function<control::Reply(const std::string& policy_toml)> update_policy;
   std::function<void()> shutdown;  // after the reply went out
+  // A pty master of the sandbox's own devpts, sent with the reply.
+  std::function<Result<UniqueFd>()> open_pty;
   // Replies through `reply`, later: {event: started, pid}, then {event: exited, ...} or an
   // error. The request's descriptors are the command's stdio. Returns what to do if the
   // client's connection closes first (its caller went away: the command is killed), or nothing.

@@ -2,6 +2,7 @@
 
 #include "supervisor/run.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "supervisor/proxy/egress_service.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/process.hpp"
+#include "sys/pty.hpp"
 #include "sys/unix_socket.hpp"
 
 namespace openshell::supervisor {
@@ -251,10 +253,16 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     next.network_policies = parsed.policy->network_policies;
     egress.set_policy(proxy::prepare_policy(next));
     log::info("supervisor", "network_policies updated from " + source);
+    // Only [network_policies] changes in a running sandbox; anything else waits for a restart,
+    // and is named (the same rule openshelld applies before it pushes).
+    const auto waiting = policy::static_differences(policy, *parsed.policy);
+    for (const auto& w : waiting) log::warn("supervisor", "not applied until a restart: " + w);
     events.emit(ocsf::config_change(
         options.name, "Reloaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
         "network_policies reloaded from " + source,
-        {{"policy", {{"source", source}, {"network_rules", next.network_policies.size()}}}}));
+        {{"policy", {{"source", source},
+                     {"network_rules", next.network_policies.size()},
+                     {"static_changes_not_applied", waiting}}}}));
     reply.ok = true;
     reply.data = {{"network_rules", next.network_policies.size()}};
     return reply;
@@ -290,6 +298,14 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       shutdown_grace.async_wait([&](const boost::system::error_code& ec) {
         if (!ec) (void)launched->init.signal(SIGKILL);
       });
+    };
+    // Terminal sessions get a pty of the sandbox's own devpts, reached through init's root, and
+    // owned by the agent's identity.
+    handlers.open_pty = [&]() -> Result<UniqueFd> {
+      UniqueFd root(::open(("/proc/" + std::to_string(launched->init.pid()) + "/root").c_str(),
+                           O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (!root) return Error::from_errno("reaching the sandbox's root");
+      return sys::open_pty_master_beneath(root.get(), plan->outside_uid, plan->outside_gid);
     };
     handlers.exec = [&](const control::ExecRequest& request, std::vector<UniqueFd> stdio,
                         ReplySink reply) -> std::function<void()> {

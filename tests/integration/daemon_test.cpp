@@ -1064,6 +1064,20 @@ TEST_CASE("openshellctl exec --tty and connect: a terminal of the command's own"
   CHECK(connected.exit_code == 5);
   CHECK(connected.out.find("40 100") != std::string::npos);
   CHECK(d.ctl({"exec", "--tty", "no-such-sandbox", "--", "true"}).exit_code == 1);
+  // Issue 13.9: the terminal is the sandbox's own: `tty` names it, it is in the sandbox's
+  // /dev/pts and the agent owns it; the first byte the command reads is the first one sent.
+  auto named = run_process(
+      {"/bin/sh", "-c",
+       "printf 'ab\\n' | " + ctl + " exec --tty " + name +
+           " -- /bin/sh -c 'tty; test -c $(tty) && stat -c %U $(tty); ls /dev/pts; "
+           "head -c 3 | od -An -c'"});
+  INFO(named.out << named.err);
+  CHECK(named.exit_code == 0);
+  CHECK(named.out.find("\n/dev/pts/") != std::string::npos);  // after the echo of the input
+  CHECK(named.out.find("not a tty") == std::string::npos);
+  CHECK(named.out.find("sandbox\r\n") != std::string::npos);
+  CHECK(named.out.find("   a   b  \\n") != std::string::npos);
+  CHECK(named.out.find("\\0") == std::string::npos);
 }
 
 TEST_CASE("openshellctl upload and download: trees in and out, never through the agent's links") {
