@@ -108,7 +108,8 @@ Status check_exec(const ExecRequest& e) {
 }
 
 Result<Op> op_of(std::string_view name) {
-  for (Op op : {Op::kStatus, Op::kPolicyUpdate, Op::kShutdown, Op::kExec, Op::kOpenPty})
+  for (Op op : {Op::kStatus, Op::kPolicyUpdate, Op::kShutdown, Op::kExec, Op::kOpenPty,
+                Op::kSignal})
     if (to_string(op) == name) return op;
   return Error::invalid("unknown op '" + std::string(name.substr(0, 64)) + "'");
 }
@@ -127,6 +128,8 @@ std::string_view to_string(Op op) {
       return "exec";
     case Op::kOpenPty:
       return "open_pty";
+    case Op::kSignal:
+      return "signal";
   }
   return "unknown";
 }
@@ -134,6 +137,10 @@ std::string_view to_string(Op op) {
 Result<std::string> encode_request(const Request& request) {
   json j = {{"op", to_string(request.op)}};
   if (request.op == Op::kPolicyUpdate) j["policy_toml"] = request.policy_toml;
+  if (request.op == Op::kSignal) {
+    j["signal"] = request.signal;
+    j["main"] = request.main;
+  }
   if (request.op == Op::kExec) {
     if (auto st = check_exec(request.exec); !st) return st.error();
     j["argv"] = request.exec.argv;
@@ -182,6 +189,19 @@ Result<Request> parse_request(std::string_view frame) {
     case Op::kOpenPty:
       if (auto st = only_keys(*j, {"op"}); !st) return st.error();
       break;
+    case Op::kSignal: {
+      if (auto st = only_keys(*j, {"op", "signal", "main"}); !st) return st.error();
+      const auto sig = j->find("signal");
+      if (sig == j->end() || !sig->is_number_integer() || sig->get<int64_t>() < 1 ||
+          sig->get<int64_t>() > 64)
+        return Error::invalid("signal must be a number in 1..64");
+      r.signal = sig->get<int>();
+      if (const auto main = j->find("main"); main != j->end()) {
+        if (!main->is_boolean()) return Error::invalid("'main' must be a boolean");
+        r.main = main->get<bool>();
+      }
+      break;
+    }
     case Op::kPolicyUpdate: {
       if (auto st = only_keys(*j, {"op", "policy_toml"}); !st) return st.error();
       auto toml = text_field(*j, "policy_toml", kMaxFrame, true);

@@ -31,6 +31,8 @@ enum class Op {
                   // (stdin, stdout, stderr, or one tty); replies come as it goes:
                   // {event: started, pid}, then {event: exited, exit_code, signal}, or an error
   kOpenPty,       // -> {} with one descriptor: a pty master of the sandbox's own devpts
+  kSignal,        // signal (1..64) to the commands exec'd over this connection, or with
+                  // main = true to the sandbox's main process (through its init)
 };
 
 struct ExecRequest {
@@ -44,6 +46,8 @@ struct Request {
   Op op = Op::kStatus;
   std::string policy_toml;  // kPolicyUpdate
   ExecRequest exec;         // kExec
+  int signal = 0;           // kSignal
+  bool main = false;        // kSignal: the main process, not this connection's execs
 };
 
 struct Reply {

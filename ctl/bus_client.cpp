@@ -1,15 +1,20 @@
 #include "ctl/bus_client.hpp"
 
-#include <cstdlib>
-#include <memory>
-
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <systemd/sd-bus.h>
+#include <unistd.h>
 
-#include <cstdint>
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
+
+#include "core/unique_fd.hpp"
 
 namespace openshell::ctl {
 
@@ -44,6 +49,76 @@ Result<MessagePtr> new_call(sd_bus* bus, const char* method) {
   return MessagePtr(m);
 }
 
+namespace {
+
+// A failed call's error as ours: the daemon's text, and for the two errors a command's own exit
+// status stands for (fail_command), a code to tell them by.
+Error call_error(const sd_bus_error& error, int rc) {
+  std::string text = error.message != nullptr ? error.message : std::strerror(-rc);
+  if (error.name != nullptr && std::strcmp(error.name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0)
+    text = "openshelld is not running (nothing owns org.openshell.Manager1 on this bus)";
+  auto code = std::make_error_code(std::errc::invalid_argument);
+  if (sd_bus_error_has_name(&error, "org.openshell.Error.CommandNotFound"))
+    code = std::make_error_code(std::errc::no_such_file_or_directory);
+  if (sd_bus_error_has_name(&error, "org.openshell.Error.CommandCannotExecute"))
+    code = std::make_error_code(std::errc::permission_denied);
+  return Error{code, text};
+}
+
+}  // namespace
+
+Result<MessagePtr> call_forwarding_signals(sd_bus* bus, sd_bus_message* request) {
+  // The signals a terminal or a service manager sends us go to the command instead, through
+  // SignalCommand naming this call's serial; we stay until its reply (its exit status) comes.
+  sigset_t forwarded, old;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&forwarded, sig);
+  if (::sigprocmask(SIG_BLOCK, &forwarded, &old) != 0) return Error::from_errno("sigprocmask");
+  struct Restore {
+    sigset_t mask;
+    ~Restore() { ::sigprocmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{old};
+  UniqueFd signals(::signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals) return Error::from_errno("signalfd");
+
+  struct State {
+    bool done = false;
+    MessagePtr reply;
+  } state;
+  auto on_reply = [](sd_bus_message* m, void* userdata, sd_bus_error*) -> int {
+    auto* st = static_cast<State*>(userdata);
+    st->done = true;
+    st->reply.reset(sd_bus_message_ref(m));
+    return 0;
+  };
+  sd_bus_slot* slot = nullptr;
+  int rc = sd_bus_call_async(bus, &slot, request, on_reply, &state, UINT64_MAX);
+  if (rc < 0) return Error::from_errno("sending the call", -rc);
+  std::unique_ptr<sd_bus_slot, decltype(&sd_bus_slot_unref)> held(slot, &sd_bus_slot_unref);
+  uint64_t serial = 0;
+  (void)sd_bus_message_get_cookie(request, &serial);
+  while (!state.done) {
+    while ((rc = sd_bus_process(bus, nullptr)) > 0 && !state.done) {
+    }
+    if (rc < 0) return Error::from_errno("the bus went away", -rc);
+    if (state.done) break;
+    pollfd fds[2] = {{sd_bus_get_fd(bus), static_cast<short>(sd_bus_get_events(bus)), 0},
+                     {signals.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return Error::from_errno("poll");
+    if ((fds[1].revents & POLLIN) != 0) {
+      signalfd_siginfo info{};
+      while (::read(signals.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info))
+        (void)sd_bus_call_method_async(bus, nullptr, "org.openshell.Manager1",
+                                       "/org/openshell/Manager1", "org.openshell.Manager1",
+                                       "SignalCommand", nullptr, nullptr, "ti", serial,
+                                       static_cast<int>(info.ssi_signo));
+    }
+  }
+  const sd_bus_error* error = sd_bus_message_get_error(state.reply.get());
+  if (error != nullptr) return call_error(*error, -EIO);
+  return std::move(state.reply);
+}
+
 Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
   sd_bus_error error = SD_BUS_ERROR_NULL;
   sd_bus_message* reply = nullptr;
@@ -51,18 +126,9 @@ Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
   const uint64_t usec = UINT64_MAX;
   int rc = sd_bus_call(bus, request, usec, &error, &reply);
   if (rc < 0) {
-    std::string text = error.message != nullptr ? error.message : std::strerror(-rc);
-    if (error.name != nullptr && std::strcmp(error.name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0)
-      text = "openshelld is not running (nothing owns org.openshell.Manager1 on this bus)";
-    // The two errors a command's own exit status stands for (fail_command).
-    auto code = std::make_error_code(std::errc::invalid_argument);
-    if (error.name != nullptr && std::strcmp(error.name, "org.openshell.Error.CommandNotFound") == 0)
-      code = std::make_error_code(std::errc::no_such_file_or_directory);
-    if (error.name != nullptr &&
-        std::strcmp(error.name, "org.openshell.Error.CommandCannotExecute") == 0)
-      code = std::make_error_code(std::errc::permission_denied);
+    Error e = call_error(error, rc);
     sd_bus_error_free(&error);
-    return Error{code, text};
+    return e;
   }
   sd_bus_error_free(&error);
   return MessagePtr(reply);

@@ -29,6 +29,9 @@ template <typename Fill>
 Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill);
 
 Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request);
+// The same for a call that runs a command (Exec, RunSandbox): SIGINT, SIGTERM, SIGHUP and
+// SIGQUIT sent to us meanwhile go to the command (SignalCommand), as docker run does.
+Result<MessagePtr> call_forwarding_signals(sd_bus* bus, sd_bus_message* request);
 
 // An `as` argument appended to a message, or read from a reply; sd-bus return codes.
 int append_strings(sd_bus_message* m, const std::vector<std::string>& v);

@@ -4,6 +4,7 @@
 // (128+N when a signal N ended it).
 #include <systemd/sd-bus.h>
 
+#include <cstring>
 #include <iostream>
 #include <vector>
 
@@ -32,13 +33,15 @@ int exec(const Global& global, const Options& o) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
   if (o.tty) return run_on_pty(bus->get(), o.name, o.command, o.env, o.workdir);
-  auto reply = call(bus->get(), "Exec", [&](sd_bus_message* m) {
-    int rc = sd_bus_message_append(m, "s", o.name.c_str());
-    if (rc >= 0) rc = append_strings(m, o.command);
-    if (rc >= 0) rc = append_strings(m, o.env);
-    if (rc >= 0) rc = sd_bus_message_append(m, "shhh", o.workdir.c_str(), 0, 1, 2);
-    return rc;
-  });
+  auto request = new_call(bus->get(), "Exec");
+  if (!request) return fail(request.error().message());
+  sd_bus_message* m = request->get();
+  int rc = sd_bus_message_append(m, "s", o.name.c_str());
+  if (rc >= 0) rc = append_strings(m, o.command);
+  if (rc >= 0) rc = append_strings(m, o.env);
+  if (rc >= 0) rc = sd_bus_message_append(m, "shhh", o.workdir.c_str(), 0, 1, 2);
+  if (rc < 0) return fail(std::string("building the request: ") + std::strerror(-rc));
+  auto reply = call_forwarding_signals(bus->get(), m);
   if (!reply) return fail_command(reply.error());
   int code = 0;
   if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to Exec");

@@ -42,7 +42,7 @@ int run(const Global& global, const Options& o) {
   if (!appended) return fail(appended.error().message());
   if (*appended >= 0) rc = sd_bus_message_append(m, "hhh", 0, 1, 2);
   if (*appended < 0 || rc < 0) return fail("building the request");
-  auto reply = call_prepared(bus->get(), m);
+  auto reply = call_forwarding_signals(bus->get(), m);
   if (!reply) return fail_command(reply.error());
   int code = kExitFailed;
   if (sd_bus_message_read(reply->get(), "i", &code) < 0) return fail("unexpected reply to RunSandbox");

@@ -369,12 +369,19 @@ struct CommandCall {
   sd_bus_track* caller = nullptr;
   Manager* manager = nullptr;
   uint64_t ticket = 0;
+  BusService* service = nullptr;  // where it is listed for SignalCommand, until it ends
+  std::pair<std::string, uint64_t> key;
   explicit CommandCall(sd_bus_message* m) : call(sd_bus_message_ref(m)) {}
   CommandCall(const CommandCall&) = delete;
   CommandCall& operator=(const CommandCall&) = delete;
   ~CommandCall() {
+    unlist();
     sd_bus_track_unref(caller);
     sd_bus_message_unref(call);
+  }
+  void unlist() {
+    if (service != nullptr) service->commands().erase(key);
+    service = nullptr;
   }
 };
 
@@ -384,6 +391,7 @@ struct CommandCall {
 std::function<void(const ExecOutcome&)> reply_when_done(const std::shared_ptr<CommandCall>& c) {
   return [c](const ExecOutcome& outcome) {
     c->caller = sd_bus_track_unref(c->caller);  // it ended: the caller's leaving means nothing
+    c->unlist();
     if (outcome.ok) {
       const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
       (void)sd_bus_reply_method_return(c->call, "i", code);
@@ -403,9 +411,17 @@ int on_caller_gone(sd_bus_track* /*track*/, void* userdata) {
   return 0;
 }
 
-void watch_caller(const std::shared_ptr<CommandCall>& c, Manager& manager, uint64_t ticket) {
+void watch_caller(const std::shared_ptr<CommandCall>& c, BusService& service, uint64_t ticket) {
+  Manager& manager = service.manager();
   c->manager = &manager;
   c->ticket = ticket;
+  uint64_t cookie = 0;
+  if (const char* sender = sd_bus_message_get_sender(c->call);
+      sender != nullptr && sd_bus_message_get_cookie(c->call, &cookie) >= 0) {
+    c->key = {sender, cookie};
+    c->service = &service;
+    service.commands()[c->key] = ticket;
+  }
   sd_bus_track* track = nullptr;
   if (sd_bus_track_new(sd_bus_message_get_bus(c->call), &track, on_caller_gone, c.get()) < 0)
     return;
@@ -439,7 +455,7 @@ int exec_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool tty) 
     auto ticket = manager.exec(r.name, std::move(argv), std::move(env), cwd, std::move(stdio),
                                reply_when_done(call));
     if (!ticket) return fail(error, ticket.error());
-    watch_caller(call, manager, *ticket);
+    watch_caller(call, *service_of(userdata), *ticket);
     return 1;  // the reply comes when the command ends
   });
 }
@@ -466,8 +482,30 @@ int method_run(sd_bus_message* m, void* userdata, sd_bus_error* error) {
                               std::move(stdio), caller.uid, std::move(options),
                               reply_when_done(call));
     if (!ticket) return fail(error, ticket.error());
-    watch_caller(call, manager, *ticket);
+    watch_caller(call, *service_of(userdata), *ticket);
     return 1;
+  });
+}
+
+// SignalCommand: a signal for the command of one of the caller's own running Exec or
+// RunSandbox calls, named by that call's serial (openshellctl forwards its ^C, SIGTERM, SIGHUP
+// and SIGQUIT, as docker run does).
+int method_signal_command(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    uint64_t serial = 0;
+    int sig = 0;
+    if (int rc = sd_bus_message_read(m, "ti", &serial, &sig); rc < 0) return rc;
+    if (sig < 1 || sig > 64) return sd_bus_error_set(error, kErrorInvalid, "no such signal");
+    const char* sender = sd_bus_message_get_sender(m);
+    auto& commands = service_of(userdata)->commands();
+    const auto it = commands.find({sender != nullptr ? sender : "", serial});
+    if (it == commands.end())
+      return sd_bus_error_set(error, kErrorNotFound, "no command of yours runs for that call");
+    if (auto st = service_of(userdata)->manager().signal(it->second, sig); !st)
+      return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
   });
 }
 
@@ -713,6 +751,8 @@ const sd_bus_vtable kVtable[] = {
                                          SD_BUS_PARAM(stderr),
                              "i", SD_BUS_PARAM(exit_code), method_run,
                              SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("SignalCommand", "ti", SD_BUS_PARAM(serial) SD_BUS_PARAM(signal), "",
+                             , method_signal_command, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ReloadPolicies", "", , "asasas",
                              SD_BUS_PARAM(applied) SD_BUS_PARAM(needs_recreation)
                                  SD_BUS_PARAM(failed),

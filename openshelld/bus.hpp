@@ -4,8 +4,11 @@
 // trampoline catches: no exception unwinds through sd-bus.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "core/result.hpp"
 #include "openshelld/manager.hpp"
@@ -29,11 +32,15 @@ class BusService {
   BusService& operator=(const BusService&) = delete;
 
   Manager& manager() { return manager_; }
+  // The calls running a command (Exec, ExecTty, RunSandbox) by their sender's unique name and
+  // the call's serial, to the manager's ticket: how SignalCommand finds the caller's own.
+  std::map<std::pair<std::string, uint64_t>, uint64_t>& commands() { return commands_; }
 
  private:
   BusService(sd_bus* bus, Manager& manager) : bus_(bus), manager_(manager) {}
   sd_bus* bus_;
   Manager& manager_;
+  std::map<std::pair<std::string, uint64_t>, uint64_t> commands_;
 };
 
 }  // namespace openshell::daemon

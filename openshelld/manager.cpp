@@ -1082,6 +1082,32 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   return raw->ticket;
 }
 
+Status Manager::signal(uint64_t ticket, int sig) {
+  for (const auto& [raw, pending] : execs_) {
+    if (pending->ticket != ticket) continue;
+    control::Request request;
+    request.op = control::Op::kSignal;
+    request.signal = sig;
+    if (!pending->run_of.empty()) {
+      // A run's command is its sandbox's main process: through init, which passes it on.
+      request.main = true;
+      auto reply = ask(control_socket(pending->run_of), request);
+      if (!reply) return reply.error();
+      if (!reply->ok) return Error::invalid(reply->error);
+      return {};
+    }
+    // An exec's, over its own control connection (its reply comes among the exec's, and is
+    // passed by: it carries no event).
+    auto frame = control::encode_request(request);
+    if (!frame) return frame.error();
+    if (int err = sys::send_message(pending->socket.get(), frame->data(), frame->size(), {});
+        err != 0)
+      return Error::from_errno("signalling the command", err);
+    return {};
+  }
+  return {};  // ended already
+}
+
 void Manager::abandon(uint64_t ticket) {
   for (const auto& [raw, pending] : execs_) {
     if (pending->ticket != ticket) continue;

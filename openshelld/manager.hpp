@@ -106,6 +106,9 @@ class Manager {
   // connection closes), a run's sandbox is shut down (and then removed as usual). `done` still
   // comes, for nobody. Nothing if it has ended.
   void abandon(uint64_t ticket);
+  // A signal for the command of exec or run `ticket` (its caller's ^C): an exec's process group,
+  // or a run's main process. Nothing once it has ended.
+  Status signal(uint64_t ticket, int sig);
 
   // Re-reads every named policy; only if all are valid, pushes the new network_policies to
   // every running sandbox whose policy text changed (a change outside [network_policies] is

@@ -2,6 +2,8 @@
 
 #include "supervisor/control_server.hpp"
 
+#include <signal.h>
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,7 +31,7 @@ struct ControlServer::Client {
   Client(asio::io_context& io, int fd) : socket(io, fd) {}
   asio::posix::stream_descriptor socket;
   bool closed = false;
-  std::vector<std::function<void()>> on_close;  // one per exec asked for here
+  std::vector<std::function<void(int)>> execs;  // one per exec asked for here: signals it
 };
 
 ControlServer::ControlServer(asio::io_context& io, sys::ListeningSocket listener,
@@ -122,6 +124,16 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
         reply.ok = true;
         shut_down = true;
         break;
+      case control::Op::kSignal:
+        // A signal for what this connection started (as a terminal's ^C reaches its job), or
+        // for the main process.
+        if (request->main) {
+          if (handlers_.signal_main) handlers_.signal_main(request->signal);
+        } else {
+          for (auto& signal : client->execs) signal(request->signal);
+        }
+        reply.ok = true;
+        break;
       case control::Op::kOpenPty: {
         auto master = handlers_.open_pty ? handlers_.open_pty()
                                          : Result<UniqueFd>(Error::invalid("no terminals here"));
@@ -140,7 +152,7 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
         return;
       }
       case control::Op::kExec: {
-        if (client->on_close.size() >= kMaxExecsPerClient) {
+        if (client->execs.size() >= kMaxExecsPerClient) {
           reply.error = "this connection ran " + std::to_string(kMaxExecsPerClient) +
                         " commands, its limit: open another";
           break;
@@ -152,8 +164,8 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
           const std::string frame = control::encode_reply(r);
           (void)sys::send_message(c->socket.native_handle(), frame.data(), frame.size(), {});
         };
-        auto on_close = handlers_.exec(request->exec, std::move((*message)->fds), std::move(sink));
-        if (on_close) client->on_close.push_back(std::move(on_close));
+        auto signal = handlers_.exec(request->exec, std::move((*message)->fds), std::move(sink));
+        if (signal) client->execs.push_back(std::move(signal));
         serve(client);  // the replies come from the exec, as it goes
         return;
       }
@@ -176,9 +188,9 @@ void ControlServer::drop(const std::shared_ptr<Client>& client) {
     client->socket.close(ec);
   }
   // Its execs lost their caller: what each asked for then (an exec that ended does nothing).
-  auto on_close = std::move(client->on_close);
-  client->on_close.clear();
-  for (auto& f : on_close) f();
+  auto execs = std::move(client->execs);
+  client->execs.clear();
+  for (auto& signal : execs) signal(SIGKILL);
   clients_.erase(client);
   // A slot is free: clients waiting in the backlog can be taken now.
   accept_ready();

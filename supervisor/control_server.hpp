@@ -29,11 +29,14 @@ struct ControlHandlers {
   // A pty master of the sandbox's own devpts, sent with the reply.
   std::function<Result<UniqueFd>()> open_pty;
   // Replies through `reply`, later: {event: started, pid}, then {event: exited, ...} or an
-  // error. The request's descriptors are the command's stdio. Returns what to do if the
-  // client's connection closes first (its caller went away: the command is killed), or nothing.
-  std::function<std::function<void()>(const control::ExecRequest&, std::vector<UniqueFd> stdio,
-                                      ReplySink reply)>
+  // error. The request's descriptors are the command's stdio. Returns how to signal the
+  // command's process group (nothing once it ended): a signal request on the same connection
+  // uses it, and SIGKILL when the connection closes first (its caller went away), or nothing.
+  std::function<std::function<void(int sig)>(const control::ExecRequest&,
+                                             std::vector<UniqueFd> stdio, ReplySink reply)>
       exec;
+  // A signal for the main process (it goes to init, which passes it on).
+  std::function<void(int sig)> signal_main;
 };
 
 class ControlServer {

@@ -292,6 +292,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       return apply(policy::parse_policy_string(text, "control socket"), "control socket");
     };
     // As a service manager stops things: SIGTERM (init passes it to the agent), then SIGKILL.
+    handlers.signal_main = [&](int sig) { (void)launched->init.signal(sig); };
     handlers.shutdown = [&] {
       (void)launched->init.signal(SIGTERM);
       shutdown_grace.expires_after(kShutdownGrace);
@@ -308,7 +309,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
       return sys::open_pty_master_beneath(root.get(), plan->outside_uid, plan->outside_gid);
     };
     handlers.exec = [&](const control::ExecRequest& request, std::vector<UniqueFd> stdio,
-                        ReplySink reply) -> std::function<void()> {
+                        ReplySink reply) -> std::function<void(int)> {
       std::vector<int> fds;
       for (const auto& fd : stdio) fds.push_back(fd.get());
       auto handed = exec_channel.start(
@@ -348,8 +349,9 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
         reply(r);
         return {};
       }
-      // Nobody is left to read its output or its status: the command and its group go.
-      return [&exec_channel, id = *handed] { exec_channel.signal(id, SIGKILL); };
+      // How to signal it: a caller's ^C, or (when nobody is left to read its output or its
+      // status) SIGKILL for the command and its group.
+      return [&exec_channel, id = *handed](int sig) { exec_channel.signal(id, sig); };
     };
     control_server = std::make_unique<ControlServer>(io, std::move(control_listener),
                                                      std::move(handlers));

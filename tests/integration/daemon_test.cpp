@@ -834,6 +834,46 @@ TEST_CASE("openshellctl: --json anywhere, one value each; several names; ls and 
   CHECK(one_value({"sandbox", "list", "--json"}).empty());
 }
 
+// Issue 13.9: without --tty, a signal to openshellctl (^C in a terminal, a service manager's
+// SIGTERM, a hang-up) goes to the command, as docker run does; the exit status is the command's.
+TEST_CASE("openshellctl exec and run: SIGINT, SIGTERM, SIGHUP and SIGQUIT reach the command") {
+  Daemon d;
+  const std::string name = d.create("sig");
+  struct Case {
+    std::vector<std::string> args;
+    int sig;
+    int code;
+    std::string says;
+  };
+  const std::string script =
+      "trap 'echo got INT; exit 7' INT; trap 'echo got TERM; exit 9' TERM; echo ready; "
+      "sleep 30 & wait";
+  const std::vector<Case> cases = {
+      {{"exec", name, "--", "/bin/sh", "-c", script}, SIGINT, 7, "got INT"},
+      {{"exec", name, "--", "/bin/sh", "-c", script}, SIGTERM, 9, "got TERM"},
+      {{"run", "--", "/bin/sh", "-c", script}, SIGTERM, 9, "got TERM"},
+      {{"run", "--", "/bin/sh", "-c", script}, SIGINT, 7, "got INT"},
+      {{"run", "--", "/bin/sh", "-c", "echo ready; exec sleep 30"}, SIGHUP, 128 + SIGHUP, ""},
+      {{"exec", name, "--", "/bin/sh", "-c", "echo ready; exec sleep 30"}, SIGQUIT,
+       128 + SIGQUIT, ""},
+  };
+  for (const Case& c : cases) {
+    INFO(c.args[0] << " " << c.sig);
+    std::vector<std::string> argv = {OPENSHELL_CTL_BIN, "--bus", d.address()};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    const std::string out = d.dir().path() + "/" + unique_name("sig") + ".out";
+    const pid_t ctl = spawn_process(argv, out);
+    // The command runs: openshellctl has its signals in hand since before it asked for it.
+    REQUIRE(eventually([&] { return read_text(out).find("ready") != std::string::npos; }));
+    REQUIRE(::kill(ctl, c.sig) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(ctl, &status, 0) == ctl);
+    CHECK(WIFEXITED(status));  // openshellctl itself was not killed
+    CHECK(WEXITSTATUS(status) == c.code);
+    if (!c.says.empty()) CHECK(read_text(out).find(c.says) != std::string::npos);
+  }
+}
+
 TEST_CASE("openshelld: garbage on the bus gets an error reply and the daemon keeps serving") {
   Daemon d;
   sd_bus* bus = d.open_bus();
