@@ -91,7 +91,8 @@ nlohmann::json process_json(const ProcessInfo& p) {
     proc["file"] = {{"path", p.exe}};
   }
   if (p.uid >= 0) proc["user"] = {{"uid", std::to_string(p.uid)}};
-  if (p.sandbox_pid > 0) proc["xattributes"] = {{"sandbox_pid", p.sandbox_pid}};
+  if (p.sandbox_pid > 0) proc["xattributes"]["sandbox_pid"] = p.sandbox_pid;
+  if (!p.session.empty()) proc["xattributes"]["session"] = p.session;
   return proc;
 }
 
@@ -143,7 +144,8 @@ std::string Event::to_json_line() const {
 
 Event process_launch(std::string_view sandbox, const ProcessInfo& process) {
   Event e = base(ClassUid::kProcessActivity, sandbox, kActivityLaunch, "Launch");
-  e.message = "agent launched: " + process.exe;
+  e.message = (process.session.empty() ? "agent launched: " : process.session + " session launched: ") +
+              process.exe;
   e.fields["process"] = process_json(process);
   return e;
 }
@@ -156,7 +158,8 @@ Event process_exit(std::string_view sandbox, const ProcessInfo& process, int exi
   if (signal != 0) e.fields["process"]["xattributes"]["signal"] = signal;
   e.status = exit_code == 0 ? StatusId::kSuccess : StatusId::kFailure;
   e.status_detail = detail;
-  e.message = "agent exited with status " + std::to_string(exit_code);
+  e.message = (process.session.empty() ? std::string("agent") : process.session + " session") +
+              " exited with status " + std::to_string(exit_code);
   if (!detail.empty()) e.message += " (" + std::string(detail) + ")";
   return e;
 }

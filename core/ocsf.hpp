@@ -69,6 +69,9 @@ struct ProcessInfo {
   int64_t sandbox_pid = 0;  // pid inside the sandbox's pid namespace (0 = unknown)
   std::string exe;          // path as the agent named it; argv is never recorded
   int64_t uid = -1;         // uid inside the sandbox
+  // "" for the sandbox's main process (the agent); "exec" or "tty" for a command run in it later
+  // (openshellctl exec, connect): process.xattributes.session.
+  std::string session;
 };
 
 Event process_launch(std::string_view sandbox, const ProcessInfo& process);

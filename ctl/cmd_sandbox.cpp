@@ -19,6 +19,7 @@ struct Row {
   int64_t created = 0;
   int32_t exit_status = -1;  // -1: none (running, or its command never ran)
   std::string reason;
+  std::string source;  // where its revision in force came from
 };
 
 nlohmann::json to_json(const Row& r) {
@@ -29,15 +30,20 @@ nlohmann::json to_json(const Row& r) {
           {"owner", r.owner},
           {"created_unix_ms", r.created},
           {"exit_status", r.exit_status < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.exit_status)},
-          {"reason", r.reason}};
+          {"reason", r.reason},
+          {"source", r.source}};
 }
 
 std::string shown_exit(const Row& r) {
   return r.exit_status < 0 ? std::string("-") : std::to_string(r.exit_status);
 }
 
-// A sandbox made from a policy file of its own has no named policy.
-const char* shown_policy(const Row& r) { return r.policy.empty() ? "(its own)" : r.policy.c_str(); }
+// A sandbox that follows no named policy (made from a file, or set since): where its revision
+// came from, "set from FILE" and the like.
+std::string shown_policy(const Row& r) {
+  if (!r.policy.empty()) return r.policy;
+  return "(" + (r.source.empty() ? std::string("its own") : r.source) + ")";
+}
 
 struct Options {
   std::string name;
@@ -91,18 +97,20 @@ int list(const Global& global) {
   if (!reply) return fail(reply.error().message());
   std::vector<Row> rows;
   sd_bus_message* m = reply->get();
-  if (sd_bus_message_enter_container(m, 'a', "(ssstuxis)") < 0) return fail("unexpected reply");
+  if (sd_bus_message_enter_container(m, 'a', "(ssstuxiss)") < 0) return fail("unexpected reply");
   for (;;) {
-    const char *name = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr;
+    const char *name = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr,
+               *source = nullptr;
     Row r;
-    const int rc = sd_bus_message_read(m, "(ssstuxis)", &name, &phase, &policy, &r.revision,
-                                       &r.owner, &r.created, &r.exit_status, &reason);
+    const int rc = sd_bus_message_read(m, "(ssstuxiss)", &name, &phase, &policy, &r.revision,
+                                       &r.owner, &r.created, &r.exit_status, &reason, &source);
     if (rc < 0) return fail("unexpected reply");
     if (rc == 0) break;
     r.name = name;
     r.phase = phase;
     r.policy = policy;
     r.reason = reason;
+    r.source = source;
     rows.push_back(r);
   }
   if (global.json) {
@@ -115,7 +123,7 @@ int list(const Global& global) {
               "OWNER", "EXIT", "REASON");
   for (const auto& r : rows)
     std::printf("%-24s %-9s %-16s %8llu %8u %4s  %s\n", r.name.c_str(), r.phase.c_str(),
-                shown_policy(r), static_cast<unsigned long long>(r.revision), r.owner,
+                shown_policy(r).c_str(), static_cast<unsigned long long>(r.revision), r.owner,
                 shown_exit(r).c_str(), r.reason.c_str());
   return kExitOk;
 }
@@ -127,15 +135,16 @@ int get(const Global& global, const std::string& name) {
                     [&](sd_bus_message* m) { return sd_bus_message_append(m, "s", name.c_str()); });
   if (!reply) return fail(reply.error().message());
   const char *n = nullptr, *phase = nullptr, *policy = nullptr, *reason = nullptr,
-             *workdir = nullptr;
+             *workdir = nullptr, *source = nullptr;
   Row r;
-  if (sd_bus_message_read(reply->get(), "ssstuxsis", &n, &phase, &policy, &r.revision, &r.owner,
-                          &r.created, &reason, &r.exit_status, &workdir) < 0)
+  if (sd_bus_message_read(reply->get(), "ssstuxsiss", &n, &phase, &policy, &r.revision, &r.owner,
+                          &r.created, &reason, &r.exit_status, &workdir, &source) < 0)
     return fail("unexpected reply");
   r.name = n;
   r.phase = phase;
   r.policy = policy;
   r.reason = reason;
+  r.source = source;
   if (global.json) {
     auto j = to_json(r);
     j["workdir"] = workdir;

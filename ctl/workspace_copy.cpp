@@ -284,6 +284,9 @@ Result<std::string> workspace_relative(const std::string& path) {
 }
 
 Status upload(const std::string& from, int workspace, const std::string& to, CopyReport* report) {
+  // What is not there to copy is an error, not a copy of nothing.
+  struct stat source {};
+  if (::lstat(from.c_str(), &source) != 0) return Error::from_errno(from);
   std::string dest = to;
   // Into an existing directory: under its own name there.
   if (UniqueFd existing(open_beneath(workspace, dest, O_PATH | O_DIRECTORY)); existing)

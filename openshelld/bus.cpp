@@ -259,11 +259,15 @@ int method_create_with_policy(sd_bus_message* m, void* userdata, sd_bus_error* e
 // -1: no exit status (running, or the command never ran).
 int exit_status_of(const SandboxRecord& r) { return r.exit_code.value_or(-1); }
 
+// The named policy a sandbox follows: none once its own was set (policy set, rollback), when
+// its revision's source says where that came from.
+const char* followed_policy(const SandboxRecord& r) { return r.pinned ? "" : r.policy.c_str(); }
+
 int append_record(sd_bus_message* reply, const SandboxRecord& r) {
-  return sd_bus_message_append(reply, "(ssstuxis)", r.name.c_str(),
-                               std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
+  return sd_bus_message_append(reply, "(ssstuxiss)", r.name.c_str(),
+                               std::string(to_string(r.phase)).c_str(), followed_policy(r),
                                r.revision, r.owner_uid, r.created_unix_ms, exit_status_of(r),
-                               r.reason.c_str());
+                               r.reason.c_str(), r.source.c_str());
 }
 
 int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
@@ -273,7 +277,7 @@ int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     sd_bus_message* reply = nullptr;
     int rc = sd_bus_message_new_method_return(m, &reply);
     if (rc < 0) return rc;
-    rc = sd_bus_message_open_container(reply, 'a', "(ssstuxis)");
+    rc = sd_bus_message_open_container(reply, 'a', "(ssstuxiss)");
     for (const auto& r : service_of(userdata)->manager().list())
       if (rc >= 0 && may_touch(caller, r)) rc = append_record(reply, r);
     if (rc >= 0) rc = sd_bus_message_close_container(reply);
@@ -287,10 +291,11 @@ int method_get(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    return sd_bus_reply_method_return(m, "ssstuxsis", r.name.c_str(),
-                                      std::string(to_string(r.phase)).c_str(), r.policy.c_str(),
+    return sd_bus_reply_method_return(m, "ssstuxsiss", r.name.c_str(),
+                                      std::string(to_string(r.phase)).c_str(), followed_policy(r),
                                       r.revision, r.owner_uid, r.created_unix_ms,
-                                      r.reason.c_str(), exit_status_of(r), r.workdir.c_str());
+                                      r.reason.c_str(), exit_status_of(r), r.workdir.c_str(),
+                                      r.source.c_str());
   });
 }
 
@@ -719,13 +724,14 @@ const sd_bus_vtable kVtable[] = {
                                  SD_BUS_PARAM(command) SD_BUS_PARAM(options),
                              "s", SD_BUS_PARAM(name), method_create_with_policy,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstuxis)", SD_BUS_PARAM(sandboxes),
+    SD_BUS_METHOD_WITH_NAMES("ListSandboxes", "", , "a(ssstuxiss)", SD_BUS_PARAM(sandboxes),
                              method_list, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxsis",
+    SD_BUS_METHOD_WITH_NAMES("GetSandbox", "s", SD_BUS_PARAM(name), "ssstuxsiss",
                              SD_BUS_PARAM(name) SD_BUS_PARAM(phase) SD_BUS_PARAM(policy)
                                  SD_BUS_PARAM(revision) SD_BUS_PARAM(owner)
                                      SD_BUS_PARAM(created_unix_ms) SD_BUS_PARAM(reason)
-                                         SD_BUS_PARAM(exit_status) SD_BUS_PARAM(workdir),
+                                         SD_BUS_PARAM(exit_status) SD_BUS_PARAM(workdir)
+                                             SD_BUS_PARAM(source),
                              method_get, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("DeleteSandbox", "s", SD_BUS_PARAM(name), "", , method_delete,
                              SD_BUS_VTABLE_UNPRIVILEGED),
@@ -812,9 +818,15 @@ Result<std::unique_ptr<BusService>> BusService::start(sd_event* event, const std
   std::unique_ptr<BusService> service(new BusService(bus, manager));
   if ((rc = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL)) < 0 ||
       (rc = sd_bus_add_object_vtable(bus, nullptr, kObjectPath, kInterface, kVtable,
-                                     service.get())) < 0 ||
-      (rc = sd_bus_request_name(bus, kBusName, 0)) < 0)
+                                     service.get())) < 0)
     return Error::from_errno(std::string("registering ") + kBusName, -rc);
+  if ((rc = sd_bus_request_name(bus, kBusName, 0)) < 0) {
+    if (rc == -EEXIST)
+      return Error::from_errno(std::string("another openshelld owns ") + kBusName +
+                                   " on this bus; this one stops and leaves its sandboxes alone",
+                               EEXIST);
+    return Error::from_errno(std::string("claiming ") + kBusName, -rc);
+  }
   return service;
 }
 

@@ -73,6 +73,15 @@ int daemon_main(int argc, char** argv) {
   int status = 0;
   {
     Manager manager(*config, event);
+    // The name first: a second daemon on the same bus must leave the first one's sandboxes
+    // alone (starting adopts them, and removes the ended runs among them). Calls wait in the
+    // bus until the loop runs, after the start.
+    auto bus = BusService::start(event, bus_address, manager);
+    if (!bus) {
+      log::error(kComponent, bus.error().message());
+      sd_event_unref(event);
+      return 1;
+    }
     auto problems = manager.start();
     if (!problems) {
       log::error(kComponent, problems.error().message());
@@ -80,12 +89,6 @@ int daemon_main(int argc, char** argv) {
       return 1;
     }
     for (const auto& p : *problems) log::warn(kComponent, "skipped state: " + p);
-    auto bus = BusService::start(event, bus_address, manager);
-    if (!bus) {
-      log::error(kComponent, bus.error().message());
-      sd_event_unref(event);
-      return 1;
-    }
     // With WatchdogSec= in the unit, the loop pings systemd at half the interval; a loop stuck
     // for longer gets the daemon restarted (its sandboxes keep running and are re-adopted).
     (void)sd_event_set_watchdog(event, 1);

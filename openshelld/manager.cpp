@@ -632,6 +632,7 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   record.command = std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
+  record.source = np.origin;
   auto revision = registry_.add_revision(name, np.text, np.origin, durability_of(record));
   if (!revision) return revision.error();
   record.revision = *revision;
@@ -1258,6 +1259,7 @@ Status Manager::record_revision(SandboxRecord& record, const std::string& text,
       registry_.add_revision(record.name, text, origin, durability_of(record, durability));
   if (!revision) return revision.error().wrap("applied, but not recorded");
   record.revision = *revision;
+  record.source = origin;
   return registry_.save(record, durability);
 }
 

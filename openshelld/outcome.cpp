@@ -20,6 +20,10 @@ constexpr off_t kTailBytes = 256 * 1024;
 std::optional<Outcome> ending_of(const nlohmann::json& e) {
   const uint32_t cls = e.value("class_uid", 0U);
   const std::string activity = e.value("activity_name", "");
+  // An exec or terminal session's start and end say nothing about the main process.
+  if (const auto p = e.find("process"); p != e.end() && p->is_object())
+    if (const auto x = p->find("xattributes"); x != p->end() && x->is_object() && x->contains("session"))
+      return std::nullopt;
   if (cls == kProcessActivity && activity == "Launch") return Outcome{};  // a start, not an end
   if (cls == kProcessActivity && activity == "Terminate") {
     Outcome o;

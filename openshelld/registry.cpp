@@ -81,6 +81,7 @@ json to_json(const SandboxRecord& r) {
             {"unit", r.unit},
             {"pinned", r.pinned},
             {"ephemeral", r.ephemeral},
+            {"source", r.source},
             {"workdir", r.workdir},
             {"workdir_readonly", r.workdir_readonly},
             {"env", r.env}};
@@ -114,6 +115,7 @@ Result<SandboxRecord> record_from_json(const json& j) {
     r.pinned = j.value("pinned", false);  // absent in records older than policy set
     r.ephemeral = j.value("ephemeral", false);  // absent in records older than run's own
     // Absent in records older than --workdir and --env.
+    r.source = j.value("source", std::string());
     r.workdir = j.value("workdir", std::string());
     if (!r.workdir.empty() && r.workdir.front() != '/') return Error::invalid("relative workdir");
     r.workdir_readonly = j.value("workdir_readonly", false);

@@ -33,6 +33,9 @@ struct SandboxRecord {
   int64_t created_unix_ms = 0;
   // Its policy was set directly (policy set, rollback): reloads of the named policy pass it by.
   bool pinned = false;
+  // Where the revision in force came from ("created from policy default", "set from FILE",
+  // "rollback to 2"): what `sandbox list` shows for a sandbox no longer on its named policy.
+  std::string source;
   // Made by `run` for one command: its state is written without fsync (it cannot outlive the
   // machine), and a daemon that finds it ended while nobody watched removes it.
   bool ephemeral = false;

@@ -312,20 +312,31 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                         ReplySink reply) -> std::function<void(int)> {
       std::vector<int> fds;
       for (const auto& fd : stdio) fds.push_back(fd.get());
+      // Each session is a Process Activity of its own, beside the agent's (`logs` shows it).
+      auto session = std::make_shared<ocsf::ProcessInfo>();
+      session->exe = request.argv.front();
+      session->uid = plan->inside_uid;
+      session->session = request.tty ? "tty" : "exec";
       auto handed = exec_channel.start(
           request, fds,
-          {[reply](int pid) {
+          {[reply, session, &events, &options](int pid) {
+             session->sandbox_pid = pid;
+             events.emit(ocsf::process_launch(options.name, *session));
              control::Reply r;
              r.ok = true;
              r.data = {{"event", "started"}, {"pid", pid}};
              reply(r);
            },
-           [reply](int status) {
+           [reply, session, &events, &options](int status) {
+             const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+             events.emit(ocsf::process_exit(
+                 options.name, *session, sys::exit_code_of(status), sig,
+                 sig != 0 ? std::string("killed by signal ") + ::sigabbrev_np(sig) : ""));
              control::Reply r;
              r.ok = true;
              r.data = {{"event", "exited"},
                        {"exit_code", sys::exit_code_of(status)},
-                       {"signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0}};
+                       {"signal", sig}};
              reply(r);
            },
            [reply, command = request.argv.front(), cwd = request.cwd](int err, bool workdir) {

@@ -1014,6 +1014,11 @@ TEST_CASE("openshelld: policy set, get, history and rollback on one sandbox") {
   CHECK(curl().find("upstream ok: GET /x") != std::string::npos);
   CHECK(d.ctl({"policy", "get", name}).out == open);
   CHECK(d.ctl({"policy", "get", name, "--revision", "1"}).out == base);
+  // Issue 13.13: the list says where its policy now comes from, not the named one it left.
+  auto row = nlohmann::json::parse(d.ctl({"--json", "sandbox", "list"}).out)[0];
+  CHECK(row["policy"] == "");
+  CHECK(row["source"] == "set from " + file);
+  CHECK(d.ctl({"sandbox", "list"}).out.find("(set from " + file) != std::string::npos);
 
   // Pinned: a reload of its named policy passes it by.
   d.dir().write("policies/web.toml", base + "# edited\n");
@@ -1204,7 +1209,8 @@ TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind
   const std::string mine = unique_name("own");
   d.delete_at_end(mine);
   REQUIRE(d.ctl({"sandbox", "create", mine, "--policy-file", own}).exit_code == 0);
-  CHECK(d.ctl({"sandbox", "get", mine}).out.find("policy    (its own)") != std::string::npos);
+  CHECK(d.ctl({"sandbox", "get", mine}).out.find("policy    (created from " + own + ")") !=
+        std::string::npos);
   CHECK(d.ctl({"sandbox", "delete", mine}).exit_code == 0);
   auto missing = d.ctl({"run", "--", "/no/such/command"});
   CHECK(missing.exit_code == 127);
@@ -1306,6 +1312,34 @@ TEST_CASE("openshellctl run: a run whose daemon died goes once its command ends"
   CHECK(!path_exists(workspace));
   CHECK(!path_exists(d.dir().path() + "/state/sandboxes/" + name + ".json"));
   CHECK(read_text(d.dir().path() + "/daemon.log").find("removed " + name) != std::string::npos);
+}
+
+// Issue 13.13: exec and terminal sessions are Process Activity events of their own, and they
+// do not pass for the main process's end.
+TEST_CASE("openshellctl logs: exec and tty sessions are Process Activity events") {
+  Daemon d;
+  const std::string name = d.create("sessions");
+  CHECK(d.ctl({"exec", name, "--", "/bin/sh", "-c", "exit 4"}).exit_code == 4);
+  const std::string ctl = std::string(OPENSHELL_CTL_BIN) + " --bus " + d.address();
+  CHECK(run_process({"/bin/sh", "-c", "printf 'exit 6\\n' | " + ctl + " exec --tty " + name +
+                                          " -- /bin/sh"})
+            .exit_code == 6);
+  auto logged = d.ctl({"--json", "logs", name, "--class", "process"});
+  REQUIRE(logged.exit_code == 0);
+  std::vector<std::string> seen;
+  std::istringstream lines(logged.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto e = nlohmann::json::parse(line);
+    const auto& x = e["process"].value("xattributes", nlohmann::json::object());
+    seen.push_back(e["activity_name"].get<std::string>() + ":" + x.value("session", "main") +
+                   (e.contains("exit_code") ? ":" + std::to_string(e["exit_code"].get<int>()) : ""));
+  }
+  CHECK(seen == std::vector<std::string>{"Launch:main", "Launch:exec", "Terminate:exec:4",
+                                         "Launch:tty", "Terminate:tty:6"});
+  // Still running: no exit status from the sessions' ends.
+  auto got = nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", name}).out);
+  CHECK(got["phase"] == "running");
+  CHECK(got["exit_status"].is_null());
 }
 
 TEST_CASE("openshellctl logs: a sandbox's events, filtered, across daemon restarts") {

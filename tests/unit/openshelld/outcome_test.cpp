@@ -19,6 +19,8 @@ const std::string kNoExec =
 const std::string kPlan =
     R"({"class_uid":5019,"activity_name":"Failed","stage":"plan","errno":13,"message":"policy path /root/x: ..."})";
 const std::string kConnect = R"({"class_uid":4001,"activity_name":"Open"})";
+const std::string kExecEnd =
+    R"({"class_uid":1007,"activity_name":"Terminate","exit_code":9,"process":{"xattributes":{"session":"exec"}}})";
 
 }  // namespace
 
@@ -55,5 +57,10 @@ TEST_CASE("outcome: the last ending in a sandbox's events") {
   REQUIRE(torn);
   CHECK(torn->exit_status == 3);
   CHECK_FALSE(outcome_from_events(""));
+  // An exec session's end is not the main process's.
+  CHECK_FALSE(outcome_from_events(kLaunch + "\n" + kExecEnd + "\n"));
+  auto before = outcome_from_events(kExit3 + "\n" + kExecEnd + "\n");
+  REQUIRE(before);
+  CHECK(before->exit_status == 3);
   CHECK_FALSE(outcome_from_events(kConnect + "\nnot json\n"));
 }
