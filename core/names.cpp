@@ -14,4 +14,10 @@ bool valid_sandbox_name(std::string_view name) {
 
 bool valid_policy_name(std::string_view name) { return valid_sandbox_name(name); }
 
+uint32_t sandbox_outside_id(std::string_view sandbox_name) {
+  uint32_t h = 2166136261u;  // FNV-1a
+  for (unsigned char c : sandbox_name) h = (h ^ c) * 16777619u;
+  return 2147000000u + h % 1000000u;
+}
+
 }  // namespace openshell

@@ -185,6 +185,7 @@ nlohmann::json connection_fields(const ConnectionInfo& c) {
     j["actor"]["process"] = {{"pid", c.pid}};
     if (!c.binary.empty()) j["actor"]["process"]["file"] = {{"path", c.binary}};
   }
+  if (c.uid >= 0) j["actor"]["user"] = {{"uid", std::to_string(c.uid)}};
   j["disposition"] = c.allowed ? "Allowed" : "Blocked";
   j["disposition_id"] = c.allowed ? 1 : 2;
   if (!c.rule.empty()) j["firewall_rule"] = {{"name", c.rule}, {"type", "network_policies"}};

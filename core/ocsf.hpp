@@ -87,6 +87,7 @@ struct ConnectionInfo {
   uint16_t src_port = 0;
   int64_t pid = -1;    // calling process (host pid), -1 if unknown
   std::string binary;  // its exe
+  int64_t uid = -1;    // the socket's owner, as the host knows it (actor.user.uid); -1 unknown
   bool allowed = false;
   bool audit = false;  // allowed only because enforcement = "audit"
   std::string rule;    // network_policies key that decided

@@ -97,6 +97,16 @@ Status make_dir(const std::string& path, mode_t mode) {
   return {};
 }
 
+// Every entry beneath `dir` to uid/gid `id`, links themselves (never what they point to); the
+// supervisor is not running, so nothing moves meanwhile. Best effort: what fails stays.
+void give_tree(const std::string& dir, uid_t id) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+    if (::lchown(it->path().c_str(), id, id) != 0) continue;  // best effort
+}
+
 // Whether `pid` is the supervisor of sandbox `name` (and not a process that took its pid since):
 // its command line says `--name NAME`.
 bool is_supervisor_of(pid_t pid, const std::string& name) {
@@ -284,7 +294,13 @@ Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::
   const std::string workspace = own_workspace ? registry_.workspace(record.name) : record.workdir;
   if (own_workspace) {
     if (auto st = make_dir(workspace, 0700); !st) return st.error();
-    const uid_t owner = record.owner_uid == 0 ? kNobody : record.owner_uid;
+    // Root's sandboxes write as an id of their own, never as nobody (shared by every root
+    // sandbox and by host daemons). A workspace an earlier version gave to nobody moves over.
+    const uid_t owner =
+        record.owner_uid == 0 ? sandbox_outside_id(record.name) : record.owner_uid;
+    struct stat was {};
+    if (::lstat(workspace.c_str(), &was) == 0 && was.st_uid == kNobody && owner != kNobody)
+      give_tree(workspace, owner);
     if (::chown(workspace.c_str(), owner, owner) != 0)
       return Error::from_errno("chown " + workspace);
   } else if (auto dir = open_workdir(workspace, record.owner_uid); !dir) {

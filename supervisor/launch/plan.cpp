@@ -39,18 +39,6 @@ bool provided_by_sandbox(std::string_view path, bool has_workspace) {
   return has_workspace && is_under(path, kWorkspacePath);
 }
 
-uint32_t fnv1a(std::string_view s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s) h = (h ^ c) * 16777619u;
-  return h;
-}
-
-// Sandboxes started by root map to their own unprivileged id, outside any range a
-// distribution hands out (uids 2147000000..2147999999).
-uint32_t dedicated_outside_id(std::string_view name) {
-  return 2147000000u + fnv1a(name) % 1000000u;
-}
-
 nlohmann::json path_fields(const std::string& path, int err) {
   return {{"file", {{"path", path}}}, {"errno", err}, {"error", std::strerror(err)}};
 }
@@ -89,7 +77,7 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
 
   // Identity outside: the owner of the workspace (so the agent's files are theirs), or an id
   // of the sandbox's own. Never root.
-  plan.outside_uid = plan.outside_gid = dedicated_outside_id(options.name);
+  plan.outside_uid = plan.outside_gid = sandbox_outside_id(options.name);
   // A non-root owner's paths are looked at with the owner's credentials, here and when the child
   // opens them: what the owner could not reach on the host is refused, never bound.
   std::optional<sys::UserCredentials> owner;

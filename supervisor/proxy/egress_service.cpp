@@ -176,6 +176,7 @@ void EgressService::report_refusals() {
                  (p.dst_port != 0 ? ":" + std::to_string(p.dst_port) : "") +
                  ": only TCP through the proxy and DNS to the policy DNS leave the sandbox" +
                  (p.uid ? " (socket uid " + std::to_string(*p.uid) + ")" : "");
+      if (p.uid) c.uid = *p.uid;
       events_.emit(ocsf::bypass_finding(sandbox_, c));
     }
   }

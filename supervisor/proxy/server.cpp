@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -313,6 +314,10 @@ void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& 
   }
   c.pid = s.pid;
   c.binary = s.chain.empty() ? "" : s.chain.front();
+  // Who the process is on the host (its /proc directory is owned by its effective uid): the
+  // sandbox's owner, or a root sandbox's own id.
+  if (struct stat st {}; s.pid > 0 && ::stat(("/proc/" + std::to_string(s.pid)).c_str(), &st) == 0)
+    c.uid = st.st_uid;
   c.allowed = allowed;
   c.audit = d.audit_only;
   c.rule = d.rule;
@@ -320,9 +325,12 @@ void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& 
   c.detail = d.reason_text;
   c.mode = s.mode;
   c.protocol = "tcp";
-  config_.events->emit(ocsf::network_activity(config_.sandbox, c));
+  // A captured connection the policy refuses is a bypass attempt: one Detection Finding, which
+  // carries everything the Network Activity would have (not both for one connection).
   if (!allowed && s.mode == "transparent")
     config_.events->emit(ocsf::bypass_finding(config_.sandbox, c));
+  else
+    config_.events->emit(ocsf::network_activity(config_.sandbox, c));
 }
 
 awaitable<Dialed> SessionRunner::decide_and_dial(ProxyServer::Session& s, const std::string& host,

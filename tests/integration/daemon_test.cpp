@@ -151,6 +151,12 @@ TEST_CASE("openshelld: create, exec, list, get, delete") {
   auto env = d.ctl({"exec", name, "--env", "X=1", "--workdir", "/tmp", "--", "/bin/sh", "-c",
                     "echo $X; pwd; id -u"});
   CHECK(env.out == "1\n/tmp\n1000\n");
+  // Root's sandbox writes as an id of its own on the host, not as nobody (issue 13.13).
+  CHECK(d.ctl({"exec", name, "--", "/bin/sh", "-c", "echo x > /sandbox/mine"}).exit_code == 0);
+  struct stat mine {};
+  REQUIRE(::stat((d.dir().path() + "/state/workspaces/" + name + "/mine").c_str(), &mine) == 0);
+  CHECK(mine.st_uid >= 2147000000U);
+  CHECK(mine.st_uid <= 2147999999U);
 
   auto list = d.ctl({"--json", "sandbox", "list"});
   REQUIRE(list.exit_code == 0);
