@@ -374,3 +374,32 @@ TEST_CASE("packets the firewall refuses are reported as bypass findings") {
   CHECK(found("198.51.100.2", 80, "tcp"));
   CHECK(found("2001:db8::1", 5353, "udp"));
 }
+
+// Issue 13.2: the proxy and the policy DNS ask for "name." (the host's search list never rewrites
+// a name the sandbox asked for), which glibc's files backend never matches: an internal host the
+// operator put in /etc/hosts was invalid_host for every client. Here the supervisor runs with a
+// hosts file of ours bound over /etc/hosts (in a mount namespace of its own).
+TEST_CASE("names in the host's /etc/hosts resolve in the sandbox, exactly as asked") {
+  UpstreamHost up;
+  up.start(8080, "http");
+  TempDir dir;
+  const std::string hosts = dir.write(
+      "hosts", "127.0.0.1 localhost\n" + up.address() + " registry.osh-internal regshort\n");
+  const std::string policy = dir.write(
+      "p.toml", endpoint_policy("", "registry.osh-internal", "8080") +
+                    "[network_policies.short]\n[[network_policies.short.endpoints]]\n"
+                    "host = \"regshort\"\nports = [8080]\n");
+  const std::vector<std::string> argv = {
+      "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+      "mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts, supervisor_bin(), "run",
+      "--policy-file", policy, "--name", unique_name("hosts"), "--", "/bin/sh", "-c",
+      std::string("getent hosts registry.osh-internal; ") + kCurl +
+          " -s -m 10 http://registry.osh-internal:8080/proxied; echo; " + kCurl +
+          " -s -m 10 --noproxy '*' http://regshort:8080/captured; echo"};
+  auto r = run_process(argv, 120);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find(up.address() + " ") != std::string::npos);  // the policy DNS answers it
+  CHECK(r.out.find("upstream ok: GET /proxied") != std::string::npos);
+  CHECK(r.out.find("upstream ok: GET /captured") != std::string::npos);
+}
