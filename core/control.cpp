@@ -116,6 +116,22 @@ Result<Op> op_of(std::string_view name) {
 
 }  // namespace
 
+Status check_env(const std::vector<std::string>& env) {
+  constexpr size_t kMaxEntries = 256;
+  constexpr size_t kMaxBytes = size_t{128} * 1024;
+  if (env.size() > kMaxEntries)
+    return Error::invalid("at most " + std::to_string(kMaxEntries) + " --env entries");
+  size_t bytes = 0;
+  for (const auto& kv : env) {
+    bytes += kv.size();
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0 || kv.find('\0') != std::string::npos)
+      return Error::invalid("--env takes KEY=VALUE, got '" + kv.substr(0, 64) + "'");
+  }
+  if (bytes > kMaxBytes) return Error::invalid("--env values exceed 128 KiB");
+  return {};
+}
+
 std::string_view to_string(Op op) {
   switch (op) {
     case Op::kStatus:

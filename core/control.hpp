@@ -61,6 +61,11 @@ struct Reply {
 
 // Serialise a request or reply as one frame. The caller keeps within kMaxFrame (requests are
 // validated the same way on both ends: encode_request fails on what parse_request refuses).
+// Entries a caller adds to a sandbox's environment (--env of run and create): KEY=VALUE with a
+// non-empty KEY, no NUL, at most 256 entries and 128 KiB in all. The supervisor and openshelld
+// apply the same rule.
+Status check_env(const std::vector<std::string>& env);
+
 Result<std::string> encode_request(const Request& request);
 [[nodiscard]] std::string encode_reply(const Reply& reply);
 

@@ -49,10 +49,6 @@ Result<MessagePtr> new_call(sd_bus* bus, const char* method) {
   return MessagePtr(m);
 }
 
-namespace {
-
-// A failed call's error as ours: the daemon's text, and for the two errors a command's own exit
-// status stands for (fail_command), a code to tell them by.
 Error call_error(const sd_bus_error& error, int rc) {
   std::string text = error.message != nullptr ? error.message : std::strerror(-rc);
   if (error.name != nullptr && std::strcmp(error.name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0)
@@ -64,8 +60,6 @@ Error call_error(const sd_bus_error& error, int rc) {
     code = std::make_error_code(std::errc::permission_denied);
   return Error{code, text};
 }
-
-}  // namespace
 
 Result<MessagePtr> call_forwarding_signals(sd_bus* bus, sd_bus_message* request) {
   // The signals a terminal or a service manager sends us go to the command instead, through

@@ -1,6 +1,8 @@
 // openshellctl's connection to openshelld (org.openshell.Manager1): the system bus, or --bus.
 #pragma once
 
+#include <systemd/sd-bus.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +29,10 @@ Result<BusPtr> connect(const std::string& address);
 // (the daemon's own message, e.g. "no sandbox x").
 template <typename Fill>
 Result<MessagePtr> call(sd_bus* bus, const char* method, Fill fill);
+
+// A failed call's error as ours: the daemon's text (rc's when it has none), and for the two
+// errors a command's own exit status stands for, a code fail_command() tells them by.
+Error call_error(const sd_bus_error& error, int rc);
 
 Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request);
 // The same for a call that runs a command (Exec, RunSandbox): SIGINT, SIGTERM, SIGHUP and

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "core/unique_fd.hpp"
 #include "ctl/bus_client.hpp"
@@ -104,7 +105,7 @@ bool write_all(int fd, const char* data, size_t size) {
 struct CallState {
   bool done = false;
   int code = kExitFailed;
-  std::string error;
+  std::optional<Error> error;
 };
 
 int on_reply(sd_bus_message* m, void* userdata, sd_bus_error*) {
@@ -112,13 +113,9 @@ int on_reply(sd_bus_message* m, void* userdata, sd_bus_error*) {
   state->done = true;
   if (sd_bus_message_is_method_error(m, nullptr) != 0) {
     const sd_bus_error* e = sd_bus_message_get_error(m);
-    state->error = e != nullptr && e->message != nullptr ? e->message : "exec failed";
-    // As a shell: 127 not found, 126 cannot execute.
-    if (sd_bus_error_has_name(e, "org.openshell.Error.CommandNotFound")) state->code = kExitNotFound;
-    if (sd_bus_error_has_name(e, "org.openshell.Error.CommandCannotExecute"))
-      state->code = kExitCannotExecute;
+    state->error = e != nullptr ? call_error(*e, -EIO) : Error::invalid("exec failed");
   } else if (int code = 0; sd_bus_message_read(m, "i", &code) < 0) {
-    state->error = "unexpected reply to ExecTty";
+    state->error = Error::invalid("unexpected reply to ExecTty");
   } else {
     state->code = code;
   }
@@ -189,7 +186,7 @@ void relay(sd_bus* bus, int master, CallState& state) {
     }
     if (processed < 0 && !state.done) {
       state.done = true;
-      state.error = std::string("the bus went away: ") + std::strerror(-processed);
+      state.error = Error::invalid(std::string("the bus went away: ") + std::strerror(-processed));
     }
   }
 }
@@ -227,10 +224,7 @@ int run_on_pty(sd_bus* bus, const std::string& sandbox, const std::vector<std::s
 
   relay(bus, master, state);
   sd_bus_slot_unref(slot);
-  if (!state.error.empty()) {
-    (void)fail(state.error);
-    return state.code;  // kExitFailed, or a shell's 126/127
-  }
+  if (state.error) return fail_command(*state.error);  // 1, or a shell's 126/127
   return state.code;
 }
 

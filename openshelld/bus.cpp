@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -21,6 +20,7 @@
 #include "core/log.hpp"
 #include "core/policy.hpp"
 #include "openshelld/features.hpp"
+#include "sys/credentials.hpp"
 
 namespace openshell::daemon {
 namespace {
@@ -42,22 +42,8 @@ struct Caller {
 
 // Whether the user database puts `uid` in group `gid` (primary or supplementary).
 bool in_group(uid_t uid, gid_t gid) {
-  std::vector<char> buf(16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
-    return false;
-  if (pw.pw_gid == gid) return true;
-  int count = 64;
-  std::vector<gid_t> groups(static_cast<size_t>(count));
-  if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) {
-    if (count <= 0 || count > 65536) return false;
-    groups.resize(static_cast<size_t>(count));
-    if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) return false;
-  }
-  for (int i = 0; i < count; ++i)
-    if (groups[static_cast<size_t>(i)] == gid) return true;
-  return false;
+  auto who = sys::credentials_of(uid);
+  return who && std::find(who->groups.begin(), who->groups.end(), gid) != who->groups.end();
 }
 
 // Who is calling, from the bus's credentials, and whether they may call at all.

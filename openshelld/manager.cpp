@@ -59,23 +59,6 @@ std::string last_line(const std::string& file) {
 }
 
 constexpr std::string_view kComponent = "manager";
-constexpr size_t kMaxEnvEntries = 256;
-constexpr size_t kMaxEnvBytes = size_t{128} * 1024;
-
-// K=V entries for a sandbox's main process: a name, no NUL, within the supervisor's limits.
-Status check_env(const std::vector<std::string>& env) {
-  if (env.size() > kMaxEnvEntries)
-    return Error::invalid("at most " + std::to_string(kMaxEnvEntries) + " --env entries");
-  size_t bytes = 0;
-  for (const auto& kv : env) {
-    bytes += kv.size();
-    const auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0 || kv.find('\0') != std::string::npos)
-      return Error::invalid("--env takes KEY=VALUE, got '" + kv.substr(0, 64) + "'");
-  }
-  if (bytes > kMaxEnvBytes) return Error::invalid("--env values exceed 128 KiB");
-  return {};
-}
 constexpr auto kStartTimeout = std::chrono::seconds(15);
 // A starting supervisor's control socket is polled from 1 ms, doubling up to this: a sandbox
 // is usually up within a few milliseconds.
@@ -135,13 +118,16 @@ Result<UniqueFd> send_request(const std::string& socket, const control::Request&
   return std::move(*fd);
 }
 
-Result<control::Reply> read_reply(int fd, const std::string& socket, int timeout_ms) {
+// With `fds`, the descriptors that came with the reply (at most one) land there.
+Result<control::Reply> read_reply(int fd, const std::string& socket, int timeout_ms,
+                                  std::vector<UniqueFd>* fds = nullptr) {
   pollfd p{fd, POLLIN, 0};
   if (::poll(&p, 1, std::max(timeout_ms, 0)) != 1)
     return Error::from_errno("waiting for " + socket, ETIMEDOUT);
-  auto message = sys::receive_message(fd, control::kMaxFrame, 0);
+  auto message = sys::receive_message(fd, control::kMaxFrame, fds != nullptr ? 1 : 0);
   if (!message) return message.error();
   if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
+  if (fds != nullptr) *fds = std::move((*message)->fds);
   return control::parse_reply((*message)->frame);
 }
 
@@ -636,7 +622,7 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   if (auto st = check_limits(**parsed, owner); !st) return st.error();
   if (!options.workdir.empty())
     if (auto dir = open_workdir(options.workdir, owner); !dir) return dir.error();
-  if (auto st = check_env(options.env); !st) return st;
+  if (auto st = control::check_env(options.env); !st) return st;
   if (command.empty()) command = {"/bin/sleep", "infinity"};
   record.workdir = std::move(options.workdir);
   record.workdir_readonly = options.workdir_readonly;
@@ -1348,16 +1334,12 @@ Result<UniqueFd> Manager::open_pty(const std::string& name) const {
   const std::string socket = control_socket(name);
   auto fd = send_request(socket, request);
   if (!fd) return fd.error();
-  pollfd p{fd->get(), POLLIN, 0};
-  if (::poll(&p, 1, 5000) != 1) return Error::from_errno("waiting for " + socket, ETIMEDOUT);
-  auto message = sys::receive_message(fd->get(), control::kMaxFrame, 1);
-  if (!message) return message.error();
-  if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
-  auto reply = control::parse_reply((*message)->frame);
+  std::vector<UniqueFd> fds;
+  auto reply = read_reply(fd->get(), socket, 5000, &fds);
   if (!reply) return reply.error();
   if (!reply->ok) return Error::invalid(reply->error);
-  if ((*message)->fds.size() != 1) return Error::invalid("no terminal came with the reply");
-  return std::move((*message)->fds.front());
+  if (fds.size() != 1) return Error::invalid("no terminal came with the reply");
+  return std::move(fds.front());
 }
 
 Result<UniqueFd> Manager::open_workspace(const std::string& name) const {

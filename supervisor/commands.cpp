@@ -8,6 +8,7 @@
 #include <iostream>
 #include <random>
 
+#include "core/control.hpp"
 #include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/policy.hpp"
@@ -19,8 +20,6 @@ namespace openshell::supervisor {
 namespace {
 
 constexpr int kExitUsage = 2;
-constexpr size_t kMaxEnvEntries = 256;
-constexpr size_t kMaxEnvBytes = size_t{128} * 1024;
 
 std::string random_name() {
   std::random_device rd;
@@ -96,16 +95,7 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
     return usage_error("invalid sandbox name '" + options.name +
                        "': use 1-63 of a-z, 0-9 and '-', starting with a letter or digit");
   if (args.command.empty()) return usage_error("run: no command given after --");
-  if (args.env.size() > kMaxEnvEntries) return usage_error("run: too many --env entries");
-  size_t env_bytes = 0;
-  for (const auto& kv : args.env) {
-    env_bytes += kv.size();
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return usage_error("run: --env takes KEY=VALUE, got '" + kv.substr(0, 64) + "'");
-    if (kv.find('\0') != std::string::npos) return usage_error("run: --env holds a NUL byte");
-  }
-  if (env_bytes > kMaxEnvBytes) return usage_error("run: --env values exceed 128 KiB");
+  if (auto st = control::check_env(args.env); !st) return usage_error("run: " + st.error().message());
   // Before the policy, the event files and the cgroup: the network's thread (libnftables, the
   // first commit) is a start's longest part, and from here it overlaps with all of them.
   auto network = SandboxNetwork::start(UniqueFd(args.netns_fd));

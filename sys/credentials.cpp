@@ -32,7 +32,6 @@ int set_groups(const gid_t* groups, size_t count) {
 Result<UserCredentials> credentials_of(uid_t uid) {
   UserCredentials who;
   who.uid = uid;
-  who.gid = static_cast<gid_t>(uid);
   std::vector<char> buffer(16384);
   passwd pw{};
   passwd* found = nullptr;
@@ -41,10 +40,8 @@ Result<UserCredentials> credentials_of(uid_t uid) {
          buffer.size() < (1U << 20))
     buffer.resize(buffer.size() * 2);
   if (rc != 0) return Error::from_errno("looking up uid " + std::to_string(uid), rc);
-  if (found == nullptr) {
-    who.groups = {who.gid};
-    return who;
-  }
+  if (found == nullptr)
+    return Error::from_errno("uid " + std::to_string(uid) + " has no user database entry", ENOENT);
   who.gid = pw.pw_gid;
   int count = 64;
   who.groups.resize(static_cast<size_t>(count));

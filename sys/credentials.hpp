@@ -23,7 +23,7 @@ struct UserCredentials {
 };
 
 // From the user database: the primary group and every group listing the user (as a login
-// would set them). A uid without an entry gets its own number as group and no others.
+// would set them). A uid without an entry is an error (ENOENT): nothing to act as.
 Result<UserCredentials> credentials_of(uid_t uid);
 
 // For the calling thread, until destroyed: `who`'s fsuid, fsgid and groups. Holds the thread's

@@ -262,7 +262,9 @@ TEST_CASE("openshelld: a spare sandbox network, handed to the next supervisor") 
   REQUIRE(eventually([&] { return (held = held_netns(d.pid())).size() == 1; }));
   const std::string spare = held[0];
   CHECK_FALSE(openshell::sys::nft_apply("list table inet openshell").ok());
-  CHECK(nft_in_held(d.pid(), spare, "list chain inet openshell capture").ok());
+  // The daemon holds the namespace while its thread still sets it up: the ruleset comes after.
+  CHECK(eventually(
+      [&] { return nft_in_held(d.pid(), spare, "list chain inet openshell capture").ok(); }));
   CHECK(nft_in_held(d.pid(), spare, "list chain inet openshell egress").ok());
 
   // The next sandbox runs in it, and its egress is captured there as in one of its own.
