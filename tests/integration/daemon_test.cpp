@@ -200,6 +200,22 @@ TEST_CASE("openshelld: create, exec, list, get, delete") {
   CHECK_FALSE(path_exists(d.dir().path() + "/state/workspaces/" + name));
 }
 
+// Issue 13.13: a second daemon on the same bus says another owns the name, and leaves the
+// first one's state alone (it used to adopt its sandboxes before it found out).
+TEST_CASE("openshelld: a second daemon on the same bus stops and touches nothing") {
+  Daemon d;
+  const std::string name = d.create("first");
+  const std::string record = d.dir().path() + "/state/sandboxes/" + name + ".json";
+  const std::string before = read_text(record);
+  auto second = run_process({OPENSHELL_DAEMON_BIN, "--config", d.dir().path() + "/openshelld.toml",
+                             "--bus", d.address()},
+                            30);
+  CHECK(second.exit_code == 1);
+  CHECK(second.err.find("another openshelld owns org.openshell.Manager1") != std::string::npos);
+  CHECK(read_text(record) == before);
+  CHECK(d.ctl({"exec", name, "--", "true"}).exit_code == 0);
+}
+
 TEST_CASE("openshelld: sandboxes outlive a kill -9 of the daemon and are re-adopted") {
   Daemon d;
   const std::string a = d.create("ra");
@@ -1194,6 +1210,11 @@ TEST_CASE("openshellctl upload and download: trees in and out, never through the
   CHECK(d.ctl({"download", name, "/etc/passwd", out}).exit_code == 1);
   CHECK(d.ctl({"download", name, "proj/../../x", out}).exit_code == 1);
   CHECK(d.ctl({"upload", "no-such-sandbox", local + "/proj"}).exit_code == 1);
+  // Issue 13.13: nothing to copy is an error before any count is printed.
+  auto missing = d.ctl({"upload", name, local + "/no-such-file"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.out.empty());
+  CHECK(missing.err.find("no-such-file: No such file or directory") != std::string::npos);
 }
 
 TEST_CASE("openshellctl run: one command in a fresh sandbox, nothing left behind") {
