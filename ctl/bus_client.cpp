@@ -19,7 +19,6 @@
 namespace openshell::ctl {
 
 void BusDeleter::operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
-void MessageDeleter::operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
 
 Result<BusPtr> connect(const std::string& address) {
   sd_bus* bus = nullptr;
@@ -88,7 +87,7 @@ Result<MessagePtr> call_forwarding_signals(sd_bus* bus, sd_bus_message* request)
   sd_bus_slot* slot = nullptr;
   int rc = sd_bus_call_async(bus, &slot, request, on_reply, &state, UINT64_MAX);
   if (rc < 0) return Error::from_errno("sending the call", -rc);
-  std::unique_ptr<sd_bus_slot, decltype(&sd_bus_slot_unref)> held(slot, &sd_bus_slot_unref);
+  const BusSlot held(slot);
   uint64_t serial = 0;
   (void)sd_bus_message_get_cookie(request, &serial);
   while (!state.done) {
@@ -114,17 +113,12 @@ Result<MessagePtr> call_forwarding_signals(sd_bus* bus, sd_bus_message* request)
 }
 
 Result<MessagePtr> call_prepared(sd_bus* bus, sd_bus_message* request) {
-  sd_bus_error error = SD_BUS_ERROR_NULL;
+  BusError error;
   sd_bus_message* reply = nullptr;
   // No timeout beyond the bus default for most calls; an exec may run as long as it runs.
   const uint64_t usec = UINT64_MAX;
-  int rc = sd_bus_call(bus, request, usec, &error, &reply);
-  if (rc < 0) {
-    Error e = call_error(error, rc);
-    sd_bus_error_free(&error);
-    return e;
-  }
-  sd_bus_error_free(&error);
+  if (int rc = sd_bus_call(bus, request, usec, error.get(), &reply); rc < 0)
+    return call_error(error.error, rc);
   return MessagePtr(reply);
 }
 

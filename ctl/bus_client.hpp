@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bus_ptr.hpp"
 #include "core/result.hpp"
 
 struct sd_bus;
@@ -18,10 +19,7 @@ struct BusDeleter {
   void operator()(sd_bus* bus) const;
 };
 using BusPtr = std::unique_ptr<sd_bus, BusDeleter>;
-struct MessageDeleter {
-  void operator()(sd_bus_message* m) const;
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageDeleter>;
+using MessagePtr = BusMessage;
 
 Result<BusPtr> connect(const std::string& address);
 

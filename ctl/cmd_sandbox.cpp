@@ -2,6 +2,7 @@
 #include <systemd/sd-bus.h>
 
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -90,9 +91,83 @@ int create(const Global& global, const Options& o) {
   return kExitOk;
 }
 
-int list(const Global& global) {
+// The daemon's SandboxChanged and PolicyGenerationChanged as they come, a line each, until
+// the daemon goes (exit 1) or we are stopped. Asked for (start) before the list is read, so
+// that no change in between is lost (it is printed after the list, which may show it too).
+class Watch {
+ public:
+  explicit Watch(const Global& global) : global_(global) {}
+
+  Status start(sd_bus* bus) {
+    sd_bus_slot* slot = nullptr;
+    int rc = sd_bus_match_signal(bus, &slot, nullptr, "/org/openshell/Manager1",
+                                 "org.openshell.Manager1", nullptr, on_signal, this);
+    signals_.reset(slot);
+    if (rc >= 0)
+      rc = sd_bus_match_signal(bus, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "NameOwnerChanged", on_owner, this);
+    owner_.reset(rc >= 0 ? slot : nullptr);
+    if (rc < 0) return Error::from_errno("watching the daemon", -rc);
+    auto watching = call(bus, "WatchSandboxes", [](sd_bus_message*) { return 0; });
+    if (!watching) return watching.error();
+    return {};
+  }
+
+  int run(sd_bus* bus) {
+    std::fflush(stdout);
+    while (!daemon_gone_) {
+      int rc = sd_bus_process(bus, nullptr);
+      if (rc < 0) return fail(std::string("the bus went away: ") + std::strerror(-rc));
+      if (rc > 0) continue;
+      if ((rc = sd_bus_wait(bus, UINT64_MAX)) < 0 && rc != -EINTR)
+        return fail(std::string("the bus went away: ") + std::strerror(-rc));
+    }
+    return fail("openshelld went away");
+  }
+
+ private:
+  static int on_signal(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    const auto* self = static_cast<Watch*>(userdata);
+    const bool json = self->global_.json;
+    const char* name = nullptr;
+    nlohmann::json line;
+    if (sd_bus_message_is_signal(m, "org.openshell.Manager1", "SandboxChanged")) {
+      const char *phase = nullptr, *reason = nullptr;
+      if (sd_bus_message_read(m, "sss", &name, &phase, &reason) < 0) return 0;
+      line = {{"signal", "SandboxChanged"}, {"name", name}, {"phase", phase}, {"reason", reason}};
+      if (!json) std::printf("%-24s %-9s %s\n", name, phase, reason);
+    } else if (sd_bus_message_is_signal(m, "org.openshell.Manager1", "PolicyGenerationChanged")) {
+      uint64_t revision = 0;
+      if (sd_bus_message_read(m, "st", &name, &revision) < 0) return 0;
+      line = {{"signal", "PolicyGenerationChanged"}, {"name", name}, {"revision", revision}};
+      if (!json) std::printf("%-24s revision %llu\n", name, static_cast<unsigned long long>(revision));
+    } else {
+      return 0;
+    }
+    if (json) std::printf("%s\n", line.dump().c_str());
+    std::fflush(stdout);
+    return 0;
+  }
+
+  static int on_owner(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    const char *name = nullptr, *old_owner = nullptr, *new_owner = nullptr;
+    if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 &&
+        std::strcmp(name, "org.openshell.Manager1") == 0 && new_owner[0] == '\0')
+      static_cast<Watch*>(userdata)->daemon_gone_ = true;
+    return 0;
+  }
+
+  const Global& global_;
+  bool daemon_gone_ = false;
+  BusSlot signals_, owner_;
+};
+
+int list(const Global& global, bool follow) {
   auto bus = connect(global.bus);
   if (!bus) return fail(bus.error().message());
+  Watch changes(global);
+  if (follow)
+    if (auto st = changes.start(bus->get()); !st) return fail(st.error().message());
   auto reply = call(bus->get(), "ListSandboxes", [](sd_bus_message*) { return 0; });
   if (!reply) return fail(reply.error().message());
   std::vector<Row> rows;
@@ -116,7 +191,8 @@ int list(const Global& global) {
   if (global.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : rows) out.push_back(to_json(r));
-    std::cout << out.dump() << "\n";
+    std::cout << out.dump() << std::endl;
+    if (follow) return changes.run(bus->get());
     return kExitOk;
   }
   std::printf("%-24s %-9s %-16s %8s %8s %4s  %s\n", "NAME", "PHASE", "POLICY", "REVISION",
@@ -125,6 +201,7 @@ int list(const Global& global) {
     std::printf("%-24s %-9s %-16s %8llu %8u %4s  %s\n", r.name.c_str(), r.phase.c_str(),
                 shown_policy(r).c_str(), static_cast<unsigned long long>(r.revision), r.owner,
                 shown_exit(r).c_str(), r.reason.c_str());
+  if (follow) return changes.run(bus->get());
   return kExitOk;
 }
 
@@ -218,7 +295,11 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
 
   auto* l = sandbox->add_subcommand("list", "List the sandboxes you can see");
   l->alias("ls");
-  l->callback([&global, run] { *run = [&global] { return list(global); }; });
+  auto follow = std::make_shared<bool>(false);
+  l->add_flag("--watch", *follow,
+              "Then print each change as it comes (NAME PHASE REASON, or NAME revision N; "
+              "JSON lines with --json) until openshelld goes or you stop it");
+  l->callback([&global, run, follow] { *run = [&global, follow] { return list(global, *follow); }; });
 
   auto* g = sandbox->add_subcommand("get", "Show one sandbox");
   g->add_option("name", options->name, "Sandbox name")->required();

@@ -218,12 +218,12 @@ int run_on_pty(sd_bus* bus, const std::string& sandbox, const std::vector<std::s
   CallState state;
   sd_bus_slot* slot = nullptr;
   if (rc >= 0) rc = sd_bus_call_async(bus, &slot, request->get(), on_reply, &state, UINT64_MAX);
+  const BusSlot held(slot);  // the reply's callback goes with it
   if (rc >= 0) rc = sd_bus_flush(bus);
   if (rc < 0) return fail(std::string("sending ExecTty: ") + std::strerror(-rc));
   slave.reset();  // on its way: the sandbox's copy is the one that counts
 
   relay(bus, master, state);
-  sd_bus_slot_unref(slot);
   if (state.error) return fail_command(*state.error);  // 1, or a shell's 126/127
   return state.code;
 }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bus_ptr.hpp"
 #include "core/log.hpp"
 #include "core/policy.hpp"
 #include "openshelld/features.hpp"
@@ -52,8 +53,7 @@ int identify(sd_bus_message* m, Caller* caller, sd_bus_error* error) {
   int rc = sd_bus_query_sender_creds(
       m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &creds);
   if (rc < 0) return sd_bus_error_set(error, kErrorAccessDenied, "caller credentials unknown");
-  // The group list points into creds: they live until we return.
-  std::unique_ptr<sd_bus_creds, decltype(&sd_bus_creds_unref)> held(creds, &sd_bus_creds_unref);
+  const BusCreds held(creds);  // the group list points into them: they live until we return
   uid_t uid = 0;
   gid_t egid = 0;
   const gid_t* groups = nullptr;
@@ -93,10 +93,20 @@ int fail(sd_bus_error* error, const Error& e) {
 
 // The error reply to a call kept for later, named as fail() names it.
 void reply_error(sd_bus_message* call, const Error& e) {
-  sd_bus_error error = SD_BUS_ERROR_NULL;
-  (void)fail(&error, e);
-  (void)sd_bus_reply_method_error(call, &error);
-  sd_bus_error_free(&error);
+  BusError error;
+  (void)fail(error.get(), e);
+  (void)sd_bus_reply_method_error(call, error.get());
+}
+
+// A new method return for `call`, filled by `fill` and sent; sd-bus return codes.
+template <typename Fill>
+int reply_with(sd_bus_message* call, Fill fill) {
+  sd_bus_message* m = nullptr;
+  int rc = sd_bus_message_new_method_return(call, &m);
+  if (rc < 0) return rc;
+  const BusMessage reply(m);
+  if ((rc = fill(m)) < 0) return rc;
+  return sd_bus_send(nullptr, m, nullptr);
 }
 
 int read_strings(sd_bus_message* m, std::vector<std::string>* out, sd_bus_error* error) {
@@ -188,16 +198,14 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     uint32_t visible = 0;
     for (const auto& r : manager.list())
       if (may_touch(caller, r)) ++visible;
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = sd_bus_message_append(reply, "ssu", OPENSHELL_VERSION, manager.driver(), visible);
-    if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "{ss}");
-    for (const auto& [feature, found] : kernel_features())
-      if (rc >= 0) rc = sd_bus_message_append(reply, "{ss}", feature.c_str(), found.c_str());
-    if (rc >= 0) rc = sd_bus_message_close_container(reply);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    return reply_with(m, [&](sd_bus_message* reply) {
+      int rc = sd_bus_message_append(reply, "ssu", OPENSHELL_VERSION, manager.driver(), visible);
+      if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "{ss}");
+      for (const auto& [feature, found] : kernel_features())
+        if (rc >= 0) rc = sd_bus_message_append(reply, "{ss}", feature.c_str(), found.c_str());
+      if (rc >= 0) rc = sd_bus_message_close_container(reply);
+      return rc;
+    });
   });
 }
 
@@ -218,8 +226,7 @@ int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own
     if (int rc = read_options(m, /*env_allowed=*/true, &options, error); rc < 0) return rc;
     auto& manager = service_of(userdata)->manager();
     // Answered once the supervisor is up, from the loop, which serves others meanwhile.
-    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
-    auto done = [call](Result<SandboxRecord> created) {
+    auto done = [call = keep_call(m)](Result<SandboxRecord> created) {
       if (created)
         (void)sd_bus_reply_method_return(call.get(), "s", created->name.c_str());
       else
@@ -260,16 +267,13 @@ int method_list(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     Caller caller;
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc < 0) return rc;
-    rc = sd_bus_message_open_container(reply, 'a', "(ssstuxiss)");
-    for (const auto& r : service_of(userdata)->manager().list())
-      if (rc >= 0 && may_touch(caller, r)) rc = append_record(reply, r);
-    if (rc >= 0) rc = sd_bus_message_close_container(reply);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    return reply_with(m, [&](sd_bus_message* reply) {
+      int rc = sd_bus_message_open_container(reply, 'a', "(ssstuxiss)");
+      for (const auto& r : service_of(userdata)->manager().list())
+        if (rc >= 0 && may_touch(caller, r)) rc = append_record(reply, r);
+      if (rc >= 0) rc = sd_bus_message_close_container(reply);
+      return rc;
+    });
   });
 }
 
@@ -292,8 +296,7 @@ int on_sandbox_later(sd_bus_message* m, void* userdata, sd_bus_error* error, Act
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
-    action(service_of(userdata)->manager(), r.name, [call](const Status& st) {
+    action(service_of(userdata)->manager(), r.name, [call = keep_call(m)](const Status& st) {
       if (st)
         (void)sd_bus_reply_method_return(call.get(), "");
       else
@@ -316,9 +319,14 @@ int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    auto started = service_of(userdata)->manager().start(r.name);
-    if (!started) return fail(error, started.error());
-    return sd_bus_reply_method_return(m, "b", *started ? 1 : 0);
+    // Answered once the supervisor has launched, from the loop.
+    service_of(userdata)->manager().start(r.name, [call = keep_call(m)](Result<bool> started) {
+      if (started)
+        (void)sd_bus_reply_method_return(call.get(), "b", *started ? 1 : 0);
+      else
+        reply_error(call.get(), started.error());
+    });
+    return 1;
   });
 }
 
@@ -328,8 +336,7 @@ int method_stop(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
     if (r.phase == Phase::kStopped || r.phase == Phase::kFailed)
       return sd_bus_reply_method_return(m, "b", 0);
-    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
-    service_of(userdata)->manager().stop(r.name, [call](const Status& st) {
+    service_of(userdata)->manager().stop(r.name, [call = keep_call(m)](const Status& st) {
       if (st)
         (void)sd_bus_reply_method_return(call.get(), "b", 1);
       else
@@ -356,19 +363,18 @@ int take_fds(sd_bus_message* m, size_t count, sd_bus_error* error, std::vector<U
 // watch on the caller. A caller that leaves the bus first (killed, its connection dropped)
 // leaves nobody to read the command's output or status: the manager abandons the command.
 struct CommandCall {
-  sd_bus_message* call = nullptr;
+  KeptCall call;
   sd_bus_track* caller = nullptr;
   Manager* manager = nullptr;
   uint64_t ticket = 0;
   BusService* service = nullptr;  // where it is listed for SignalCommand, until it ends
   std::pair<std::string, uint64_t> key;
-  explicit CommandCall(sd_bus_message* m) : call(sd_bus_message_ref(m)) {}
+  explicit CommandCall(sd_bus_message* m) : call(keep_call(m)) {}
   CommandCall(const CommandCall&) = delete;
   CommandCall& operator=(const CommandCall&) = delete;
   ~CommandCall() {
     unlist();
     sd_bus_track_unref(caller);
-    sd_bus_message_unref(call);
   }
   void unlist() {
     if (service != nullptr) service->commands().erase(key);
@@ -385,12 +391,12 @@ std::function<void(const ExecOutcome&)> reply_when_done(const std::shared_ptr<Co
     c->unlist();
     if (outcome.ok) {
       const int code = outcome.signal != 0 ? 128 + outcome.signal : outcome.exit_code;
-      (void)sd_bus_reply_method_return(c->call, "i", code);
+      (void)sd_bus_reply_method_return(c->call.get(), "i", code);
     } else {
       const char* name = outcome.exit_code == 127   ? kErrorCommandNotFound
                          : outcome.exit_code == 126 ? kErrorCommandCannotExecute
                                                     : kErrorFailed;
-      (void)sd_bus_reply_method_errorf(c->call, name, "%s", outcome.error.c_str());
+      (void)sd_bus_reply_method_errorf(c->call.get(), name, "%s", outcome.error.c_str());
     }
   };
 }
@@ -407,17 +413,17 @@ void watch_caller(const std::shared_ptr<CommandCall>& c, BusService& service, ui
   c->manager = &manager;
   c->ticket = ticket;
   uint64_t cookie = 0;
-  if (const char* sender = sd_bus_message_get_sender(c->call);
-      sender != nullptr && sd_bus_message_get_cookie(c->call, &cookie) >= 0) {
+  if (const char* sender = sd_bus_message_get_sender(c->call.get());
+      sender != nullptr && sd_bus_message_get_cookie(c->call.get(), &cookie) >= 0) {
     c->key = {sender, cookie};
     c->service = &service;
     service.commands()[c->key] = ticket;
   }
   sd_bus_track* track = nullptr;
-  if (sd_bus_track_new(sd_bus_message_get_bus(c->call), &track, on_caller_gone, c.get()) < 0)
+  if (sd_bus_track_new(sd_bus_message_get_bus(c->call.get()), &track, on_caller_gone, c.get()) < 0)
     return;
   c->caller = track;
-  const int rc = sd_bus_track_add_sender(track, c->call);
+  const int rc = sd_bus_track_add_sender(track, c->call.get());
   if (rc == -ENXIO) {
     manager.abandon(ticket);  // gone already
   } else if (rc < 0) {
@@ -525,22 +531,25 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     // systemd learns that a reload runs (systemctl reload waits for READY=1 again).
     (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading policies",
                      static_cast<unsigned long long>(now_monotonic_usec()));
-    auto report = service_of(userdata)->manager().reload_policies();
-    (void)sd_notifyf(0, "READY=1\nSTATUS=serving; last reload: %s",
-                     report.diagnostics.empty() ? "applied" : "rejected");
-    if (!report.diagnostics.empty()) {
-      std::string text = "policy reload rejected; the policies in force stay:";
-      for (const auto& d : report.diagnostics) text += "\n" + d;
-      return sd_bus_error_set(error, kErrorInvalid, text.c_str());
-    }
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = reply_strings(reply, report.applied);
-    if (rc >= 0) rc = reply_strings(reply, report.needs_recreation);
-    if (rc >= 0) rc = reply_strings(reply, report.failed);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    // Answered once every supervisor has (the loop serves other calls meanwhile).
+    service_of(userdata)->manager().reload_policies(
+        [call = keep_call(m)](const Manager::ReloadReport& report) {
+      (void)sd_notifyf(0, "READY=1\nSTATUS=serving; last reload: %s",
+                       report.diagnostics.empty() ? "applied" : "rejected");
+      if (!report.diagnostics.empty()) {
+        std::string text = "policy reload rejected; the policies in force stay:";
+        for (const auto& d : report.diagnostics) text += "\n" + d;
+        (void)sd_bus_reply_method_errorf(call.get(), kErrorInvalid, "%s", text.c_str());
+        return;
+      }
+      (void)reply_with(call.get(), [&](sd_bus_message* reply) {
+        int rc = reply_strings(reply, report.applied);
+        if (rc >= 0) rc = reply_strings(reply, report.needs_recreation);
+        if (rc >= 0) rc = reply_strings(reply, report.failed);
+        return rc;
+      });
+    });
+    return 1;
   });
 }
 
@@ -548,12 +557,8 @@ int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error)
   return guarded(error, [&] {
     Caller caller;
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = reply_strings(reply, service_of(userdata)->manager().policy_names());
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    const auto names = service_of(userdata)->manager().policy_names();
+    return reply_with(m, [&](sd_bus_message* reply) { return reply_strings(reply, names); });
   });
 }
 
@@ -579,12 +584,7 @@ int method_validate_policy(sd_bus_message* m, void*, sd_bus_error* error) {
     auto parsed = policy::parse_policy_string(text, source[0] != '\0' ? source : "<policy>");
     std::vector<std::string> diagnostics;
     for (const auto& d : parsed.diagnostics) diagnostics.push_back(d.to_string());
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = reply_strings(reply, diagnostics);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    return reply_with(m, [&](sd_bus_message* reply) { return reply_strings(reply, diagnostics); });
   });
 }
 
@@ -600,12 +600,7 @@ int method_read_events(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     auto lines = service_of(userdata)->manager().events(r.name, std::min<uint32_t>(max == 0 ? 100 : max, 10000), class_uid,
                                 denied != 0, since);
     if (!lines) return fail(error, lines.error());
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = reply_strings(reply, *lines);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    return reply_with(m, [&](sd_bus_message* reply) { return reply_strings(reply, *lines); });
   });
 }
 
@@ -617,9 +612,13 @@ int method_set_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     const char* text = nullptr;
     const char* source = nullptr;
     if (int rc = sd_bus_message_read(m, "ss", &text, &source); rc < 0) return rc;
-    auto revision = service_of(userdata)->manager().set_policy(name, text, source);
-    if (!revision) return fail(error, revision.error());
-    return sd_bus_reply_method_return(m, "t", *revision);
+    service_of(userdata)->manager().set_policy(name, text, source, [call = keep_call(m)](Result<uint64_t> revision) {
+      if (revision)
+        (void)sd_bus_reply_method_return(call.get(), "t", *revision);
+      else
+        reply_error(call.get(), revision.error());
+    });
+    return 1;
   });
 }
 
@@ -646,18 +645,16 @@ int method_policy_history(sd_bus_message* m, void* userdata, sd_bus_error* error
     auto& manager = service_of(userdata)->manager();
     auto history = manager.policy_history(name);
     if (!history) return fail(error, history.error());
-    sd_bus_message* reply = nullptr;
-    int rc = sd_bus_message_new_method_return(m, &reply);
-    if (rc >= 0) rc = sd_bus_message_append(reply, "t", r.revision);
-    if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "(txs)");
-    for (const auto& h : *history) {
-      if (rc < 0) break;
-      rc = sd_bus_message_append(reply, "(txs)", h.number, h.time_unix_ms, h.origin.c_str());
-    }
-    if (rc >= 0) rc = sd_bus_message_close_container(reply);
-    if (rc >= 0) rc = sd_bus_send(nullptr, reply, nullptr);
-    sd_bus_message_unref(reply);
-    return rc;
+    return reply_with(m, [&](sd_bus_message* reply) {
+      int rc = sd_bus_message_append(reply, "t", r.revision);
+      if (rc >= 0) rc = sd_bus_message_open_container(reply, 'a', "(txs)");
+      for (const auto& h : *history) {
+        if (rc < 0) break;
+        rc = sd_bus_message_append(reply, "(txs)", h.number, h.time_unix_ms, h.origin.c_str());
+      }
+      if (rc >= 0) rc = sd_bus_message_close_container(reply);
+      return rc;
+    });
   });
 }
 
@@ -668,9 +665,13 @@ int method_rollback_policy(sd_bus_message* m, void* userdata, sd_bus_error* erro
     const std::string& name = r.name;
     uint64_t to = 0;
     if (int rc = sd_bus_message_read(m, "t", &to); rc < 0) return rc;
-    auto revision = service_of(userdata)->manager().rollback_policy(name, to);
-    if (!revision) return fail(error, revision.error());
-    return sd_bus_reply_method_return(m, "t", *revision);
+    service_of(userdata)->manager().rollback_policy(name, to, [call = keep_call(m)](Result<uint64_t> revision) {
+      if (revision)
+        (void)sd_bus_reply_method_return(call.get(), "t", *revision);
+      else
+        reply_error(call.get(), revision.error());
+    });
+    return 1;
   });
 }
 
@@ -678,9 +679,13 @@ int method_open_pty(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    auto master = service_of(userdata)->manager().open_pty(r.name);
-    if (!master) return fail(error, master.error());
-    return sd_bus_reply_method_return(m, "h", master->get());  // sd-bus sends a copy
+    service_of(userdata)->manager().open_pty(r.name, [call = keep_call(m)](Result<UniqueFd> master) {
+      if (master)
+        (void)sd_bus_reply_method_return(call.get(), "h", master->get());  // sd-bus sends a copy
+      else
+        reply_error(call.get(), master.error());
+    });
+    return 1;
   });
 }
 
@@ -691,6 +696,17 @@ int method_open_workspace(sd_bus_message* m, void* userdata, sd_bus_error* error
     auto fd = service_of(userdata)->manager().open_workspace(r.name);
     if (!fd) return fail(error, fd.error());
     return sd_bus_reply_method_return(m, "h", fd->get());  // sd-bus sends a copy
+  });
+}
+
+// WatchSandboxes: SandboxChanged and PolicyGenerationChanged for the caller's own sandboxes
+// (every sandbox for root), sent to it alone until it leaves the bus.
+int method_watch(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    if (auto st = service_of(userdata)->watch(m, caller.uid); !st) return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
   });
 }
 
@@ -779,6 +795,11 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD_WITH_NAMES("OpenWorkspace", "s", SD_BUS_PARAM(name), "h",
                              SD_BUS_PARAM(workspace), method_open_workspace,
                              SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("WatchSandboxes", "", "", method_watch, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_SIGNAL_WITH_NAMES("SandboxChanged", "sss",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(phase) SD_BUS_PARAM(reason), 0),
+    SD_BUS_SIGNAL_WITH_NAMES("PolicyGenerationChanged", "st",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(revision), 0),
     SD_BUS_VTABLE_END};
 
 }  // namespace
@@ -806,6 +827,29 @@ Result<std::unique_ptr<BusService>> BusService::start(sd_event* event, const std
       (rc = sd_bus_add_object_vtable(bus, nullptr, kObjectPath, kInterface, kVtable,
                                      service.get())) < 0)
     return Error::from_errno(std::string("registering ") + kBusName, -rc);
+  BusService* raw = service.get();
+  manager.set_listener(Manager::Listener{
+      .changed =
+          [raw](const SandboxRecord& r) {
+            const std::string phase(to_string(r.phase));
+            raw->signal_watchers(r, "SandboxChanged", [&](sd_bus_message* m) {
+              return sd_bus_message_append(m, "sss", r.name.c_str(), phase.c_str(),
+                                           r.reason.c_str());
+            });
+          },
+      .removed =
+          [raw](const SandboxRecord& r) {
+            raw->signal_watchers(r, "SandboxChanged", [&](sd_bus_message* m) {
+              return sd_bus_message_append(m, "sss", r.name.c_str(), "removed", "");
+            });
+          },
+      .revised =
+          [raw](const SandboxRecord& r) {
+            raw->signal_watchers(r, "PolicyGenerationChanged", [&](sd_bus_message* m) {
+              return sd_bus_message_append(m, "st", r.name.c_str(), r.revision);
+            });
+          },
+  });
   if ((rc = sd_bus_request_name(bus, kBusName, 0)) < 0) {
     if (rc == -EEXIST)
       return Error::from_errno(std::string("another openshelld owns ") + kBusName +
@@ -816,6 +860,62 @@ Result<std::unique_ptr<BusService>> BusService::start(sd_event* event, const std
   return service;
 }
 
-BusService::~BusService() { sd_bus_flush_close_unref(bus_); }
+struct BusService::Watcher {
+  BusService* service = nullptr;
+  std::string unique_name;
+  uid_t uid = 0;
+  sd_bus_track* track = nullptr;
+  ~Watcher() { sd_bus_track_unref(track); }
+};
+
+void BusService::WatcherRelease::operator()(Watcher* w) const { delete w; }
+
+Status BusService::watch(sd_bus_message* call, uid_t uid) {
+  const char* sender = sd_bus_message_get_sender(call);
+  if (sender == nullptr) return Error::invalid("no sender to send signals to");
+  if (watchers_.contains(sender)) return {};
+  if (watchers_.size() >= kMaxWatchers)
+    return Error::from_errno("at most " + std::to_string(kMaxWatchers) + " watchers", EAGAIN);
+  std::unique_ptr<Watcher, WatcherRelease> watcher(new Watcher);
+  watcher->service = this;
+  watcher->unique_name = sender;
+  watcher->uid = uid;
+  auto gone = [](sd_bus_track* track, void* userdata) -> int {
+    auto* w = static_cast<Watcher*>(userdata);
+    (void)track;
+    w->service->forget_watcher(w->unique_name);  // destroys *w
+    return 0;
+  };
+  if (int rc = sd_bus_track_new(bus_, &watcher->track, gone, watcher.get()); rc < 0)
+    return Error::from_errno("watching the caller", -rc);
+  if (int rc = sd_bus_track_add_sender(watcher->track, call); rc < 0)
+    return Error::from_errno("watching the caller", -rc);
+  watchers_[sender] = std::move(watcher);
+  return {};
+}
+
+void BusService::forget_watcher(const std::string& unique_name) {
+  // From its own track's callback, as on_caller_gone's: sd-bus holds the track meanwhile.
+  watchers_.erase(unique_name);
+}
+
+void BusService::signal_watchers(const SandboxRecord& record, const char* member,
+                                 const std::function<int(sd_bus_message*)>& append) {
+  for (const auto& [name, watcher] : watchers_) {
+    if (watcher->uid != 0 && watcher->uid != record.owner_uid) continue;
+    sd_bus_message* m = nullptr;
+    if (sd_bus_message_new_signal(bus_, &m, kObjectPath, kInterface, member) < 0) continue;
+    const BusMessage signal(m);
+    if (sd_bus_message_set_destination(m, name.c_str()) < 0 || append(m) < 0) continue;
+    (void)sd_bus_send(bus_, m, nullptr);
+  }
+}
+
+BusService::~BusService() {
+  manager_.set_listener({});
+  manager_.drop_commands();  // their calls point back here
+  watchers_.clear();
+  sd_bus_flush_close_unref(bus_);
+}
 
 }  // namespace openshell::daemon

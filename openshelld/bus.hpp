@@ -4,7 +4,10 @@
 // trampoline catches: no exception unwinds through sd-bus.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +17,7 @@
 #include "openshelld/manager.hpp"
 
 struct sd_bus;
+struct sd_bus_message;
 struct sd_event;
 
 namespace openshell::daemon {
@@ -36,11 +40,27 @@ class BusService {
   // the call's serial, to the manager's ticket: how SignalCommand finds the caller's own.
   std::map<std::pair<std::string, uint64_t>, uint64_t>& commands() { return commands_; }
 
+  // WatchSandboxes: the caller (by its unique name) gets SandboxChanged and
+  // PolicyGenerationChanged for the sandboxes it may see, sent to it alone (on a bus shared by
+  // every user, a broadcast would name everyone's sandboxes to everyone), until it leaves.
+  static constexpr size_t kMaxWatchers = 256;
+  Status watch(sd_bus_message* call, uid_t uid);
+
  private:
   BusService(sd_bus* bus, Manager& manager) : bus_(bus), manager_(manager) {}
+  struct Watcher;
+  struct WatcherRelease {
+    void operator()(Watcher* w) const;
+  };
+  void forget_watcher(const std::string& unique_name);
+  // To every watcher that may see `record`'s sandbox.
+  void signal_watchers(const SandboxRecord& record, const char* member,
+                       const std::function<int(sd_bus_message*)>& append);
+
   sd_bus* bus_;
   Manager& manager_;
   std::map<std::pair<std::string, uint64_t>, uint64_t> commands_;
+  std::map<std::string, std::unique_ptr<Watcher, WatcherRelease>> watchers_;
 };
 
 }  // namespace openshell::daemon

@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -14,7 +13,9 @@
 #include "core/log.hpp"
 #include "openshelld/bus.hpp"
 #include "openshelld/config.hpp"
+#include "openshelld/driver.hpp"
 #include "openshelld/manager.hpp"
+#include "sys/process.hpp"
 
 namespace openshell::daemon {
 namespace {
@@ -64,15 +65,20 @@ int daemon_main(int argc, char** argv) {
   sd_event_add_signal(
       event, nullptr, SIGCHLD,
       [](sd_event_source*, const signalfd_siginfo*, void*) -> int {
-        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-        }
+        sys::reap_exited_children();
         return 0;
       },
       nullptr);
 
   int status = 0;
   {
-    Manager manager(*config, event);
+    auto driver = make_driver(*config, event);
+    if (!driver) {
+      log::error(kComponent, driver.error().message());
+      sd_event_unref(event);
+      return 1;
+    }
+    Manager manager(*config, event, std::move(*driver));
     // The name first: a second daemon on the same bus must leave the first one's sandboxes
     // alone (starting adopts them, and removes the ended runs among them). Calls wait in the
     // bus until the loop runs, after the start.

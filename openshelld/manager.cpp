@@ -1,42 +1,31 @@
 #include "openshelld/manager.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <systemd/sd-daemon.h>
-#include <systemd/sd-event.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
-#include <deque>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/control.hpp"
-#include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/names.hpp"
-#include "core/policy.hpp"
 #include "openshelld/outcome.hpp"
 #include "openshelld/workdir.hpp"
 #include "sys/file_util.hpp"
-#include "sys/journal.hpp"
-#include "sys/process.hpp"
 #include "sys/unix_socket.hpp"
 
 namespace openshell::daemon {
 namespace {
+
+constexpr std::string_view kComponent = "manager";
+constexpr uid_t kNobody = 65534;
+constexpr size_t kMaxStatusBytes = 4096;
 
 // Policy text from a caller: at most 1 MiB, and valid, or every diagnostic (file:line:col).
 Result<std::shared_ptr<const policy::Policy>> validate_policy(const std::string& text,
@@ -48,23 +37,6 @@ Result<std::shared_ptr<const policy::Policy>> validate_policy(const std::string&
   for (const auto& d : parsed.diagnostics) all += (all.empty() ? "" : "\n") + d.to_string();
   return Error::invalid(all.empty() ? source + ": invalid policy" : all);
 }
-
-std::string last_line(const std::string& file) {
-  auto text = sys::read_file(file, 1 << 20);
-  if (!text) return "";
-  std::string t = *text;
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  const auto nl = t.rfind('\n');
-  return nl == std::string::npos ? t : t.substr(nl + 1);
-}
-
-constexpr std::string_view kComponent = "manager";
-constexpr auto kStartTimeout = std::chrono::seconds(15);
-// A starting supervisor's control socket is polled from 1 ms, doubling up to this: a sandbox
-// is usually up within a few milliseconds.
-constexpr auto kStartPollMax = std::chrono::milliseconds(20);
-constexpr auto kStopTimeout = std::chrono::seconds(15);
-constexpr uid_t kNobody = 65534;
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -90,334 +62,177 @@ void give_tree(const std::string& dir, uid_t id) {
     if (::lchown(it->path().c_str(), id, id) != 0) continue;  // best effort
 }
 
-// Whether `pid` is the supervisor of sandbox `name` (and not a process that took its pid since):
-// its command line says `--name NAME`.
-bool is_supervisor_of(pid_t pid, const std::string& name) {
-  if (pid <= 0) return false;
-  auto cmdline = sys::read_file("/proc/" + std::to_string(pid) + "/cmdline", 64 * 1024);
-  return cmdline && cmdline->find(std::string("\0--name\0", 8) + name + '\0') != std::string::npos;
+std::string random_run_name() {
+  unsigned char bytes[4] = {};
+  UniqueFd fd(::open("/dev/urandom", O_RDONLY | O_CLOEXEC));
+  if (fd) (void)!::read(fd.get(), bytes, sizeof bytes);
+  char name[16];
+  std::snprintf(name, sizeof name, "run-%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  return name;
 }
 
-// Whether the process still runs. A pidfd turns readable when it exits, zombie or not: its
-// parent is whoever reaps detached processes on this host, possibly late.
-bool alive(pid_t pid) {
-  UniqueFd fd = sys::pidfd_open(pid);
-  if (!fd) return false;
-  pollfd p{fd.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) == 0;
+// The status channel's lines so far: "launched PID", then "exit N".
+struct StatusLines {
+  bool launched = false;
+  int pid = -1;
+  std::optional<int> exit_code;
+};
+
+StatusLines parse_status(const std::string& text) {
+  StatusLines s;
+  size_t at = 0;
+  for (size_t nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
+    const std::string_view line(text.data() + at, nl - at);
+    if (line.starts_with("launched")) {
+      s.launched = true;
+      if (line.size() > 9) s.pid = std::atoi(std::string(line.substr(9)).c_str());
+    } else if (line.starts_with("exit ")) {
+      s.exit_code = std::atoi(std::string(line.substr(5)).c_str());
+    }
+  }
+  return s;
 }
 
-// A request to a supervisor over a fresh connection; the reply is read from the connection.
-Result<UniqueFd> send_request(const std::string& socket, const control::Request& request) {
-  auto frame = control::encode_request(request);
-  if (!frame) return frame.error();
-  auto fd = sys::connect_seqpacket(socket);
-  if (!fd) return fd.error();
-  if (int err = sys::send_message(fd->get(), frame->data(), frame->size(), {}); err != 0)
-    return Error::from_errno("sending to " + socket, err);
-  return std::move(*fd);
-}
-
-// With `fds`, the descriptors that came with the reply (at most one) land there.
-Result<control::Reply> read_reply(int fd, const std::string& socket, int timeout_ms,
-                                  std::vector<UniqueFd>* fds = nullptr) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, std::max(timeout_ms, 0)) != 1)
-    return Error::from_errno("waiting for " + socket, ETIMEDOUT);
-  auto message = sys::receive_message(fd, control::kMaxFrame, fds != nullptr ? 1 : 0);
-  if (!message) return message.error();
-  if (!message->has_value()) return Error::invalid(socket + " closed without a reply");
-  if (fds != nullptr) *fds = std::move((*message)->fds);
-  return control::parse_reply((*message)->frame);
-}
-
-// One request and its single reply.
-Result<control::Reply> ask(const std::string& socket, const control::Request& request) {
-  auto fd = send_request(socket, request);
-  if (!fd) return fd.error();
-  return read_reply(fd->get(), socket, 5000);
+Status no_sandbox(const std::string& name) {
+  return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
 }
 
 }  // namespace
 
-// An exec (its control connection) or a run (its status socket) waiting for the command's end.
-struct Manager::PendingExec {
-  Manager* manager = nullptr;
-  uint64_t ticket = 0;
-  std::string run_of;  // a run's sandbox (its status socket is `socket`); "" for an exec
-  UniqueFd socket;
-  sd_event_source* source = nullptr;
-  std::function<void(const ExecOutcome&)> done;
-  std::string status;  // a run's status lines so far
-  std::string log;     // a run's supervisor log, for why it did not start
-  std::string command;  // a run's argv[0], for why it could not be run
+bool is_supervisor_cmdline(const std::string& cmdline, const std::string& name) {
+  return cmdline.find(std::string("\0--name\0", 8) + name + '\0') != std::string::npos;
+}
 
-  void finish(const ExecOutcome& outcome) {
-    auto callback = std::move(done);
-    if (source != nullptr) sd_event_source_unref(source);
-    source = nullptr;
-    Manager* m = manager;
-    auto self = std::move(m->execs_.at(this));  // destroyed at the end of this scope
-    m->execs_.erase(this);
-    if (callback) callback(outcome);
-  }
+// One sandbox: its record, the policy in force, and what it waits for.
+struct Manager::Sandbox {
+  SandboxRecord record;
+  std::shared_ptr<const policy::Policy> policy;  // of record.revision, parsed once
+  sys::ProcessHandle supervisor;                 // while it runs
+  Watch gone;                                    // on the supervisor's pidfd
+
+  // The status channel: while it starts, and a run's to its end.
+  UniqueFd status;
+  std::string status_text;
+  Watch status_watch;
+  // A start under way: its deadline, and who waits for it.
+  struct Launching {
+    Watch deadline;
+    std::function<void(const LaunchEnd&)> launched;
+  };
+  std::unique_ptr<Launching> launching;
+  // A run's ticket: its command is this sandbox's main process.
+  uint64_t run_ticket = 0;
+
+  // A stop under way: who waits, whether the sandbox goes after, when it is killed.
+  struct Stopping {
+    bool remove_after = false;
+    std::vector<std::function<void(Status)>> waiting;
+    Watch deadline;
+  };
+  std::unique_ptr<Stopping> stopping;
+  // Stops asked for while it started: run once the start has ended.
+  std::vector<std::pair<bool, std::function<void(Status)>>> stops_waiting;
 };
 
-Manager::Manager(Config config, sd_event* event)
-    : config_(std::move(config)), event_(event), registry_(config_.state_dir) {}
+// An exec (its control connection) or a run waiting for the command's end.
+struct Manager::Command {
+  uint64_t ticket = 0;
+  std::string sandbox;
+  bool run = false;        // the sandbox is this command's alone, and goes with it
+  bool abandoned = false;  // its caller left before it could be started
+  UniqueFd connection;     // an exec's control connection
+  Watch replies;
+  std::function<void(const ExecOutcome&)> done;
+  // A run under a driver that cannot pass stdio (create, then exec): the exec still to make.
+  std::vector<std::string> argv, env;
+  std::vector<UniqueFd> stdio;
+};
 
-Manager::~Manager() {
-  for (auto& [key, pending] : execs_) {
-    (void)key;
-    if (pending->source != nullptr) sd_event_source_unref(pending->source);
-  }
+Manager::Manager(Config config, sd_event* event, std::unique_ptr<Driver> driver)
+    : config_(std::move(config)),
+      event_(event),
+      driver_(std::move(driver)),
+      registry_(config_.state_dir),
+      logs_(config_.log_dir, config_.removed_logs_kept),
+      supervisors_(event, config_.runtime_dir) {}
+
+Manager::~Manager() = default;
+
+void Manager::drop_commands() { commands_.clear(); }
+
+Result<Manager::Sandbox*> Manager::find(const std::string& name) const {
+  auto it = sandboxes_.find(name);
+  if (it == sandboxes_.end()) return no_sandbox(name).error();
+  return it->second.get();
 }
 
-std::string Manager::events_file(const std::string& name) const {
-  return config_.log_dir + "/sandboxes/" + name + "/events.jsonl";
-}
-
-std::string Manager::control_socket(const std::string& name) const {
-  return config_.runtime_dir + "/sandboxes/" + name + ".sock";
-}
-
-void Manager::refresh(SandboxRecord& record) const {
-  if (record.phase != Phase::kRunning) return;
-  control::Request status;
-  status.op = control::Op::kStatus;
-  auto reply = ask(control_socket(record.name), status);
-  if (reply && reply->ok) {
-    if (auto pid = reply->data.find("supervisor_pid"); pid != reply->data.end())
-      record.supervisor_pid = pid->get<pid_t>();
-    return;
-  }
-  // No answer from a supervisor that runs: it is still starting (its socket answers once the
-  // agent runs), or busy. Only a gone one makes the sandbox stopped, with how it ended.
-  if (is_supervisor_of(record.supervisor_pid, record.name)) return;
-  record.phase = Phase::kStopped;
-  const auto ended = outcome_from_file(events_file(record.name));
-  record.reason = ended ? ended->reason : "the supervisor is gone";
-  record.exit_code = ended ? ended->exit_status : std::nullopt;
-  record.supervisor_pid = -1;
-  (void)registry_.save(record);
+Status Manager::changed(Sandbox& sandbox, sys::Durability durability) {
+  auto st = registry_.save(sandbox.record, durability_of(sandbox.record, durability));
+  if (listener_.changed) listener_.changed(sandbox.record);
+  return st;
 }
 
 Result<std::vector<std::string>> Manager::start() {
   // Events go to the journal too where there is one (and only there: the supervisor then
   // loads libsystemd at all).
   journal_ = ::access("/run/systemd/journal/socket", F_OK) == 0;
-  spare_.start();
-  if (config_.driver == "systemd" || (config_.driver == "auto" && sd_booted() > 0)) {
-    auto driver = SystemdDriver::connect();
-    if (!driver) return driver.error();
-    systemd_.emplace(std::move(*driver));
-  }
   for (const std::string& dir :
        {config_.runtime_dir, config_.runtime_dir + "/sandboxes", config_.log_dir,
         config_.log_dir + "/sandboxes"})
     if (auto st = make_dir(dir, 0700); !st) return st.error();
   if (auto st = registry_.init(); !st) return st.error();
   auto loaded = registry_.load_all();
+  std::vector<std::string> ended_runs;
   for (auto& record : loaded.records) {
-    const pid_t recorded = record.supervisor_pid;
-    refresh(record);
-    sandboxes_[record.name] = record;
-    if (record.ephemeral) adopt_ephemeral(record.name, recorded);
+    auto sandbox = std::make_unique<Sandbox>();
+    sandbox->record = std::move(record);
+    SandboxRecord& r = sandbox->record;
+    const std::string name = r.name;
+    // Its supervisor by the process itself, checked by the driver to be this sandbox's: one
+    // still starting has no control socket yet, and must not be taken for gone.
+    bool runs = false;
+    if (r.phase == Phase::kRunning || r.phase == Phase::kCreating) {
+      auto process = driver_->adopt(name, r.supervisor_pid);
+      if (process) {
+        sandbox->supervisor = std::move(*process);
+        runs = true;
+        r.phase = Phase::kRunning;  // one that was starting has started, or ends and says so
+      }
+    }
+    // A run whose caller went with an earlier daemon: it goes once its command ends. Under a
+    // driver that cannot pass stdio its command was an exec, gone with that caller: now.
+    if (r.ephemeral && (!runs || !driver_->passes_stdio())) ended_runs.push_back(name);
+    if (!runs && (r.phase == Phase::kRunning || r.phase == Phase::kCreating)) {
+      const auto ended = outcome_from_file(logs_.events_file(name));
+      r.phase = Phase::kStopped;
+      r.reason = ended ? ended->reason : "the supervisor is gone";
+      r.exit_code = ended ? ended->exit_status : std::nullopt;
+      r.supervisor_pid = -1;
+      (void)registry_.save(r, durability_of(r));
+    }
+    Sandbox& placed = *(sandboxes_[name] = std::move(sandbox));
+    if (runs) watch_supervisor(placed);
   }
+  for (const auto& name : ended_runs)
+    remove(name, [name](const Status& st) {
+      if (!st)
+        log::warn(kComponent, st.error().message());
+      else
+        log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
+    });
   return loaded.problems;
 }
 
-struct Manager::Orphan {
-  Manager* manager = nullptr;
-  std::string name;
-  UniqueFd pidfd;
-  sd_event_source* source = nullptr;
-  ~Orphan() { sd_event_source_disable_unref(source); }
-};
-
-void Manager::adopt_ephemeral(const std::string& name, pid_t supervisor) {
-  auto orphan = std::make_unique<Orphan>();
-  orphan->manager = this;
-  orphan->name = name;
-  // Its supervisor by the process itself, not by its control socket: one still starting has no
-  // answer yet, and its sandbox must not be removed under it.
-  if (!systemd_ && is_supervisor_of(supervisor, name)) orphan->pidfd = sys::pidfd_open(supervisor);
-  auto on_exit = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
-    auto* o = static_cast<Orphan*>(userdata);
-    Manager* m = o->manager;
-    const std::string gone = o->name;  // remove() destroys o, and its event source with it
-    m->remove_orphan(gone);
-    return 0;
-  };
-  if (orphan->pidfd && sd_event_add_io(event_, &orphan->source, orphan->pidfd.get(), EPOLLIN,
-                                       on_exit, orphan.get()) >= 0) {
-    orphans_[name] = std::move(orphan);
+void Manager::watch_supervisor(Sandbox& sandbox) {
+  const std::string name = sandbox.record.name;
+  auto watch = Watch::readable(event_, sandbox.supervisor.fd(),
+                               [this, name] { on_supervisor_gone(name); });
+  if (watch) {
+    sandbox.gone = std::move(*watch);
     return;
   }
-  // Ended already, or under the systemd driver (its run sandboxes hold the command as an exec,
-  // which went with the caller's connection): nothing is left to wait for.
-  remove_orphan(name);
-}
-
-void Manager::remove_orphan(const std::string& name) {
-  // Asked first, so that a supervisor gone for good is not waited for by a pid that may have
-  // been reused since.
-  if (auto it = sandboxes_.find(name); it != sandboxes_.end()) refresh(it->second);
-  remove(name, [name](const Status& st) {
-    if (!st)
-      log::warn(kComponent, st.error().message());
-    else
-      log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
-  });
-}
-
-Result<pid_t> Manager::spawn_supervisor(const SandboxRecord& record, const std::string& policy_file,
-                                        Attach* attach, bool wait) {
-  // /sandbox: the caller's own directory (checked again: it may have changed since), or a
-  // workspace of the sandbox's own, where the agent writes as the caller, or as nobody for
-  // root's sandboxes (the supervisor refuses a root-owned workspace).
-  const bool own_workspace = record.workdir.empty();
-  const std::string workspace = own_workspace ? registry_.workspace(record.name) : record.workdir;
-  if (own_workspace) {
-    if (auto st = make_dir(workspace, 0700); !st) return st.error();
-    // Root's sandboxes write as an id of their own, never as nobody (shared by every root
-    // sandbox and by host daemons). A workspace an earlier version gave to nobody moves over.
-    const uid_t owner =
-        record.owner_uid == 0 ? sandbox_outside_id(record.name) : record.owner_uid;
-    struct stat was {};
-    if (::lstat(workspace.c_str(), &was) == 0 && was.st_uid == kNobody && owner != kNobody)
-      give_tree(workspace, owner);
-    if (::chown(workspace.c_str(), owner, owner) != 0)
-      return Error::from_errno("chown " + workspace);
-  } else if (auto dir = open_workdir(workspace, record.owner_uid); !dir) {
-    return dir.error();
-  }
-  const std::string logs = config_.log_dir + "/sandboxes/" + record.name;
-  if (auto st = make_dir(logs, 0700); !st) return st.error();
-
-  std::vector<std::string> args = {config_.supervisor, "run",
-                                   "--policy-file",    policy_file,
-                                   "--name",           record.name,
-                                   "--workdir",        workspace,
-                                   "--control",        control_socket(record.name),
-                                   "--events",         logs + "/events.jsonl"};
-  if (own_workspace) args.emplace_back("--workdir-from-daemon");
-  if (record.workdir_readonly) args.emplace_back("--workdir-readonly");
-  for (const auto& kv : record.env) args.insert(args.end(), {"--env", kv});
-  if (journal_) args.emplace_back("--journal");
-  if (systemd_) args.emplace_back("--cgroup-delegated");
-  // A member's sandbox shows it nothing of the host it could not reach itself.
-  if (record.owner_uid != 0) args.insert(args.end(), {"--owner", std::to_string(record.owner_uid)});
-  for (const auto& assignment : policy::resource_assignments(config_.sandbox_defaults))
-    args.insert(args.end(), {"--default", assignment});
-  // The supervisor's own log: the unit's journal, or a file beside the events.
-  const std::string log_file = logs + "/supervisor.log";
-  if (attach != nullptr) {
-    // stdio is the caller's (the agent's); our lines go to the file; the status socket is fd 3.
-    if (systemd_) return Error::invalid("attached runs are for the direct driver");
-    args.insert(args.end(), {"--log", log_file, "--status-fd", "3"});
-    for (const auto& kv : attach->env) args.insert(args.end(), {"--env", kv});
-  }
-  args.emplace_back("--");
-  args.insert(args.end(), record.command.begin(), record.command.end());
-
-  pid_t supervisor = -1;
-  if (systemd_) {
-    const std::string unit = sandbox_unit(record.name);
-    auto parsed = policy::parse_policy_file(policy_file);
-    if (!parsed.ok()) return Error::invalid("revision " + policy_file + " does not parse");
-    if (auto st = systemd_->start(
-            unit, "openshell sandbox " + record.name, args,
-            unit_limits(policy::with_defaults(parsed.policy->resources, config_.sandbox_defaults)));
-        !st)
-      return st.error();
-  } else {
-    auto pid = spawn_detached(args, log_file, attach, spare_.take());
-    if (!pid) return pid.error();
-    supervisor = *pid;
-    if (attach != nullptr) return supervisor;  // its status socket tells the rest
-  }
-  if (!wait) return supervisor;
-
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  auto pause = std::chrono::milliseconds(1);  // up to kStartPollMax
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto up = started(record, supervisor);
-    if (!up) return up.error();
-    if (up->has_value()) return **up;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, kStartPollMax);
-  }
-  return start_timed_out(record.name, supervisor);
-}
-
-// The direct driver: the supervisor in a session of its own, started with posix_spawn (a
-// vfork: the double fork this replaced copied the daemon's page tables twice, ~2.5 ms of every
-// start). It is our child and outlives us all the same; while we run, the SIGCHLD handler reaps
-// it, as it does the supervisors of an earlier daemon (we are their subreaper).
-Result<pid_t> Manager::spawn_detached(std::vector<std::string> args, const std::string& log_file,
-                                      const Attach* attach, UniqueFd netns) {
-  // Descriptors from 3 (4 with the status socket) on: the ones given to the supervisor.
-  int next_fd = attach != nullptr ? 4 : 3;
-  const int netns_fd = netns ? next_fd++ : -1;
-  if (netns_fd >= 0)  // an option of `run`, args[1]
-    args.insert(args.begin() + 2, {"--netns-fd", std::to_string(netns_fd)});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  struct Spawn {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    Spawn() {
-      posix_spawn_file_actions_init(&actions);
-      posix_spawnattr_init(&attr);
-    }
-    ~Spawn() {
-      posix_spawn_file_actions_destroy(&actions);
-      posix_spawnattr_destroy(&attr);
-    }
-    Spawn(const Spawn&) = delete;
-    Spawn& operator=(const Spawn&) = delete;
-  } spawn;
-  // Not our event loop's blocked signals nor its dispositions: a mask survives exec.
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  int rc = posix_spawnattr_setsigmask(&spawn.attr, &none);
-  if (rc == 0) rc = posix_spawnattr_setsigdefault(&spawn.attr, &all);
-  if (rc == 0)
-    rc = posix_spawnattr_setflags(
-        &spawn.attr,
-        static_cast<short>(POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
-  // The caller's stdio as 0, 1, 2 and the status socket as 3, through copies above 9 so that no
-  // dup2 meets its own target; or /dev/null and the log file.
-  std::vector<UniqueFd> copies;
-  auto give = [&](int fd, int target) {
-    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 10));
-    if (!copy) return errno;
-    const int err = posix_spawn_file_actions_adddup2(&spawn.actions, copy.get(), target);
-    copies.push_back(std::move(copy));
-    return err;
-  };
-  if (attach != nullptr) {
-    for (int i = 0; i < 3 && rc == 0; ++i)
-      rc = give(attach->stdio[static_cast<size_t>(i)].get(), i);
-    if (rc == 0) rc = give(attach->status_write.get(), 3);
-  } else {
-    if (rc == 0) rc = posix_spawn_file_actions_addopen(&spawn.actions, 0, "/dev/null", O_RDONLY, 0);
-    if (rc == 0)
-      rc = posix_spawn_file_actions_addopen(&spawn.actions, 1, log_file.c_str(),
-                                            O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&spawn.actions, 1, 2);
-  }
-  if (rc == 0 && netns_fd >= 0) rc = give(netns.get(), netns_fd);
-  if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&spawn.actions, next_fd);
-  if (rc != 0) return Error::from_errno("preparing the supervisor's start", rc);
-  pid_t pid = -1;
-  if (int err = ::posix_spawn(&pid, argv[0], &spawn.actions, &spawn.attr, argv.data(), environ);
-      err != 0)
-    return Error::from_errno("could not start the supervisor " + args[0], err);
-  return pid;
+  // Out of memory or descriptors: known at once rather than missed forever.
+  log::warn(kComponent, "cannot watch the supervisor of " + name + ": " + watch.error().message());
 }
 
 Result<Manager::NewPolicy> Manager::new_policy(const std::string& policy,
@@ -441,148 +256,6 @@ Result<Manager::NewPolicy> Manager::new_policy(const std::string& policy,
   return np;
 }
 
-void Manager::create(const std::string& name, const std::string& policy,
-                     std::vector<std::string> command, uid_t owner, SandboxOptions options,
-                     Created done) {
-  auto np = new_policy(policy, "", "");
-  if (!np) return done(np.error());
-  create_later(name, *np, std::move(command), owner, std::move(options), std::move(done));
-}
-
-void Manager::create_with_text(const std::string& name, const std::string& text,
-                               const std::string& source, std::vector<std::string> command,
-                               uid_t owner, SandboxOptions options, Created done) {
-  auto np = new_policy("", text, source.empty() ? "<policy>" : source);
-  if (!np) return done(np.error());
-  create_later(name, *np, std::move(command), owner, std::move(options), std::move(done));
-}
-
-Result<SandboxRecord> Manager::create_from(const std::string& name, const NewPolicy& np,
-                                           std::vector<std::string> command, uid_t owner,
-                                           SandboxOptions options, bool ephemeral) {
-  SandboxRecord record;
-  record.ephemeral = ephemeral;
-  if (auto st = prepare_record(name, np, record, std::move(command), owner, std::move(options));
-      !st)
-    return st.error();
-  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision));
-  return finish_create(std::move(record), std::move(pid));
-}
-
-Result<SandboxRecord> Manager::finish_create(SandboxRecord record, Result<pid_t> supervisor) {
-  if (!supervisor) {
-    record.phase = Phase::kFailed;
-    record.reason = supervisor.error().message();
-    if (auto ended = outcome_from_file(events_file(record.name))) record.exit_code = ended->exit_status;
-    (void)registry_.save(record);
-    sandboxes_[record.name] = record;
-    return supervisor.error();
-  }
-  if (auto st = mark_running(record, *supervisor); !st) return st.error();
-  return record;
-}
-
-struct Manager::Starting {
-  Manager* manager = nullptr;
-  SandboxRecord record;
-  pid_t supervisor = -1;  // -1 under the systemd driver: the unit's, learnt when it answers
-  std::chrono::steady_clock::time_point deadline;
-  std::chrono::milliseconds pause{1};
-  sd_event_source* timer = nullptr;
-  Created done;
-  ~Starting() { sd_event_source_disable_unref(timer); }
-};
-
-void Manager::create_later(const std::string& name, const NewPolicy& np,
-                           std::vector<std::string> command, uid_t owner, SandboxOptions options,
-                           Created done) {
-  SandboxRecord record;
-  if (auto st = prepare_record(name, np, record, std::move(command), owner, std::move(options));
-      !st)
-    return done(st.error());
-  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), nullptr,
-                              /*wait=*/false);
-  if (!pid) return done(finish_create(std::move(record), std::move(pid)));
-  sandboxes_[name] = record;  // creating: the name is taken, and others see it
-  auto s = std::make_unique<Starting>();
-  s->manager = this;
-  s->supervisor = *pid;
-  s->deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  s->done = std::move(done);
-  auto on_tick = [](sd_event_source*, uint64_t, void* userdata) -> int {
-    auto* st = static_cast<Starting*>(userdata);
-    st->manager->poll_start(st->record.name);  // may destroy *st
-    return 0;
-  };
-  // The first poll after 1 ms, then as spawn_supervisor's wait does (up to kStartPollMax).
-  if (int rc =
-          sd_event_add_time_relative(event_, &s->timer, CLOCK_MONOTONIC, 1000, 0, on_tick, s.get());
-      rc < 0) {
-    if (*pid > 0) ::kill(*pid, SIGKILL);
-    sandboxes_.erase(name);
-    return s->done(finish_create(std::move(record),
-                                 Error::from_errno("watching the supervisor's start", -rc)));
-  }
-  s->record = std::move(record);
-  starting_[name] = std::move(s);
-}
-
-void Manager::poll_start(const std::string& name) {
-  auto it = starting_.find(name);
-  if (it == starting_.end()) return;
-  Starting& s = *it->second;
-  auto up = started(s.record, s.supervisor);
-  Result<pid_t> outcome = Error::invalid("not started");
-  if (up && !up->has_value()) {
-    if (std::chrono::steady_clock::now() < s.deadline) {
-      s.pause = std::min(s.pause * 2, kStartPollMax);
-      const auto next = std::chrono::duration_cast<std::chrono::microseconds>(s.pause).count();
-      if (sd_event_source_set_time_relative(s.timer, static_cast<uint64_t>(next)) >= 0 &&
-          sd_event_source_set_enabled(s.timer, SD_EVENT_ONESHOT) >= 0)
-        return;
-    }
-    outcome = start_timed_out(name, s.supervisor);
-  } else if (!up) {
-    outcome = up.error();
-  } else {
-    outcome = **up;
-  }
-  auto owned = std::move(starting_.extract(it).mapped());
-  Created done = std::move(owned->done);
-  SandboxRecord record = std::move(owned->record);
-  owned.reset();  // its timer with it
-  done(finish_create(std::move(record), std::move(outcome)));
-}
-
-Result<std::optional<pid_t>> Manager::started(const SandboxRecord& record, pid_t supervisor) {
-  control::Request status;
-  status.op = control::Op::kStatus;
-  if (auto reply = ask(control_socket(record.name), status); reply && reply->ok)
-    return std::optional<pid_t>(reply->data.value("supervisor_pid", supervisor));
-  const bool gone = systemd_ ? !systemd_->active(sandbox_unit(record.name)) : !alive(supervisor);
-  if (!gone) return std::optional<pid_t>();
-  // Its events say how the command ended (at once, not found, ...) or what could not be built.
-  if (auto ended = outcome_from_file(events_file(record.name)))
-    return Error::invalid("sandbox " + record.name + " ended during start: " + ended->reason);
-  // Else its last words say why.
-  const std::string why =
-      systemd_ ? " (unit " + systemd_->state(sandbox_unit(record.name)) + ")"
-               : ": " + last_line(config_.log_dir + "/sandboxes/" + record.name + "/supervisor.log");
-  return Error::invalid("the supervisor exited during start" + (why == ": " ? "" : why) +
-                        "; see " + supervisor_log_hint(record.name));
-}
-
-Error Manager::start_timed_out(const std::string& name, pid_t supervisor) const {
-  if (supervisor > 0) ::kill(supervisor, SIGKILL);
-  return Error::from_errno("the supervisor did not come up; see " + supervisor_log_hint(name),
-                           ETIMEDOUT);
-}
-
-std::string Manager::supervisor_log_hint(const std::string& name) const {
-  if (systemd_) return "journalctl -u " + sandbox_unit(name);
-  return config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
-}
-
 Status Manager::check_limits(const policy::Policy& policy, uid_t owner) const {
   if (owner == 0) return {};
   const auto excess = policy::exceeded_caps(
@@ -593,9 +266,27 @@ Status Manager::check_limits(const policy::Policy& policy, uid_t owner) const {
   return Error::from_errno(policy.source + ": " + all, EPERM);
 }
 
-Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
-                               SandboxRecord& record, std::vector<std::string> command,
-                               uid_t owner, SandboxOptions options) {
+Result<std::shared_ptr<const policy::Policy>> Manager::policy_of(Sandbox& sandbox) const {
+  if (sandbox.policy) return sandbox.policy;
+  const SandboxRecord& r = sandbox.record;
+  auto text = registry_.revision(r.name, r.revision);
+  if (!text)
+    return Error::from_errno("revision " + std::to_string(r.revision) + " of " + r.name +
+                             " is missing");
+  auto parsed = policy::parse_policy_string(*text, registry_.revision_path(r.name, r.revision));
+  if (!parsed.ok())
+    return Error::invalid("revision " + std::to_string(r.revision) + " of " + r.name +
+                          " does not parse with this version: " +
+                          (parsed.diagnostics.empty() ? std::string("invalid")
+                                                      : parsed.diagnostics.front().to_string()));
+  sandbox.policy = parsed.policy;
+  return sandbox.policy;
+}
+
+Result<Manager::Sandbox*> Manager::admit(const std::string& name, const NewPolicy& np,
+                                         std::vector<std::string> command, uid_t owner,
+                                         SandboxOptions options, bool ephemeral) {
+  // The one check of a name from outside: everything after uses names found here.
   if (!valid_sandbox_name(name))
     return Error::invalid("invalid sandbox name '" + name.substr(0, 64) +
                           "': 1-63 of a-z, 0-9 and '-', not starting with '-'");
@@ -606,24 +297,27 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
     return Error::from_errno("the sandbox name " + name +
                                  " is taken (names are shared by every user of this host)",
                              EEXIST);
-  retire_logs(name);  // of an earlier sandbox of this name whose removal did not get that far
   if (sandboxes_.size() >= config_.max_sandboxes)
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes) + " sandboxes",
                              EAGAIN);
   if (owner != 0 &&
       std::count_if(sandboxes_.begin(), sandboxes_.end(), [owner](const auto& entry) {
-        return entry.second.owner_uid == owner;
+        return entry.second->record.owner_uid == owner;
       }) >= static_cast<std::ptrdiff_t>(config_.max_sandboxes_per_user))
     return Error::from_errno("at most " + std::to_string(config_.max_sandboxes_per_user) +
                                  " sandboxes per user (max_sandboxes_per_user); delete one first",
                              EAGAIN);
+  // Parsed here, once: the limits, the unit's limits and every later comparison use this.
   auto parsed = validate_policy(np.text, np.source);
   if (!parsed) return parsed.error();
   if (auto st = check_limits(**parsed, owner); !st) return st.error();
   if (!options.workdir.empty())
     if (auto dir = open_workdir(options.workdir, owner); !dir) return dir.error();
-  if (auto st = control::check_env(options.env); !st) return st;
-  if (command.empty()) command = {"/bin/sleep", "infinity"};
+  if (auto st = control::check_env(options.env); !st) return st.error();
+  logs_.retire(name);  // of an earlier sandbox of this name whose removal did not get that far
+  auto sandbox = std::make_unique<Sandbox>();
+  SandboxRecord& record = sandbox->record;
+  record.ephemeral = ephemeral;
   record.workdir = std::move(options.workdir);
   record.workdir_readonly = options.workdir_readonly;
   record.env = std::move(options.env);
@@ -631,64 +325,322 @@ Status Manager::prepare_record(const std::string& name, const NewPolicy& np,
   record.policy = np.name;
   record.pinned = np.name.empty();  // its own policy: reloads have nothing to give it
   record.owner_uid = owner;
-  record.command = std::move(command);
+  record.command = command.empty() ? std::vector<std::string>{"/bin/sleep", "infinity"}
+                                   : std::move(command);
   record.created_unix_ms = now_unix_ms();
   record.phase = Phase::kCreating;
   record.source = np.origin;
   auto revision = registry_.add_revision(name, np.text, np.origin, durability_of(record));
   if (!revision) return revision.error();
   record.revision = *revision;
-  // The record itself is written once its supervisor runs (or failed to): a record saved as
-  // "creating" first would cost every start a durable write and tell a restarted daemon
-  // nothing it could act on.
+  sandbox->policy = std::move(*parsed);
+  // The record is written once its supervisor is started (launch), when it names a process a
+  // restarted daemon can adopt.
+  Sandbox* placed = sandbox.get();
+  sandboxes_[name] = std::move(sandbox);
+  return placed;
+}
+
+Status Manager::launch(Sandbox& sandbox, std::vector<UniqueFd> stdio,
+                       std::vector<std::string> run_env,
+                       std::function<void(const LaunchEnd&)> launched) {
+  const SandboxRecord& record = sandbox.record;
+  const std::string name = record.name;
+  auto policy = policy_of(sandbox);
+  if (!policy) return policy.error();
+  // /sandbox: the caller's own directory (checked again: it may have changed since), or a
+  // workspace of the sandbox's own, where the agent writes as the caller, or as an id of the
+  // sandbox's own for root's sandboxes (the supervisor refuses a root-owned workspace).
+  const bool own_workspace = record.workdir.empty();
+  const std::string workspace = own_workspace ? registry_.workspace(name) : record.workdir;
+  if (own_workspace) {
+    if (auto st = make_dir(workspace, 0700); !st) return st;
+    // Never nobody (shared by every root sandbox and by host daemons): a workspace an earlier
+    // version gave to nobody moves over.
+    const uid_t owner = record.owner_uid == 0 ? sandbox_outside_id(name) : record.owner_uid;
+    struct stat was {};
+    if (::lstat(workspace.c_str(), &was) == 0 && was.st_uid == kNobody && owner != kNobody)
+      give_tree(workspace, owner);
+    if (::chown(workspace.c_str(), owner, owner) != 0)
+      return Error::from_errno("chown " + workspace);
+  } else if (auto dir = open_workdir(workspace, record.owner_uid); !dir) {
+    return dir.error();
+  }
+  const std::string logs = logs_.dir(name);
+  if (auto st = make_dir(logs, 0700); !st) return st;
+
+  Launch l;
+  l.sandbox = name;
+  l.args = {config_.supervisor, "run",
+            "--policy-file",    registry_.revision_path(name, record.revision),
+            "--name",           name,
+            "--workdir",        workspace,
+            "--control",        supervisors_.socket(name),
+            "--events",         logs_.events_file(name)};
+  if (own_workspace) l.args.emplace_back("--workdir-from-daemon");
+  if (record.workdir_readonly) l.args.emplace_back("--workdir-readonly");
+  for (const auto& kv : record.env) l.args.insert(l.args.end(), {"--env", kv});
+  for (const auto& kv : run_env) l.args.insert(l.args.end(), {"--env", kv});
+  if (journal_) l.args.emplace_back("--journal");
+  // A member's sandbox shows it nothing of the host it could not reach itself.
+  if (record.owner_uid != 0)
+    l.args.insert(l.args.end(), {"--owner", std::to_string(record.owner_uid)});
+  for (const auto& assignment : policy::resource_assignments(config_.sandbox_defaults))
+    l.args.insert(l.args.end(), {"--default", assignment});
+  l.command = record.command;
+  l.resources = policy::with_defaults((*policy)->resources, config_.sandbox_defaults);
+  l.stdio = std::move(stdio);
+  // A socket, not a pipe: a supervisor that reports after we are gone gets EPIPE
+  // (MSG_NOSIGNAL), not SIGPIPE.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::from_errno("socketpair");
+  UniqueFd status(pair[0]);
+  l.status = UniqueFd(pair[1]);
+  l.status_ours = status.get();
+  auto process = driver_->start(std::move(l), [this, name](Error why) {
+    end_launch(name, {std::move(why), std::nullopt});
+  });
+  // Our copy of the supervisor's end is gone with `l`: its end of file is the supervisor's.
+  if (!process) return process.error();
+  auto watch = Watch::readable(event_, status.get(), [this, name] { on_status(name); });
+  auto deadline = Watch::after(event_, kStartTimeout, [this, name] {
+    end_launch(name, {Error::from_errno("the supervisor did not come up; see " +
+                                            driver_->log_hint(name),
+                                        ETIMEDOUT),
+                      std::nullopt});
+  });
+  if (!watch || !deadline) {
+    (void)process->signal(SIGKILL);
+    return (!watch ? watch.error() : deadline.error()).wrap("watching the supervisor's start");
+  }
+  // Recorded at once (not durably: a power loss takes the process too), so that a daemon that
+  // dies before the launch finds and adopts it instead of losing a running sandbox.
+  sandbox.record.phase = Phase::kCreating;
+  sandbox.record.supervisor_pid = process->pid();
+  if (auto st = changed(sandbox, sys::Durability::kProcessCrash); !st)
+    log::warn(kComponent, st.error().message());
+  sandbox.supervisor = std::move(*process);
+  sandbox.status = std::move(status);
+  sandbox.status_text.clear();
+  sandbox.status_watch = std::move(*watch);
+  sandbox.launching = std::make_unique<Sandbox::Launching>();
+  sandbox.launching->deadline = std::move(*deadline);
+  sandbox.launching->launched = std::move(launched);
   return {};
 }
 
-Status Manager::mark_running(SandboxRecord& record, pid_t supervisor) {
-  record.supervisor_pid = supervisor;
-  record.phase = Phase::kRunning;
-  if (auto st = registry_.save(record); !st) return st.error();
-  sandboxes_[record.name] = record;
-  log::info(kComponent, "sandbox " + record.name + " running (supervisor pid " +
-                            std::to_string(supervisor) + ")");
-  return {};
+void Manager::on_status(const std::string& name) {
+  auto found = find(name);
+  if (!found) return;
+  Sandbox* sandbox = *found;
+  char buf[256];
+  const ssize_t n = ::recv(sandbox->status.get(), buf, sizeof buf, MSG_DONTWAIT);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  const bool eof = n <= 0;
+  if (n > 0 && sandbox->status_text.size() < kMaxStatusBytes)
+    sandbox->status_text.append(buf, static_cast<size_t>(n));
+  const StatusLines lines = parse_status(sandbox->status_text);
+  if (sandbox->launching) {
+    if (lines.launched && !sandbox->supervisor) {
+      // Under a driver that could not tell at once, the supervisor names itself; the driver
+      // checks that it is this sandbox's.
+      auto process = driver_->adopt(name, lines.pid);
+      if (!process)
+        return end_launch(name, {process.error().wrap("the supervisor launched, but"),
+                                 lines.exit_code});
+      sandbox->supervisor = std::move(*process);
+    }
+    // Launched: its command runs (a create answers now; how it ends later is the sandbox's
+    // phase and reason). An "exit N" before that: it could not be run or built.
+    if (!lines.launched) {
+      if (eof || lines.exit_code)
+        return end_launch(name, {Error::invalid(start_failure(name)), lines.exit_code});
+      return;
+    }
+    end_launch(name, {Status{}, std::nullopt});
+    found = find(name);
+    if (!found) return;
+    sandbox = *found;
+  }
+  // Launched: a run's command ends with "exit N" (sent once the sandbox is gone: agent,
+  // cgroup, mounts, network); for the process's own exit after it, nobody waits.
+  if (sandbox->run_ticket != 0 && (lines.exit_code || eof)) {
+    ExecOutcome outcome;
+    if (lines.exit_code) {
+      outcome.ok = true;
+      outcome.exit_code = *lines.exit_code;
+    } else {
+      outcome.error = "the sandbox ended without a status";
+    }
+    return end_run(sandbox->run_ticket, outcome);
+  }
+  if (eof) {
+    sandbox->status_watch.reset();
+    sandbox->status.reset();
+  }
+}
+
+std::string Manager::start_failure(const std::string& name) {
+  // Its events say how the command ended (at once, not found, ...) or what could not be built.
+  if (auto ended = outcome_from_file(logs_.events_file(name)))
+    return "sandbox " + name + " ended during start: " + ended->reason;
+  const std::string words = driver_->last_words(name);
+  return "the supervisor exited during start" + (words.empty() ? "" : ": " + words) + "; see " +
+         driver_->log_hint(name);
+}
+
+void Manager::mark_failed(Sandbox& sandbox, const Error& why, std::optional<int> exit_code) {
+  SandboxRecord& r = sandbox.record;
+  r.phase = Phase::kFailed;
+  r.reason = why.message();
+  r.supervisor_pid = -1;
+  if (!exit_code)
+    if (auto ended = outcome_from_file(logs_.events_file(r.name))) exit_code = ended->exit_status;
+  r.exit_code = exit_code;
+  (void)changed(sandbox);
+}
+
+void Manager::end_launch(const std::string& name, LaunchEnd end) {
+  auto found = find(name);
+  if (!found || !(*found)->launching) return;
+  Sandbox& sandbox = **found;
+  const auto launching = std::move(sandbox.launching);
+  if (end.status) {
+    SandboxRecord& r = sandbox.record;
+    r.phase = Phase::kRunning;
+    r.supervisor_pid = sandbox.supervisor.pid();
+    r.reason.clear();
+    r.exit_code.reset();
+    if (auto st = changed(sandbox); !st) log::warn(kComponent, st.error().message());
+    log::info(kComponent, "sandbox " + name + " running (supervisor pid " +
+                              std::to_string(sandbox.supervisor.pid()) + ")");
+    if (sandbox.run_ticket == 0) {
+      // Its end is watched on the pidfd; the status channel has nothing more to say to us.
+      sandbox.status_watch.reset();
+      sandbox.status.reset();
+      watch_supervisor(sandbox);
+    } else if (auto c = commands_.find(sandbox.run_ticket);
+               c != commands_.end() && c->second->abandoned) {
+      // Its caller left while it started.
+      control::Request shutdown;
+      shutdown.op = control::Op::kShutdown;
+      (void)supervisors_.tell(name, shutdown);
+    }
+  } else {
+    // Gone, or never came up: a supervisor still there (the start timed out) is killed.
+    if (sandbox.supervisor) (void)sandbox.supervisor.signal(SIGKILL);
+    sandbox.supervisor = sys::ProcessHandle();
+    sandbox.status_watch.reset();
+    sandbox.status.reset();
+    mark_failed(sandbox, end.status.error(), end.exit_code);
+  }
+  if (launching->launched) launching->launched(end);
+  // Stops and removals asked for meanwhile, in order.
+  found = find(name);
+  if (!found) return;
+  auto stops = std::move((*found)->stops_waiting);
+  for (auto& [remove_after, done] : stops) stop_then(name, remove_after, std::move(done));
+}
+
+void Manager::on_supervisor_gone(const std::string& name) {
+  auto found = find(name);
+  if (!found) return;
+  Sandbox& sandbox = **found;
+  if (sandbox.stopping) return end_stop(name);
+  // Ended on its own: how, from its events.
+  sandbox.gone.reset();
+  sandbox.supervisor = sys::ProcessHandle();
+  SandboxRecord& r = sandbox.record;
+  const auto ended = outcome_from_file(logs_.events_file(name));
+  r.phase = Phase::kStopped;
+  r.reason = ended ? ended->reason : "the supervisor is gone";
+  r.exit_code = ended ? ended->exit_status : std::nullopt;
+  r.supervisor_pid = -1;
+  log::info(kComponent, "sandbox " + name + " stopped: " + r.reason);
+  if (r.ephemeral) {
+    // A run adopted from an earlier daemon: nobody waits for it, and it goes.
+    if (auto st = forget(name); !st)
+      log::warn(kComponent, st.error().message());
+    else
+      log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
+    return;
+  }
+  if (auto st = changed(sandbox); !st) log::warn(kComponent, st.error().message());
+}
+
+void Manager::create(const std::string& name, const std::string& policy,
+                     std::vector<std::string> command, uid_t owner, SandboxOptions options,
+                     Created done) {
+  create_from(name, new_policy(policy, "", ""), std::move(command), owner, std::move(options),
+              std::move(done));
+}
+
+void Manager::create_with_text(const std::string& name, const std::string& text,
+                               const std::string& source, std::vector<std::string> command,
+                               uid_t owner, SandboxOptions options, Created done) {
+  create_from(name, new_policy("", text, source.empty() ? "<policy>" : source),
+              std::move(command), owner, std::move(options), std::move(done));
+}
+
+void Manager::create_from(const std::string& name, Result<NewPolicy> np,
+                          std::vector<std::string> command, uid_t owner, SandboxOptions options,
+                          Created done) {
+  if (!np) return done(np.error());
+  auto admitted = admit(name, *np, std::move(command), owner, std::move(options), false);
+  if (!admitted) return done(admitted.error());
+  Sandbox& sandbox = **admitted;
+  auto st = launch(sandbox, {}, {}, [this, name, done](const LaunchEnd& end) {
+    if (!end.status) return done(end.status.error());
+    auto found = find(name);
+    if (!found) return done(no_sandbox(name).error());
+    done((*found)->record);
+  });
+  if (!st) {
+    mark_failed(sandbox, st.error(), std::nullopt);
+    done(st.error());
+  }
 }
 
 std::vector<SandboxRecord> Manager::list() const {
   std::vector<SandboxRecord> out;
-  for (const auto& [name, record] : sandboxes_) {
-    (void)name;
-    SandboxRecord r = record;
-    refresh(r);
-    out.push_back(r);
-  }
+  out.reserve(sandboxes_.size());
+  for (const auto& [name, sandbox] : sandboxes_) out.push_back(sandbox->record);
   return out;
 }
 
 Result<SandboxRecord> Manager::get(const std::string& name) const {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  SandboxRecord r = it->second;
-  refresh(r);
-  return r;
+  auto found = find(name);
+  if (!found) return found.error();
+  return (*found)->record;
 }
 
-// A supervisor asked to shut down over its control socket (SIGTERM to the main process, SIGKILL
-// after the supervisor's grace), watched on the loop through its pidfd, and killed if it
-// outstays kStopTimeout; `waiting` are the callers to answer once it is gone.
-struct Manager::Stopping {
-  Manager* manager = nullptr;
-  std::string name;
-  bool remove_after = false;
-  std::vector<std::function<void(Status)>> waiting;
-  UniqueFd pidfd;
-  sd_event_source* exited = nullptr;
-  sd_event_source* deadline = nullptr;
-  ~Stopping() {
-    sd_event_source_disable_unref(exited);
-    sd_event_source_disable_unref(deadline);
+Status Manager::refuse_if_busy(const Sandbox& sandbox) const {
+  const std::string name = sandbox.record.name.substr(0, 64);
+  if (sandbox.launching) return Error::from_errno("sandbox " + name + " is starting", EBUSY);
+  if (sandbox.stopping) return Error::from_errno("sandbox " + name + " is stopping", EBUSY);
+  return {};
+}
+
+void Manager::start(const std::string& name, std::function<void(Result<bool>)> done) {
+  auto found = find(name);
+  if (!found) return done(found.error());
+  Sandbox& sandbox = **found;
+  if (auto st = refuse_if_busy(sandbox); !st) return done(st.error());
+  if (sandbox.record.phase == Phase::kRunning) return done(false);  // nothing to do
+  // The caps may have changed since the revision was made (a new openshelld.toml).
+  auto policy = policy_of(sandbox);
+  if (!policy) return done(policy.error());
+  if (auto st = check_limits(**policy, sandbox.record.owner_uid); !st) return done(st.error());
+  auto st = launch(sandbox, {}, {}, [done](const LaunchEnd& end) {
+    if (!end.status) return done(end.status.error());
+    done(true);
+  });
+  if (!st) {
+    mark_failed(sandbox, st.error(), std::nullopt);
+    done(st.error());
   }
-};
+}
 
 void Manager::stop(const std::string& name, std::function<void(Status)> done) {
   stop_then(name, false, std::move(done));
@@ -700,255 +652,193 @@ void Manager::remove(const std::string& name, std::function<void(Status)> done) 
 
 void Manager::stop_then(const std::string& name, bool remove_after,
                         std::function<void(Status)> done) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) {
-    done(Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT));
+  auto found = find(name);
+  if (!found) return done(found.error());
+  Sandbox& sandbox = **found;
+  if (sandbox.launching) {
+    sandbox.stops_waiting.emplace_back(remove_after, std::move(done));
     return;
   }
-  if (starting_.contains(name)) return done(refuse_if_busy(name));
-  if (auto joined = stopping_.find(name); joined != stopping_.end()) {
-    joined->second->remove_after |= remove_after;
-    joined->second->waiting.push_back(std::move(done));
+  if (sandbox.stopping) {
+    sandbox.stopping->remove_after |= remove_after;
+    sandbox.stopping->waiting.push_back(std::move(done));
     return;
   }
-  SandboxRecord& record = it->second;
-  refresh(record);
-  UniqueFd pidfd;
-  if (record.phase == Phase::kRunning) {
-    control::Request shutdown;
-    shutdown.op = control::Op::kShutdown;
-    (void)ask(control_socket(name), shutdown);
-    pidfd = sys::pidfd_open(record.supervisor_pid);
+  if (!sandbox.supervisor) {  // not running
+    if (remove_after) return done(forget(name));
+    return done({});
   }
-  if (!pidfd) {  // not running, or gone already
-    done(after_stop(name, remove_after));
-    return;
+  sandbox.stopping = std::make_unique<Sandbox::Stopping>();
+  sandbox.stopping->remove_after = remove_after;
+  sandbox.stopping->waiting.push_back(std::move(done));
+  begin_stop(sandbox);
+}
+
+void Manager::begin_stop(Sandbox& sandbox) {
+  const std::string name = sandbox.record.name;
+  // SIGTERM to the main process, SIGKILL after the supervisor's grace; its end comes to the
+  // pidfd's watch (a run's: to its status channel). Past kStopTimeout it is killed.
+  control::Request shutdown;
+  shutdown.op = control::Op::kShutdown;
+  (void)supervisors_.tell(name, shutdown);
+  auto deadline = Watch::after(event_, kStopTimeout, [this, name] {
+    auto found = find(name);
+    if (!found) return;
+    log::warn(kComponent, "sandbox " + name + " did not stop within 15 s: killing it");
+    (void)(*found)->supervisor.signal(SIGKILL);
+  });
+  if (deadline) {
+    sandbox.stopping->deadline = std::move(*deadline);
+  } else {
+    // No timer to be had: killed now rather than perhaps never.
+    (void)sandbox.supervisor.signal(SIGKILL);
   }
-  auto s = std::make_unique<Stopping>();
-  s->manager = this;
-  s->name = name;
-  s->remove_after = remove_after;
-  s->waiting.push_back(std::move(done));
-  s->pidfd = std::move(pidfd);
-  auto on_exited = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
-    auto* st = static_cast<Stopping*>(userdata);
-    st->manager->end_stop(std::string(st->name));  // destroys *st
-    return 0;
-  };
-  // Past the deadline the supervisor is killed; its exit still ends the wait.
-  auto on_deadline = [](sd_event_source*, uint64_t, void* userdata) -> int {
-    auto* st = static_cast<Stopping*>(userdata);
-    log::warn(kComponent, "sandbox " + st->name + " did not stop within 15 s: killing it");
-    ::syscall(SYS_pidfd_send_signal, st->pidfd.get(), SIGKILL, nullptr, 0);
-    return 0;
-  };
-  const uint64_t timeout_us = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(kStopTimeout).count());
-  int rc = sd_event_add_io(event_, &s->exited, s->pidfd.get(), EPOLLIN, on_exited, s.get());
-  if (rc >= 0)
-    rc = sd_event_add_time_relative(event_, &s->deadline, CLOCK_MONOTONIC, timeout_us, 0,
-                                    on_deadline, s.get());
-  if (rc < 0) {
-    // No watch to be had (out of memory or descriptors): the supervisor is killed rather than
-    // left half stopped.
-    log::warn(kComponent, "cannot watch " + name + " stopping (" + std::strerror(-rc) +
-                              "): killing its supervisor");
-    ::syscall(SYS_pidfd_send_signal, s->pidfd.get(), SIGKILL, nullptr, 0);
-    pollfd p{s->pidfd.get(), POLLIN, 0};
-    (void)::poll(&p, 1, 5000);
-    auto callbacks = std::move(s->waiting);
-    s.reset();
-    const Status st = after_stop(name, remove_after);
-    for (auto& callback : callbacks) callback(st);
-    return;
-  }
-  stopping_[name] = std::move(s);
 }
 
 void Manager::end_stop(const std::string& name) {
-  auto node = stopping_.extract(name);
-  if (node.empty()) return;
-  const auto s = std::move(node.mapped());
-  const Status st = after_stop(name, s->remove_after);
-  for (auto& callback : s->waiting) callback(st);
-}
-
-Status Manager::after_stop(const std::string& name, bool remove_after) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) {
-    // Removed meanwhile (a run whose command ended): what a removal asked for.
-    if (remove_after) return {};
-    return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  }
-  SandboxRecord& record = it->second;
-  if (record.reason.empty() || record.supervisor_pid > 0) record.reason = "stopped on request";
-  if (auto ended = outcome_from_file(events_file(name))) record.exit_code = ended->exit_status;
-  record.phase = Phase::kStopped;
-  record.supervisor_pid = -1;
-  if (remove_after) return forget(name);
-  return registry_.save(record);
-}
-
-Status Manager::refuse_if_busy(const std::string& name) const {
-  if (starting_.contains(name))
-    return Error::from_errno("sandbox " + name.substr(0, 64) + " is starting", EBUSY);
-  if (stopping_.contains(name))
-    return Error::from_errno("sandbox " + name.substr(0, 64) + " is stopping", EBUSY);
-  return {};
-}
-
-Result<bool> Manager::start(const std::string& name) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_busy(name); !st) return st.error();
-  SandboxRecord& record = it->second;
-  refresh(record);
-  if (record.phase == Phase::kRunning) return false;  // nothing to do
-  const std::string policy_file = registry_.revision_path(name, record.revision);
-  if (::access(policy_file.c_str(), R_OK) != 0)
-    return Error::from_errno("revision " + std::to_string(record.revision) + " of " + name +
-                             " is missing");
-  // The caps may have changed since the revision was made (a new openshelld.toml).
-  auto parsed = policy::parse_policy_file(policy_file);
-  if (!parsed.ok())
-    return Error::invalid("revision " + std::to_string(record.revision) + " of " + name +
-                          " does not parse with this version: " +
-                          (parsed.diagnostics.empty() ? std::string("invalid")
-                                                      : parsed.diagnostics.front().to_string()));
-  if (auto st = check_limits(*parsed.policy, record.owner_uid); !st) return st.error();
-  auto pid = spawn_supervisor(record, policy_file);
-  if (!pid) {
-    record.phase = Phase::kFailed;
-    record.reason = pid.error().message();
-    (void)registry_.save(record);
-    return pid.error();
-  }
-  record.supervisor_pid = *pid;
-  record.phase = Phase::kRunning;
-  record.reason.clear();
-  record.exit_code.reset();
-  if (auto st = registry_.save(record); !st) return st.error();
-  return true;
+  auto found = find(name);
+  if (!found || !(*found)->stopping) return;
+  Sandbox& sandbox = **found;
+  const auto stopping = std::move(sandbox.stopping);
+  sandbox.gone.reset();
+  sandbox.supervisor = sys::ProcessHandle();
+  SandboxRecord& r = sandbox.record;
+  r.phase = Phase::kStopped;
+  r.reason = "stopped on request";
+  r.supervisor_pid = -1;
+  if (auto ended = outcome_from_file(logs_.events_file(name))) r.exit_code = ended->exit_status;
+  const Status st = stopping->remove_after ? forget(name) : changed(sandbox);
+  for (auto& callback : stopping->waiting) callback(st);
 }
 
 Status Manager::forget(const std::string& name) {
   auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (it == sandboxes_.end()) return no_sandbox(name);
   if (auto st = registry_.remove(name); !st) return st;
-  retire_logs(name);
-  sys::remove_socket_path(control_socket(name));  // left behind by a supervisor that was killed
+  logs_.retire(name);
+  sys::remove_socket_path(supervisors_.socket(name));  // left by a supervisor that was killed
   // Only a workspace of its own: a --workdir is the caller's, and stays.
   std::error_code ignored;
-  if (it->second.workdir.empty()) std::filesystem::remove_all(registry_.workspace(name), ignored);
-  sandboxes_.erase(it);
-  orphans_.erase(name);
-  return {};
-}
-
-void Manager::retire_logs(const std::string& name) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path from = config_.log_dir + "/sandboxes/" + name;
-  if (!fs::exists(fs::symlink_status(from, ec))) return;
-  const fs::path removed = config_.log_dir + "/removed";
-  if (config_.removed_logs_kept > 0 && make_dir(removed.string(), 0700).ok()) {
-    // The removal time first, zero-padded: names sort oldest first.
-    char stamp[24];
-    std::snprintf(stamp, sizeof stamp, "%013lld-", static_cast<long long>(now_unix_ms()));
-    fs::rename(from, removed / (stamp + name), ec);
-  } else {
-    ec = std::make_error_code(std::errc::operation_canceled);
-  }
-  if (ec) fs::remove_all(from, ec);  // not kept: gone all the same, never left for the name
-  if (ec) log::warn(kComponent, "cannot remove " + from.string() + ": " + ec.message());
-
-  std::vector<std::string> kept;
-  for (fs::directory_iterator it(removed, ec), end; !ec && it != end; it.increment(ec))
-    kept.push_back(it->path().filename().string());
-  if (kept.size() <= config_.removed_logs_kept) return;
-  std::sort(kept.begin(), kept.end());
-  for (size_t i = 0; i + config_.removed_logs_kept < kept.size(); ++i)
-    fs::remove_all(removed / kept[i], ec);
+  if (it->second->record.workdir.empty())
+    std::filesystem::remove_all(registry_.workspace(name), ignored);
+  auto node = sandboxes_.extract(it);
+  if (listener_.removed) listener_.removed(node.mapped()->record);
+  return {};  // its watches go with it
 }
 
 Result<uint64_t> Manager::exec(const std::string& name, std::vector<std::string> argv,
                                std::vector<std::string> env, std::string cwd,
                                std::vector<UniqueFd> stdio,
                                std::function<void(const ExecOutcome&)> done) {
-  auto record = get(name);
-  if (!record) return record.error();
-  if (auto st = refuse_if_busy(name); !st) return st.error();
-  if (record->phase != Phase::kRunning)
-    return Error::invalid("sandbox " + name + " is " + std::string(to_string(record->phase)));
+  auto found = find(name);
+  if (!found) return found.error();
+  if (auto st = refuse_if_busy(**found); !st) return st.error();
+  if ((*found)->record.phase != Phase::kRunning)
+    return Error::invalid("sandbox " + name + " is " +
+                          std::string(to_string((*found)->record.phase)));
+  const uint64_t ticket = next_ticket_++;
+  auto command = std::make_unique<Command>();
+  command->ticket = ticket;
+  command->sandbox = name;
+  command->done = std::move(done);
+  commands_[ticket] = std::move(command);
+  auto started = exec_into(ticket, name, std::move(argv), std::move(env), std::move(cwd),
+                           std::move(stdio));
+  if (!started) commands_.erase(ticket);  // nothing ran: no outcome to give
+  return started;
+}
+
+Result<uint64_t> Manager::exec_into(uint64_t ticket, const std::string& name,
+                                    std::vector<std::string> argv, std::vector<std::string> env,
+                                    std::string cwd, std::vector<UniqueFd> stdio) {
+  Command& command = *commands_.at(ticket);
   control::Request request;
   request.op = control::Op::kExec;
   request.exec.argv = std::move(argv);
   request.exec.env = std::move(env);
   request.exec.cwd = std::move(cwd);
   request.exec.tty = stdio.size() == 1;  // a pty's slave, the command's controlling terminal
-  auto frame = control::encode_request(request);
-  if (!frame) return frame.error();
-  auto fd = sys::connect_seqpacket(control_socket(name));
-  if (!fd) return fd.error();
   std::vector<int> fds;
   for (const auto& f : stdio) fds.push_back(f.get());
-  if (int err = sys::send_message(fd->get(), frame->data(), frame->size(), fds); err != 0)
-    return Error::from_errno("sending the command to the sandbox", err);
-
-  auto pending = std::make_unique<PendingExec>();
-  pending->manager = this;
-  pending->ticket = next_ticket_++;
-  pending->socket = std::move(*fd);
-  pending->done = std::move(done);
-  PendingExec* raw = pending.get();
-  auto on_reply = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
-    auto* p = static_cast<PendingExec*>(userdata);
-    auto message = sys::receive_message(p->socket.get(), control::kMaxFrame, 0);
-    ExecOutcome outcome;
-    if (!message || !message->has_value()) {
-      outcome.error = "the sandbox ended before the command did";
-      p->finish(outcome);
-      return 0;
-    }
-    auto reply = control::parse_reply((*message)->frame);
-    if (!reply) {
-      outcome.error = "bad reply from the supervisor: " + reply.error().message();
-      p->finish(outcome);
-      return 0;
-    }
-    if (!reply->ok) {
-      outcome.error = reply->error;
-      outcome.exit_code = reply->data.value("exit_code", -1);  // 126, 127: the command's fault
-      p->finish(outcome);
-      return 0;
-    }
-    if (reply->data.value("event", "") == "exited") {
-      outcome.ok = true;
-      outcome.exit_code = reply->data.value("exit_code", -1);
-      outcome.signal = reply->data.value("signal", 0);
-      p->finish(outcome);
-    }
-    return 0;  // "started": wait for more
-  };
-  if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_reply, raw);
-      rc < 0)
-    return Error::from_errno("watching the exec", -rc);
-  execs_[raw] = std::move(pending);
-  return raw->ticket;
+  auto connection = supervisors_.open(name, request, fds);
+  if (!connection) return connection.error();
+  auto replies = Watch::readable(event_, connection->get(), [this, ticket] { on_exec_reply(ticket); });
+  if (!replies) return replies.error().wrap("watching the exec");
+  command.connection = std::move(*connection);
+  command.replies = std::move(*replies);
+  return ticket;
 }
 
-namespace {
-
-std::string random_run_name() {
-  unsigned char bytes[4] = {};
-  UniqueFd fd(::open("/dev/urandom", O_RDONLY | O_CLOEXEC));
-  if (fd) (void)!::read(fd.get(), bytes, sizeof bytes);
-  char name[16];
-  std::snprintf(name, sizeof name, "run-%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
-  return name;
+void Manager::on_exec_reply(uint64_t ticket) {
+  auto it = commands_.find(ticket);
+  if (it == commands_.end()) return;
+  auto message = sys::receive_message(it->second->connection.get(), control::kMaxFrame, 0);
+  ExecOutcome outcome;
+  if (!message || !message->has_value()) {
+    outcome.error = "the sandbox ended before the command did";
+    return finish_command(ticket, outcome);
+  }
+  auto reply = control::parse_reply((*message)->frame);
+  if (!reply) {
+    outcome.error = "bad reply from the supervisor: " + reply.error().message();
+    return finish_command(ticket, outcome);
+  }
+  if (!reply->ok) {
+    outcome.error = reply->error;
+    outcome.exit_code = reply->data.value("exit_code", -1);  // 126, 127: the command's fault
+    return finish_command(ticket, outcome);
+  }
+  if (reply->data.value("event", "") == "exited") {
+    outcome.ok = true;
+    outcome.exit_code = reply->data.value("exit_code", -1);
+    outcome.signal = reply->data.value("signal", 0);
+    finish_command(ticket, outcome);
+  }
+  // "started", or a signal's acknowledgement: more to come.
 }
 
-}  // namespace
+void Manager::finish_command(uint64_t ticket, const ExecOutcome& outcome) {
+  auto node = commands_.extract(ticket);
+  if (node.empty()) return;
+  auto command = std::move(node.mapped());
+  command->replies.reset();
+  command->connection.reset();  // an exec whose caller left: the supervisor kills its command
+  if (!command->run) {
+    if (command->done) command->done(outcome);
+    return;
+  }
+  // A run made of create and exec: its sandbox is stopped and removed first, then the answer.
+  const std::string name = command->sandbox;
+  remove(name, [name, done = std::move(command->done), outcome](const Status& st) {
+    if (!st && st.error().code != std::errc::no_such_file_or_directory)
+      log::warn(kComponent, "removing " + name + ": " + st.error().message());
+    if (done) done(outcome);
+  });
+}
+
+void Manager::end_run(uint64_t ticket, const ExecOutcome& outcome) {
+  auto node = commands_.extract(ticket);
+  if (node.empty()) return;
+  const auto command = std::move(node.mapped());
+  const std::string& name = command->sandbox;
+  std::vector<std::function<void(Status)>> waiting;
+  if (auto found = find(name)) {
+    Sandbox& sandbox = **found;
+    sandbox.run_ticket = 0;
+    sandbox.status_watch.reset();
+    sandbox.status.reset();
+    sandbox.record.phase = Phase::kStopped;
+    if (sandbox.stopping) waiting = std::move(sandbox.stopping->waiting);
+    sandbox.stopping.reset();
+  }
+  // The reply first, the removal (~0.7 ms of unlinking) after it: both happen in this one
+  // dispatch, so no call the caller makes after the reply can see the sandbox.
+  if (command->done) command->done(outcome);
+  Status st;
+  if (sandboxes_.contains(name)) st = forget(name);
+  if (!st) log::warn(kComponent, "removing " + name + ": " + st.error().message());
+  for (auto& callback : waiting) callback(st);
+}
 
 Result<uint64_t> Manager::run(const std::string& policy, const std::string& text,
                               const std::string& source, std::vector<std::string> argv,
@@ -963,388 +853,339 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   do {
     name = random_run_name();
   } while (sandboxes_.contains(name));
-  // One sandbox for one command, removed before the reply: the command's end is the reply.
-  auto finish = [this, name, done = std::move(done)](const ExecOutcome& outcome) {
-    if (systemd_) {
-      // The unit still holds the sandbox with its default command: stopped and removed first,
-      // then the answer.
-      remove(name, [name, done, outcome](const Status& st) {
-        if (!st) log::warn(kComponent, "removing " + name + ": " + st.error().message());
-        done(outcome);
-      });
-      return;
-    }
-    auto it = sandboxes_.find(name);
-    if (it != sandboxes_.end() && it->second.supervisor_pid > 0) {
-      // It is ending: do not ask it to stop. Its "exit N" comes once the sandbox is gone
-      // (agent, cgroup, mounts, network), so only the process's own exit is left; without that
-      // line, wait for the process.
-      if (!outcome.ok) {
-        UniqueFd fd = sys::pidfd_open(it->second.supervisor_pid);
-        pollfd p{fd.get(), POLLIN, 0};
-        if (fd) (void)::poll(&p, 1, 5000);
+  const uint64_t ticket = next_ticket_++;
+  auto command = std::make_unique<Command>();
+  command->ticket = ticket;
+  command->sandbox = name;
+  command->run = true;
+  command->done = std::move(done);
+  const std::string argv0 = argv.front();
+
+  if (!driver_->passes_stdio()) {
+    // The supervisor cannot take the caller's descriptors: hold the sandbox with its default
+    // command, exec the command in it, delete it.
+    auto admitted = admit(name, *np, {}, owner, std::move(options), /*ephemeral=*/true);
+    if (!admitted) return admitted.error();
+    command->argv = std::move(argv);
+    command->env = std::move(env);
+    command->stdio = std::move(stdio);
+    commands_[ticket] = std::move(command);
+    auto st = launch(**admitted, {}, {}, [this, ticket, name](const LaunchEnd& end) {
+      auto it = commands_.find(ticket);
+      if (it == commands_.end()) return;
+      Command& c = *it->second;
+      ExecOutcome failed;
+      if (!end.status) {
+        failed.error = end.status.error().message();
+        return finish_command(ticket, failed);
       }
-      it->second.phase = Phase::kStopped;
-    }
-    // The reply first, the removal (~0.7 ms of unlinking) after it: both happen in this one
-    // dispatch, so no call the caller makes after the reply can see the sandbox.
-    done(outcome);
-    remove(name, [](const Status& st) {
-      if (!st) log::warn(kComponent, st.error().message());
+      if (c.abandoned) {
+        failed.error = "the caller went away";
+        return finish_command(ticket, failed);
+      }
+      auto started = exec_into(ticket, name, std::move(c.argv), std::move(c.env), "",
+                               std::move(c.stdio));
+      if (!started) {
+        failed.error = started.error().message();
+        finish_command(ticket, failed);
+      }
     });
-  };
-
-  // A run that fails before its command's end leaves nothing: record, revisions, workspace and
-  // logs go (and its supervisor, if one runs), as at a run's normal end.
-  auto discard = [this, &name](const Error& why, const SandboxRecord* made) -> Error {
-    if (made != nullptr && !sandboxes_.contains(name)) sandboxes_[name] = *made;
-    if (sandboxes_.contains(name)) {
-      remove(name, [](const Status& st) {
-        if (!st) log::warn(kComponent, st.error().message());
-      });
+    if (!st) {
+      commands_.erase(ticket);
+      (void)forget(name);
+      return st.error();
     }
-    return why;
-  };
-
-  if (systemd_) {
-    // A unit cannot take the caller's descriptors and report the status the way a process we
-    // start can: hold the sandbox with its default command, exec, delete.
-    auto created = create_from(name, *np, {}, owner, std::move(options), /*ephemeral=*/true);
-    if (!created) return discard(created.error(), nullptr);
-    auto ticket = exec(name, std::move(argv), std::move(env), "", std::move(stdio), finish);
-    if (!ticket) return discard(ticket.error(), nullptr);
     return ticket;
   }
 
-  SandboxRecord record;
-  record.ephemeral = true;
   options.env.clear();  // a run's environment goes to its command, not to a record
-  if (auto st = prepare_record(name, *np, record, std::move(argv), owner, std::move(options)); !st)
-    return discard(st.error(), nullptr);  // nothing made but, perhaps, its revision
-  // A socket, not a pipe: if we are gone when the supervisor reports, it gets EPIPE
-  // (MSG_NOSIGNAL), not SIGPIPE.
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-    return discard(Error::from_errno("socketpair"), &record);
-  UniqueFd status_read(pair[0]);
-  Attach attach{std::move(stdio), UniqueFd(pair[1]), std::move(env)};
-  auto pid = spawn_supervisor(record, registry_.revision_path(name, record.revision), &attach);
-  attach = Attach{};  // the supervisor holds them now; the socket's EOF is its end
-  if (!pid) return discard(pid.error(), &record);
-  if (auto st = mark_running(record, *pid); !st) {
-    record.supervisor_pid = *pid;
-    record.phase = Phase::kRunning;
-    return discard(st.error(), &record);
-  }
-
-  auto pending = std::make_unique<PendingExec>();
-  pending->manager = this;
-  pending->ticket = next_ticket_++;
-  pending->run_of = name;
-  pending->socket = std::move(status_read);
-  pending->log = config_.log_dir + "/sandboxes/" + name + "/supervisor.log";
-  pending->command = record.command.front();
-  pending->done = std::move(finish);
-  PendingExec* raw = pending.get();
-  auto on_status = [](sd_event_source*, int, uint32_t, void* userdata) -> int {
-    auto* p = static_cast<PendingExec*>(userdata);
-    char buf[256];
-    const ssize_t n = ::read(p->socket.get(), buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
-    if (n > 0 && p->status.size() < 4096) {
-      p->status.append(buf, static_cast<size_t>(n));
-      // Done at the last line, not at EOF: the process's exit after it costs ~2 ms.
-      const auto last = p->status.find("exit ");
-      if (last == std::string::npos || p->status.find('\n', last) == std::string::npos) return 0;
-    }
-    // The end: "launched" once the command ran, "exit N" last.
+  auto admitted = admit(name, *np, std::move(argv), owner, std::move(options), /*ephemeral=*/true);
+  if (!admitted) return admitted.error();
+  Sandbox& sandbox = **admitted;
+  sandbox.run_ticket = ticket;
+  commands_[ticket] = std::move(command);
+  auto st = launch(sandbox, std::move(stdio), std::move(env),
+                   [this, ticket, argv0](const LaunchEnd& end) {
+    if (end.status) return;  // its end comes on the status channel
     ExecOutcome outcome;
-    const auto exit_at = p->status.find("exit ");
-    const bool launched = p->status.find("launched\n") != std::string::npos;
-    if (launched && exit_at != std::string::npos) {
-      outcome.ok = true;
-      outcome.exit_code = std::atoi(p->status.c_str() + exit_at + 5);
-    } else {
-      const std::string why = last_line(p->log);
-      outcome.error = launched ? "the sandbox ended without a status"
-                               : "the sandbox did not start" + (why.empty() ? "" : ": " + why);
-      // Not launched, and the supervisor's own status as a shell's: the command was the problem.
-      const int code = exit_at == std::string::npos ? -1 : std::atoi(p->status.c_str() + exit_at + 5);
-      if (!launched && (code == 126 || code == 127)) {
-        outcome.exit_code = code;
-        outcome.error = "cannot run " + p->command + ": " + std::strerror(code == 127 ? ENOENT : EACCES);
-      }
+    outcome.error = "the sandbox did not start: " + end.status.error().message();
+    // The supervisor's own status as a shell's: the command was the problem.
+    if (end.exit_code == 126 || end.exit_code == 127) {
+      outcome.exit_code = *end.exit_code;
+      outcome.error = "cannot run " + argv0 + ": " + std::strerror(*end.exit_code == 127 ? ENOENT : EACCES);
     }
-    p->finish(outcome);
-    return 0;
-  };
-  if (int rc = sd_event_add_io(event_, &raw->source, raw->socket.get(), EPOLLIN, on_status, raw);
-      rc < 0)
-    return discard(Error::from_errno("watching the run", -rc), nullptr);
-  execs_[raw] = std::move(pending);
-  return raw->ticket;
+    end_run(ticket, outcome);
+  });
+  if (!st) {
+    commands_.erase(ticket);
+    (void)forget(name);
+    return st.error();
+  }
+  return ticket;
 }
 
 Status Manager::signal(uint64_t ticket, int sig) {
-  for (const auto& [raw, pending] : execs_) {
-    if (pending->ticket != ticket) continue;
-    control::Request request;
-    request.op = control::Op::kSignal;
-    request.signal = sig;
-    if (!pending->run_of.empty()) {
-      // A run's command is its sandbox's main process: through init, which passes it on.
-      request.main = true;
-      auto reply = ask(control_socket(pending->run_of), request);
-      if (!reply) return reply.error();
-      if (!reply->ok) return Error::invalid(reply->error);
-      return {};
-    }
+  auto it = commands_.find(ticket);
+  if (it == commands_.end()) return {};  // ended already
+  Command& command = *it->second;
+  control::Request request;
+  request.op = control::Op::kSignal;
+  request.signal = sig;
+  if (command.connection) {
     // An exec's, over its own control connection (its reply comes among the exec's, and is
     // passed by: it carries no event).
     auto frame = control::encode_request(request);
     if (!frame) return frame.error();
-    if (int err = sys::send_message(pending->socket.get(), frame->data(), frame->size(), {});
+    if (int err = sys::send_message(command.connection.get(), frame->data(), frame->size(), {});
         err != 0)
       return Error::from_errno("signalling the command", err);
     return {};
   }
-  return {};  // ended already
+  if (!command.run) return {};
+  // A run's command is its sandbox's main process: through init, which passes it on.
+  request.main = true;
+  return supervisors_.tell(command.sandbox, request);
 }
 
 void Manager::abandon(uint64_t ticket) {
-  for (const auto& [raw, pending] : execs_) {
-    if (pending->ticket != ticket) continue;
-    if (!pending->run_of.empty()) {
-      // The run's command is its sandbox's main process: the sandbox stops, and its "exit N"
-      // ends the run as any end does (removal included).
-      control::Request shutdown;
-      shutdown.op = control::Op::kShutdown;
-      (void)ask(control_socket(pending->run_of), shutdown);
-      return;
-    }
+  auto it = commands_.find(ticket);
+  if (it == commands_.end()) return;
+  Command& command = *it->second;
+  if (command.connection) {
     // Closing the exec's control connection is what makes the supervisor kill the command.
     ExecOutcome outcome;
     outcome.error = "the caller went away";
-    raw->finish(outcome);
-    return;
+    return finish_command(ticket, outcome);
+  }
+  command.abandoned = true;
+  // A run's command is its sandbox's main process: the sandbox stops, and its "exit N" ends
+  // the run as any end does (removal included). One still starting stops once it has.
+  auto found = find(command.sandbox);
+  if (found && !(*found)->launching) {
+    control::Request shutdown;
+    shutdown.op = control::Op::kShutdown;
+    (void)supervisors_.tell(command.sandbox, shutdown);
   }
 }
 
-Manager::ReloadReport Manager::reload_policies() {
-  ReloadReport report;
+void Manager::reload_policies(std::function<void(ReloadReport)> done) {
   PolicySet set = load_policies(config_.policy_dir);
   if (!set.ok()) {
+    ReloadReport report;
     report.diagnostics = std::move(set.diagnostics);
     log::warn(kComponent, "policy reload rejected: " + report.diagnostics.front());
     // The sandboxes that would have taken it say so in their own event streams.
-    for (const auto& [name, record] : sandboxes_)
-      if (record.phase == Phase::kRunning && !record.pinned)
-        emit(ocsf::config_change(name, "Rejected", ocsf::Severity::kMedium,
+    for (const auto& [name, sandbox] : sandboxes_) {
+      const SandboxRecord& r = sandbox->record;
+      if (r.phase == Phase::kRunning && !r.pinned)
+        logs_.emit(ocsf::config_change(name, "Rejected", ocsf::Severity::kMedium,
                                  ocsf::StatusId::kFailure,
-                                 "policy reload rejected; revision " +
-                                     std::to_string(record.revision) + " stays in force: " +
-                                     report.diagnostics.front(),
-                                 {{"policy", {{"name", record.policy}}}}));
-    return report;
+                                 "policy reload rejected; revision " + std::to_string(r.revision) +
+                                     " stays in force: " + report.diagnostics.front(),
+                                 {{"policy", {{"name", r.policy}}}}),
+                  journal_);
+    }
+    return done(std::move(report));
   }
-  // Pushed to every sandbox first, the replies collected after: each supervisor validates and
-  // swaps on its own, so their work overlaps instead of queuing behind one another's.
-  struct Push {
-    SandboxRecord* record;
-    const std::string* text;
-    UniqueFd connection;
+  // Pushed to every sandbox at once, the replies taken as they come: each supervisor validates
+  // and swaps on its own, so their work overlaps instead of queuing behind one another's.
+  struct Reload {
+    ReloadReport report;
+    size_t outstanding = 0;
+    std::function<void(ReloadReport)> done;
   };
-  std::vector<Push> pushes;
-  for (auto& [name, record] : sandboxes_) {
+  auto reload = std::make_shared<Reload>();
+  reload->done = std::move(done);
+  auto finish = [this](const std::shared_ptr<Reload>& r) {
+    // Not fsynced one by one (six fsyncs a sandbox): one syncfs, before the reply.
+    if (!r->report.applied.empty())
+      if (auto st = registry_.sync(); !st) log::warn(kComponent, st.error().message());
+    log::info(kComponent, "policies reloaded: " + std::to_string(r->report.applied.size()) +
+                              " sandbox(es) updated");
+    r->done(std::move(r->report));
+  };
+  for (auto& [name, sandbox] : sandboxes_) {
+    const SandboxRecord& r = sandbox->record;
     // Not running: it reads its revision at start. Pinned: its policy was set directly, and
     // the named one no longer applies to it.
-    if (record.phase != Phase::kRunning || record.pinned) continue;
-    auto next = set.files.find(record.policy);
+    if (r.phase != Phase::kRunning || r.pinned || sandbox->launching) continue;
+    auto next = set.files.find(r.policy);
     if (next == set.files.end()) {
-      report.failed.push_back(name + ": its policy '" + record.policy +
-                              "' is gone; it keeps revision " + std::to_string(record.revision));
+      reload->report.failed.push_back(name + ": its policy '" + r.policy +
+                                      "' is gone; it keeps revision " + std::to_string(r.revision));
       continue;
     }
-    const std::string& text = next->second.text;
-    auto current = registry_.revision(name, record.revision);
-    if (current && *current == text) continue;
-    if (!static_changes(record, text).empty()) {
-      report.needs_recreation.push_back(name);
+    const PolicyFile& file = next->second;
+    if (auto current = registry_.revision(name, r.revision); current && *current == file.text)
+      continue;
+    if (!static_changes(*sandbox, *file.policy).empty()) {
+      reload->report.needs_recreation.push_back(name);
       continue;
     }
     control::Request update;
     update.op = control::Op::kPolicyUpdate;
-    update.policy_toml = text;
-    auto sent = send_request(control_socket(name), update);
-    if (!sent) {
-      refresh(record);  // gone since: stopped, and it reads its revision at start
-      if (record.phase == Phase::kRunning)
-        report.failed.push_back(name + ": " + sent.error().message());
-      continue;
-    }
-    pushes.push_back({&record, &text, std::move(*sent)});
+    update.policy_toml = file.text;
+    ++reload->outstanding;
+    supervisors_.call(name, update,
+                      [this, reload, finish, name, text = file.text, parsed = file.policy](
+                          Result<control::Reply> reply, std::vector<UniqueFd>) {
+      auto found = find(name);
+      if (!reply || !reply->ok) {
+        // Gone since (stopped: it reads its revision at start) is no failure.
+        if (found && (*found)->record.phase == Phase::kRunning)
+          reload->report.failed.push_back(name + ": " +
+                                          (reply ? reply->error : reply.error().message()));
+      } else if (found) {
+        const std::string origin = "reload of policy " + (*found)->record.policy;
+        if (auto st = record_revision(**found, text, parsed, origin, sys::Durability::kProcessCrash);
+            !st)
+          reload->report.failed.push_back(name + ": " + st.error().message());
+        else
+          reload->report.applied.push_back(name);
+      }
+      if (--reload->outstanding == 0) finish(reload);
+    });
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (auto& push : pushes) {
-    const std::string& name = push.record->name;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    auto reply =
-        read_reply(push.connection.get(), control_socket(name), static_cast<int>(left.count()));
-    if (!reply || !reply->ok) {
-      report.failed.push_back(name + ": " + (reply ? reply->error : reply.error().message()));
-      continue;
-    }
-    // Not fsynced one by one (six fsyncs a sandbox): one syncfs below, before the reply.
-    const std::string origin = "reload of policy " + push.record->policy;
-    if (auto st = record_revision(*push.record, *push.text, origin, sys::Durability::kProcessCrash);
-        !st) {
-      report.failed.push_back(name + ": " + st.error().message());
-      continue;
-    }
-    report.applied.push_back(name);
-  }
-  if (!report.applied.empty())
-    if (auto st = registry_.sync(); !st) log::warn(kComponent, st.error().message());
-  log::info(kComponent, "policies reloaded: " + std::to_string(report.applied.size()) +
-                            " sandbox(es) updated");
-  return report;
+  if (reload->outstanding == 0) finish(reload);
 }
 
-void Manager::emit(const ocsf::Event& event) {
-  // Beside the supervisor's own lines: one O_APPEND write per event keeps lines whole, and
-  // only the supervisor rotates the file (this sink never does).
-  const std::string file = events_file(event.sandbox);
-  if (auto sink = JsonlFileSink::open(file, UINT64_MAX)) (*sink)->emit(event);
-  if (journal_) sys::JournalSink().emit(event);
-}
-
-Result<uint64_t> Manager::apply_revision(SandboxRecord& record, const std::string& text,
-                                         const std::string& origin) {
-  if (record.phase == Phase::kRunning) {
-    if (auto changed = static_changes(record, text); !changed.empty()) {
-      std::string all;
-      for (const auto& c : changed) all += "\n  " + c;
-      return Error{std::make_error_code(std::errc::operation_not_supported),
-                   "sandbox " + record.name +
-                       " runs: only [network_policies] may change while it does, and this "
-                       "policy changes" +
-                       all + "\nstop it and set the policy (it applies at the next start), or "
-                             "re-create it"};
+void Manager::apply_revision(Sandbox& sandbox, std::string text,
+                             std::shared_ptr<const policy::Policy> parsed, std::string origin,
+                             Revised done) {
+  const std::string name = sandbox.record.name;
+  // Pinned from now on: its policy was set directly, and the named one no longer applies.
+  auto record = [this, name, text, parsed, origin, done]() {
+    auto found = find(name);
+    if (!found) return done(no_sandbox(name).error());
+    Sandbox& s = **found;
+    const bool was_pinned = s.record.pinned;
+    s.record.pinned = true;
+    if (auto st = record_revision(s, text, parsed, origin, sys::Durability::kPowerLoss); !st) {
+      s.record.pinned = was_pinned;
+      return done(st.error());
     }
-    control::Request update;
-    update.op = control::Op::kPolicyUpdate;
-    update.policy_toml = text;
-    auto reply = ask(control_socket(record.name), update);
-    if (!reply) return reply.error();
-    if (!reply->ok) return Error::invalid(reply->error);
-  }
+    done(s.record.revision);
+  };
   // A stopped sandbox gets the whole policy at its next start.
-  if (auto st = record_revision(record, text, origin, sys::Durability::kPowerLoss); !st)
-    return st.error();
-  return record.revision;
+  if (sandbox.record.phase != Phase::kRunning) return record();
+  if (auto changed_keys = static_changes(sandbox, *parsed); !changed_keys.empty()) {
+    std::string all;
+    for (const auto& c : changed_keys) all += "\n  " + c;
+    return done(Error{std::make_error_code(std::errc::operation_not_supported),
+                      "sandbox " + name +
+                          " runs: only [network_policies] may change while it does, and this "
+                          "policy changes" +
+                          all + "\nstop it and set the policy (it applies at the next start), or "
+                                "re-create it"});
+  }
+  control::Request update;
+  update.op = control::Op::kPolicyUpdate;
+  update.policy_toml = std::move(text);
+  supervisors_.call(name, update,
+                    [record, done](Result<control::Reply> reply, std::vector<UniqueFd>) {
+    if (!reply) return done(reply.error());
+    if (!reply->ok) return done(Error::invalid(reply->error));
+    record();
+  });
 }
 
-std::vector<std::string> Manager::static_changes(const SandboxRecord& record,
-                                                 const std::string& text) const {
-  auto current = registry_.revision(record.name, record.revision);
-  if (!current) return {};
-  const auto was = policy::parse_policy_string(*current, "running revision");
-  const auto next = policy::parse_policy_string(text, "new policy");
-  if (!was.ok() || !next.ok()) return {"the running revision or the new policy does not parse"};
-  return policy::static_differences(*was.policy, *next.policy);
+std::vector<std::string> Manager::static_changes(Sandbox& sandbox,
+                                                 const policy::Policy& next) const {
+  auto running = policy_of(sandbox);
+  if (!running) return {running.error().message()};
+  return policy::static_differences(**running, next);
 }
 
-Status Manager::record_revision(SandboxRecord& record, const std::string& text,
+Status Manager::record_revision(Sandbox& sandbox, const std::string& text,
+                                std::shared_ptr<const policy::Policy> parsed,
                                 const std::string& origin, sys::Durability durability) {
-  auto revision =
-      registry_.add_revision(record.name, text, origin, durability_of(record, durability));
+  SandboxRecord& r = sandbox.record;
+  auto revision = registry_.add_revision(r.name, text, origin, durability_of(r, durability));
   if (!revision) return revision.error().wrap("applied, but not recorded");
-  record.revision = *revision;
-  record.source = origin;
-  return registry_.save(record, durability);
+  r.revision = *revision;
+  r.source = origin;
+  sandbox.policy = std::move(parsed);
+  auto st = registry_.save(r, durability_of(r, durability));
+  if (listener_.revised) listener_.revised(r);
+  return st;
 }
 
-Result<uint64_t> Manager::set_policy(const std::string& name, const std::string& text,
-                                     const std::string& source) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_busy(name); !st) return st.error();
+void Manager::set_policy(const std::string& name, const std::string& text,
+                         const std::string& source, Revised done) {
+  auto found = find(name);
+  if (!found) return done(found.error());
+  Sandbox& sandbox = **found;
+  if (auto st = refuse_if_busy(sandbox); !st) return done(st.error());
   const std::string shown = source.empty() ? "<policy>" : source;
-  if (auto valid = validate_policy(text, shown); !valid) return valid.error();
-  SandboxRecord& record = it->second;
-  // A static section the file leaves out means the one in force, not the built-in default.
-  auto current = registry_.revision(name, record.revision);
-  const std::string complete = current ? policy::with_static_sections_of(text, *current) : text;
+  // A static section the file leaves out means the one in force, not the built-in default;
+  // what is taken is appended, so diagnostics keep the file's own line numbers. One parse.
+  auto current = registry_.revision(name, sandbox.record.revision);
+  std::string complete = current ? policy::with_static_sections_of(text, *current) : text;
   auto parsed = validate_policy(complete, shown);
-  if (!parsed) return parsed.error();
-  if (auto st = check_limits(**parsed, record.owner_uid); !st) return st.error();
-  refresh(record);
-  const bool was_pinned = record.pinned;
-  record.pinned = true;
-  auto revision = apply_revision(record, complete, "set from " + source.substr(0, 256));
-  if (!revision) record.pinned = was_pinned;
-  return revision;
+  if (!parsed) return done(parsed.error());
+  if (auto st = check_limits(**parsed, sandbox.record.owner_uid); !st) return done(st.error());
+  apply_revision(sandbox, std::move(complete), std::move(*parsed),
+                 "set from " + source.substr(0, 256), std::move(done));
 }
 
-Result<uint64_t> Manager::rollback_policy(const std::string& name, uint64_t to) {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_busy(name); !st) return st.error();
-  SandboxRecord& record = it->second;
+void Manager::rollback_policy(const std::string& name, uint64_t to, Revised done) {
+  auto found = find(name);
+  if (!found) return done(found.error());
+  Sandbox& sandbox = **found;
+  if (auto st = refuse_if_busy(sandbox); !st) return done(st.error());
+  const uint64_t current = sandbox.record.revision;
   if (to == 0) {  // the one before the current
     for (uint64_t n : registry_.revisions(name))
-      if (n < record.revision) to = n;
-    if (to == 0) return Error::invalid(name + " has no revision before " +
-                                       std::to_string(record.revision));
+      if (n < current) to = n;
+    if (to == 0)
+      return done(Error::invalid(name + " has no revision before " + std::to_string(current)));
   }
-  if (to == record.revision)
-    return Error::invalid(name + " is on revision " + std::to_string(to) + " already");
+  if (to == current)
+    return done(Error::invalid(name + " is on revision " + std::to_string(to) + " already"));
   auto text = registry_.revision(name, to);
-  if (!text) return Error::from_errno("no revision " + std::to_string(to) + " of " + name, ENOENT);
-  refresh(record);
-  const bool was_pinned = record.pinned;
-  record.pinned = true;
-  auto revision = apply_revision(record, *text, "rollback to " + std::to_string(to));
-  if (!revision) record.pinned = was_pinned;
-  return revision;
+  if (!text)
+    return done(Error::from_errno("no revision " + std::to_string(to) + " of " + name, ENOENT));
+  auto parsed = validate_policy(*text, registry_.revision_path(name, to));
+  if (!parsed) return done(parsed.error());
+  apply_revision(sandbox, std::move(*text), std::move(*parsed), "rollback to " + std::to_string(to),
+                 std::move(done));
 }
 
 Result<std::string> Manager::sandbox_policy(const std::string& name, uint64_t number) const {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  auto text = registry_.revision(name, number == 0 ? it->second.revision : number);
+  auto found = find(name);
+  if (!found) return found.error();
+  auto text = registry_.revision(name, number == 0 ? (*found)->record.revision : number);
   if (!text) return Error::from_errno("no revision " + std::to_string(number) + " of " + name, ENOENT);
   return text;
 }
 
 Result<std::vector<RevisionInfo>> Manager::policy_history(const std::string& name) const {
-  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
+  if (auto found = find(name); !found) return found.error();
   return registry_.history(name);
 }
 
-Result<UniqueFd> Manager::open_pty(const std::string& name) const {
-  auto it = sandboxes_.find(name);
-  if (it == sandboxes_.end()) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  if (auto st = refuse_if_busy(name); !st) return st.error();
-  if (it->second.phase != Phase::kRunning)
-    return Error::invalid("sandbox " + name + " is " + std::string(to_string(it->second.phase)));
+void Manager::open_pty(const std::string& name, std::function<void(Result<UniqueFd>)> done) {
+  auto found = find(name);
+  if (!found) return done(found.error());
+  if (auto st = refuse_if_busy(**found); !st) return done(st.error());
+  if ((*found)->record.phase != Phase::kRunning)
+    return done(Error::invalid("sandbox " + name + " is " +
+                               std::string(to_string((*found)->record.phase))));
   control::Request request;
   request.op = control::Op::kOpenPty;
-  const std::string socket = control_socket(name);
-  auto fd = send_request(socket, request);
-  if (!fd) return fd.error();
-  std::vector<UniqueFd> fds;
-  auto reply = read_reply(fd->get(), socket, 5000, &fds);
-  if (!reply) return reply.error();
-  if (!reply->ok) return Error::invalid(reply->error);
-  if (fds.size() != 1) return Error::invalid("no terminal came with the reply");
-  return std::move(fds.front());
+  supervisors_.call(name, request,
+                    [done](Result<control::Reply> reply, std::vector<UniqueFd> fds) {
+    if (!reply) return done(reply.error());
+    if (!reply->ok) return done(Error::invalid(reply->error));
+    if (fds.size() != 1) return done(Error::invalid("no terminal came with the reply"));
+    done(std::move(fds.front()));
+  });
 }
 
 Result<UniqueFd> Manager::open_workspace(const std::string& name) const {
-  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  const SandboxRecord& record = sandboxes_.at(name);
+  auto found = find(name);
+  if (!found) return found.error();
+  const SandboxRecord& record = (*found)->record;
   // The caller's own directory, opened as the caller through no symlink: a handle beneath
   // which the caller then opens with its own credentials must be one it could reach.
   if (!record.workdir.empty()) return open_workdir(record.workdir, record.owner_uid);
@@ -1357,23 +1198,8 @@ Result<UniqueFd> Manager::open_workspace(const std::string& name) const {
 Result<std::vector<std::string>> Manager::events(const std::string& name, size_t max,
                                                  uint32_t class_uid, bool denied_only,
                                                  int64_t since_unix_ms) const {
-  if (!sandboxes_.contains(name)) return Error::from_errno("no sandbox " + name.substr(0, 64), ENOENT);
-  // The rotated file (older events) first, then the current one (see JsonlFileSink).
-  const std::string file = events_file(name);
-  std::deque<std::string> kept;
-  for (const std::string& path : {file + ".1", file}) {
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) {
-      auto e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (!e.is_object()) continue;  // a torn last line while a supervisor writes
-      if (e.value("time", int64_t{0}) < since_unix_ms) continue;
-      if (class_uid != 0 && e.value("class_uid", 0U) != class_uid) continue;
-      if (denied_only && e.value("disposition", "") != "Blocked") continue;
-      kept.push_back(std::move(line));
-      if (kept.size() > max) kept.pop_front();
-    }
-  }
-  return std::vector<std::string>(kept.begin(), kept.end());
+  if (auto found = find(name); !found) return found.error();
+  return logs_.events(name, max, class_uid, denied_only, since_unix_ms);
 }
 
 std::vector<std::string> Manager::policy_names() const {

@@ -55,7 +55,7 @@ PolicySet load_policies(const std::string& dir) {
     }
     auto parsed = policy::parse_policy_string(*text, path);
     for (const auto& diag : parsed.diagnostics) set.diagnostics.push_back(diag.to_string());
-    if (parsed.ok()) set.files[name] = PolicyFile{name, path, std::move(*text)};
+    if (parsed.ok()) set.files[name] = PolicyFile{name, path, std::move(*text), parsed.policy};
   }
   return set;
 }

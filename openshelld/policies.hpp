@@ -3,8 +3,11 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "core/policy.hpp"
 
 namespace openshell::daemon {
 
@@ -12,6 +15,7 @@ struct PolicyFile {
   std::string name;  // file name without .toml
   std::string path;
   std::string text;
+  std::shared_ptr<const policy::Policy> policy;  // the text, parsed and validated
 };
 
 struct PolicySet {

@@ -78,7 +78,6 @@ json to_json(const SandboxRecord& r) {
             {"reason", r.reason},
             {"created_unix_ms", r.created_unix_ms},
             {"supervisor_pid", r.supervisor_pid},
-            {"unit", r.unit},
             {"pinned", r.pinned},
             {"ephemeral", r.ephemeral},
             {"source", r.source},
@@ -110,8 +109,7 @@ Result<SandboxRecord> record_from_json(const json& j) {
     if (!j.at("exit_code").is_null()) r.exit_code = j.at("exit_code").get<int>();
     r.reason = j.at("reason").get<std::string>();
     r.created_unix_ms = j.at("created_unix_ms").get<int64_t>();
-    r.supervisor_pid = j.at("supervisor_pid").get<pid_t>();
-    r.unit = j.at("unit").get<std::string>();
+    r.supervisor_pid = j.at("supervisor_pid").get<int>();
     r.pinned = j.value("pinned", false);  // absent in records older than policy set
     r.ephemeral = j.value("ephemeral", false);  // absent in records older than run's own
     // Absent in records older than --workdir and --env.
@@ -178,7 +176,6 @@ Registry::Loaded Registry::load_all() const {
 }
 
 Status Registry::save(const SandboxRecord& record, sys::Durability durability) const {
-  if (!valid_sandbox_name(record.name)) return Error::invalid("invalid sandbox name");
   return sys::write_file_atomic(record_path(record.name), to_json(record).dump(2) + "\n", 0600,
                                 durability_of(record, durability));
 }
@@ -190,7 +187,6 @@ Status Registry::sync() const {
 }
 
 Status Registry::remove(const std::string& name) const {
-  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
   const std::string dir = state_dir_ + "/revisions/" + name;
   for (const auto& file : list_dir(dir)) ::unlink((dir + "/" + file).c_str());
   ::rmdir(dir.c_str());
@@ -201,7 +197,6 @@ Status Registry::remove(const std::string& name) const {
 
 std::vector<uint64_t> Registry::revisions(const std::string& name) const {
   std::vector<uint64_t> out;
-  if (!valid_sandbox_name(name)) return out;
   for (const auto& file : list_dir(state_dir_ + "/revisions/" + name)) {
     uint64_t n = 0;
     const auto dot = file.find(".toml");
@@ -216,7 +211,6 @@ std::vector<uint64_t> Registry::revisions(const std::string& name) const {
 Result<uint64_t> Registry::add_revision(const std::string& name, const std::string& policy_toml,
                                         const std::string& origin,
                                         sys::Durability durability) const {
-  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
   if (policy_toml.size() > kMaxPolicyBytes) return Error::invalid("policy too large");
   const std::string dir = state_dir_ + "/revisions/" + name;
   if (auto st = make_dir(dir); !st) return st.error();
@@ -255,7 +249,6 @@ std::vector<RevisionInfo> Registry::history(const std::string& name) const {
 }
 
 Result<std::string> Registry::revision(const std::string& name, uint64_t number) const {
-  if (!valid_sandbox_name(name)) return Error::invalid("invalid sandbox name");
   return sys::read_file(revision_path(name, number), kMaxPolicyBytes);
 }
 

@@ -4,7 +4,7 @@
 // cannot be read is reported and skipped, never fatal: the daemon keeps serving the others.
 #pragma once
 
-#include <sys/types.h>
+#include <sys/types.h>  // uid_t
 
 #include <cstdint>
 #include <optional>
@@ -44,8 +44,10 @@ struct SandboxRecord {
   std::string workdir;
   bool workdir_readonly = false;
   std::vector<std::string> env;    // K=V for the main process (sandbox create --env)
-  pid_t supervisor_pid = -1;       // direct driver
-  std::string unit;                // systemd driver
+  // Its supervisor's pid while it runs: for display, and for a restarted daemon to find it
+  // again through its driver (Driver::adopt checks it is still that supervisor); never
+  // signalled as such.
+  int supervisor_pid = -1;
 };
 
 // How durably a sandbox's state is written: as asked, except a run's, which is never fsynced.
@@ -66,6 +68,8 @@ struct RevisionInfo {
   std::string origin;
 };
 
+// Names are checked once, where they come in: the manager admits only valid ones, and
+// record_from_json refuses a record with any other. Everything here trusts them.
 class Registry {
  public:
   explicit Registry(std::string state_dir);

@@ -4,6 +4,9 @@
 
 #include <cstring>
 
+#include "core/bus_ptr.hpp"
+#include "sys/unix_socket.hpp"
+
 namespace openshell::daemon {
 namespace {
 
@@ -66,29 +69,67 @@ std::string sandbox_unit(const std::string& sandbox_name) {
   return "openshell-sandbox-" + sandbox_name + ".service";
 }
 
-Result<SystemdDriver> SystemdDriver::connect() {
+struct SystemdDriver::Call {
+  SystemdDriver* driver = nullptr;
+  std::string unit;
+  std::function<void(Error)> failed;
+  sd_bus_slot* slot = nullptr;
+  ~Call() { sd_bus_slot_unref(slot); }
+};
+
+Result<std::unique_ptr<SystemdDriver>> SystemdDriver::connect(sd_event* event) {
   sd_bus* bus = nullptr;
   if (int r = sd_bus_open_system(&bus); r < 0)
     return Error::from_errno("connecting to the system bus for the systemd driver", -r);
-  return SystemdDriver(bus);
+  if (int r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL); r < 0) {
+    sd_bus_unref(bus);
+    return Error::from_errno("attaching the system bus to the loop", -r);
+  }
+  return std::unique_ptr<SystemdDriver>(new SystemdDriver(bus));
 }
+
+SystemdDriver::SystemdDriver(sd_bus* bus) : bus_(bus) { spare_.start(); }
 
 SystemdDriver::~SystemdDriver() {
-  if (bus_ != nullptr) sd_bus_flush_close_unref(bus_);
+  calls_.clear();  // their slots first: no reply may reach a driver that is gone
+  sd_bus_flush_close_unref(bus_);
 }
 
-Status SystemdDriver::start(const std::string& unit, const std::string& description,
-                            const std::vector<std::string>& argv, const UnitLimits& limits) {
-  if (argv.empty()) return Error::invalid("no command for unit " + unit);
+std::string SystemdDriver::log_hint(const std::string& sandbox) const {
+  return "journalctl -u " + sandbox_unit(sandbox);
+}
+
+Result<sys::ProcessHandle> SystemdDriver::start(Launch launch, std::function<void(Error)> failed) {
+  const std::string unit = sandbox_unit(launch.sandbox);
+  // Options of `run` (args[1]): the status channel is our stdin; the cgroup is the unit's.
+  std::vector<std::string> options = {"--status-fd", "0", "--cgroup-delegated"};
+  // The spare namespace goes down the status channel, before the unit starts (a unit takes
+  // no descriptor but its stdio, and a namespace pinned in our mount namespace, private under
+  // the unit's hardening, would be invisible to it).
+  if (UniqueFd netns = spare_.take(); netns) {
+    const char tag = 'n';
+    const int passed[1] = {netns.get()};
+    if (sys::send_message(launch.status_ours, &tag, 1, passed) == 0)
+      options.emplace_back("--netns-on-status");
+  }
+  std::vector<std::string> argv = std::move(launch.args);
+  if (argv.size() < 2) return Error::invalid("no supervisor command");
+  argv.insert(argv.begin() + 2, options.begin(), options.end());
+  argv.emplace_back("--");
+  argv.insert(argv.end(), launch.command.begin(), launch.command.end());
+  const UnitLimits limits = unit_limits(launch.resources);
+
   sd_bus_message* m = nullptr;
   int r = sd_bus_message_new_method_call(bus_, &m, kSystemd, "/org/freedesktop/systemd1",
                                          "org.freedesktop.systemd1.Manager",
                                          "StartTransientUnit");
   if (r < 0) return bus_error("building StartTransientUnit", r, nullptr);
+  const BusMessage held(m);
   auto build = [&]() -> int {
     int q;
     if ((q = sd_bus_message_append(m, "ss", unit.c_str(), "fail")) < 0) return q;
     if ((q = sd_bus_message_open_container(m, 'a', "(sv)")) < 0) return q;
+    const std::string description = "openshell sandbox " + launch.sandbox;
     if ((q = property(m, "Description", "s", description.c_str())) < 0 ||
         (q = property(m, "Slice", "s", kSandboxSlice)) < 0 ||
         (q = property(m, "Type", "s", "exec")) < 0 ||
@@ -100,7 +141,12 @@ Status SystemdDriver::start(const std::string& unit, const std::string& descript
         (q = property(m, "TimeoutStopUSec", "t", kStopTimeoutUsec)) < 0 ||
         // A failed unit goes too, so the name can be started again; its log stays in the
         // journal.
-        (q = property(m, "CollectMode", "s", "inactive-or-failed")) < 0)
+        (q = property(m, "CollectMode", "s", "inactive-or-failed")) < 0 ||
+        // The status channel as stdin; the supervisor's own lines to the journal (not to
+        // stdin's socket, where they would go by default).
+        (q = property(m, "StandardInputFileDescriptor", "h", launch.status.get())) < 0 ||
+        (q = property(m, "StandardOutput", "s", "journal")) < 0 ||
+        (q = property(m, "StandardError", "s", "journal")) < 0)
       return q;
     if (limits.memory_max && (q = property(m, "MemoryMax", "t", *limits.memory_max)) < 0)
       return q;
@@ -112,24 +158,45 @@ Status SystemdDriver::start(const std::string& unit, const std::string& descript
     if ((q = sd_bus_message_close_container(m)) < 0) return q;
     return sd_bus_message_append(m, "a(sa(sv))", 0);
   };
-  if (r = build(); r < 0) {
-    sd_bus_message_unref(m);
-    return bus_error("building StartTransientUnit", r, nullptr);
-  }
-  sd_bus_error error = SD_BUS_ERROR_NULL;
-  sd_bus_message* reply = nullptr;
-  r = sd_bus_call(bus_, m, 0, &error, &reply);
-  sd_bus_message_unref(m);
-  sd_bus_message_unref(reply);
-  if (r < 0) {
-    Error e = bus_error("starting unit " + unit, r, &error);
-    sd_bus_error_free(&error);
-    return e;
-  }
-  return {};
+  if (r = build(); r < 0) return bus_error("building StartTransientUnit", r, nullptr);
+  auto call = std::make_unique<Call>();
+  call->driver = this;
+  call->unit = unit;
+  call->failed = std::move(failed);
+  auto on_reply = [](sd_bus_message* reply, void* userdata, sd_bus_error*) -> int {
+    auto* c = static_cast<Call*>(userdata);
+    auto owned = std::move(c->driver->calls_.at(c));  // gone at the end of this scope
+    c->driver->calls_.erase(c);
+    if (const sd_bus_error* e = sd_bus_message_get_error(reply); e != nullptr) {
+      if (c->failed)
+        c->failed(bus_error("starting unit " + c->unit, -sd_bus_message_get_errno(reply), e));
+    }
+    return 0;
+  };
+  if (r = sd_bus_call_async(bus_, &call->slot, m, on_reply, call.get(), 0); r < 0)
+    return bus_error("starting unit " + unit, r, nullptr);
+  Call* raw = call.get();
+  calls_[raw] = std::move(call);
+  return sys::ProcessHandle();  // its "launched PID" names it
 }
 
-std::string SystemdDriver::state(const std::string& unit) {
+Result<sys::ProcessHandle> SystemdDriver::adopt(const std::string& sandbox, int pid) {
+  auto process = sys::ProcessHandle::open(pid);
+  if (!process) return process.error();
+  auto cgroup = process->cgroup();
+  if (!cgroup) return cgroup.error();
+  const std::string unit = "/" + sandbox_unit(sandbox);
+  const auto at = cgroup->find(unit);
+  const size_t end = at + unit.size();
+  if (at == std::string::npos || (end != cgroup->size() && (*cgroup)[end] != '/'))
+    return Error::from_errno("process " + std::to_string(pid) + " is not in unit " +
+                                 sandbox_unit(sandbox),
+                             ESRCH);
+  return process;
+}
+
+std::string SystemdDriver::last_words(const std::string& sandbox) {
+  const std::string unit = sandbox_unit(sandbox);
   char* path = nullptr;
   if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit.c_str(), &path) < 0)
     return "unknown";
@@ -158,13 +225,8 @@ std::string SystemdDriver::state(const std::string& unit) {
   }
   sd_bus_error_free(&error);
   std::free(path);
-  return result;
+  return "unit " + result;
 }
 
-bool SystemdDriver::active(const std::string& unit) {
-  const std::string s = state(unit);
-  return s == "active" || s == "activating" || s == "reloading" ||
-         s == "inactive, start job queued";
-}
 
 }  // namespace openshell::daemon

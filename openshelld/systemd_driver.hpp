@@ -6,14 +6,19 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/policy.hpp"
 #include "core/result.hpp"
+#include "openshelld/driver.hpp"
+#include "openshelld/netns_spare.hpp"
 
 struct sd_bus;
+struct sd_bus_slot;
 
 namespace openshell::daemon {
 
@@ -32,25 +37,34 @@ UnitLimits unit_limits(const policy::Resources& resources);
 
 std::string sandbox_unit(const std::string& sandbox_name);
 
-class SystemdDriver {
+// Starts each unit without waiting on the loop (StartTransientUnit is sent, its reply comes to
+// a callback); the status channel is the unit's stdin (StandardInputFileDescriptor=, which
+// systemd passes to the process), since a unit takes no other descriptors, and the spare
+// network namespace is sent down it (--netns-on-status).
+class SystemdDriver final : public Driver {
  public:
-  static Result<SystemdDriver> connect();  // to the system bus
-  SystemdDriver(SystemdDriver&& other) noexcept : bus_(other.bus_) { other.bus_ = nullptr; }
-  SystemdDriver& operator=(SystemdDriver&&) = delete;
-  ~SystemdDriver();
+  // Connects to the system bus and attaches it to `event`.
+  static Result<std::unique_ptr<SystemdDriver>> connect(sd_event* event);
+  SystemdDriver(const SystemdDriver&) = delete;
+  SystemdDriver& operator=(const SystemdDriver&) = delete;
+  ~SystemdDriver() override;
 
-  // Starts argv[0] with argv as the unit `unit`; returns once systemd has forked it (Type=exec:
-  // the job completes after the exec).
-  Status start(const std::string& unit, const std::string& description,
-               const std::vector<std::string>& argv, const UnitLimits& limits);
-  // Started or on its way (a start job pending); false for a unit that failed or is gone.
-  bool active(const std::string& unit);
-  // ActiveState, or "inactive, start job queued", or "unknown (why)".
-  std::string state(const std::string& unit);
+  [[nodiscard]] const char* name() const override { return "systemd"; }
+  [[nodiscard]] bool passes_stdio() const override { return false; }
+  Result<sys::ProcessHandle> start(Launch launch, std::function<void(Error)> failed) override;
+  // Checked against the unit: the process must be in openshell-sandbox-<name>.service's cgroup.
+  Result<sys::ProcessHandle> adopt(const std::string& sandbox, int pid) override;
+  [[nodiscard]] std::string log_hint(const std::string& sandbox) const override;
+  // The unit's state ("failed", "inactive, start job queued", ...).
+  std::string last_words(const std::string& sandbox) override;
 
  private:
-  explicit SystemdDriver(sd_bus* bus) : bus_(bus) {}
+  explicit SystemdDriver(sd_bus* bus);
+  struct Call;  // a StartTransientUnit awaiting its reply
+
   sd_bus* bus_;
+  NetnsSpare spare_;
+  std::map<Call*, std::unique_ptr<Call>> calls_;
 };
 
 }  // namespace openshell::daemon

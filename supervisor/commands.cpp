@@ -14,6 +14,8 @@
 #include "core/policy.hpp"
 #include "sys/file_util.hpp"
 #include "sys/journal.hpp"
+#include "sys/netns.hpp"
+#include "sys/unix_socket.hpp"
 #include "supervisor/run.hpp"
 
 namespace openshell::supervisor {
@@ -52,6 +54,7 @@ struct RunArgs {
   std::string log_file;
   int status_fd = -1;
   int netns_fd = -1;
+  bool netns_on_status = false;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> defaults;  // --default KEY=VALUE
@@ -68,8 +71,18 @@ int run_command(const RunArgs& args) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (args.status_fd >= 0 && ::fcntl(args.status_fd, F_SETFD, FD_CLOEXEC) != 0)
-    return usage_error("run: --status-fd " + std::to_string(args.status_fd) + " is not open");
+  int status_fd = args.status_fd;
+  if (status_fd >= 0 && ::fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0)
+    return usage_error("run: --status-fd " + std::to_string(status_fd) + " is not open");
+  if (status_fd >= 0 && status_fd <= 2) {
+    // The status channel is not the agent's to write on: it moves above stdio, whose slot
+    // gets /dev/null.
+    status_fd = ::fcntl(status_fd, F_DUPFD_CLOEXEC, 3);
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (status_fd < 0 || null_fd < 0 || ::dup2(null_fd, args.status_fd) < 0)
+      return usage_error("run: cannot move --status-fd above stdio");
+    ::close(null_fd);
+  }
   if (args.netns_fd >= 0 && ::fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC) != 0)
     return usage_error("run: --netns-fd " + std::to_string(args.netns_fd) + " is not open");
   if (!args.log_file.empty()) {
@@ -80,7 +93,7 @@ int run_command(const RunArgs& args) {
     log::set_output_fd(fd);
   }
   // "exit N" whatever N is: run_sandbox's report if it got that far, ours otherwise.
-  StatusReporter status(args.status_fd);
+  StatusReporter status(status_fd);
   const int code = run_sandbox_command(args, status);
   status.exited(code);
   return code;
@@ -98,7 +111,17 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
   if (auto st = control::check_env(args.env); !st) return usage_error("run: " + st.error().message());
   // Before the policy, the event files and the cgroup: the network's thread (libnftables, the
   // first commit) is a start's longest part, and from here it overlaps with all of them.
-  auto network = SandboxNetwork::start(UniqueFd(args.netns_fd));
+  UniqueFd spare(args.netns_fd);
+  if (args.netns_on_status && status.fd() >= 0) {
+    // openshelld's spare, sent before we started: already waiting in the socket.
+    auto sent = sys::receive_message(status.fd(), 1, 1);
+    if (sent && sent->has_value() && (*sent)->fds.size() == 1) spare = std::move((*sent)->fds[0]);
+  }
+  if (spare && !sys::is_netns(spare.get())) {
+    log::warn("supervisor", "the network namespace given is none: making one");
+    spare.reset();
+  }
+  auto network = SandboxNetwork::start(std::move(spare));
   if (args.cgroup == "v1") options.cgroup_version = sys::CgroupVersion::kV1;
   if (args.cgroup == "v2") options.cgroup_version = sys::CgroupVersion::kV2;
   for (const auto& entry : args.resolve) {
@@ -231,11 +254,16 @@ int supervisor_main(int argc, char** argv) {
   run_cmd->add_option("--log", run.log_file,
                       "Write our own log lines to FILE (stdio stays the agent's)");
   run_cmd->add_option("--status-fd", run.status_fd,
-                      "Report on descriptor N: 'launched' once the agent runs, 'exit CODE' last");
+                      "Report on descriptor N: 'launched PID' once the agent runs (PID: ours), "
+                      "'exit CODE' last. N may be 0 (a systemd unit's stdin): it then leaves "
+                      "stdio, which gets /dev/null");
   run_cmd->add_option("--netns-fd", run.netns_fd,
                       "Descriptor N is a network namespace already set up as a sandbox's "
                       "(lo, routes, capture ruleset: openshelld's spare); use it instead of "
                       "making one");
+  run_cmd->add_flag("--netns-on-status", run.netns_on_status,
+                    "The same, sent down the --status-fd socket before we start (how "
+                    "openshelld gives it to a systemd unit)");
   run_cmd->add_option("command", run.command, "-- CMD ARGS...")->required();
   run_cmd->positionals_at_end(true);
 

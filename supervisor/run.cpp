@@ -97,7 +97,7 @@ class SignalForwarder {
 }  // namespace
 
 void StatusReporter::launched() {
-  if (fd_ >= 0) (void)sys::write_no_sigpipe(fd_, "launched\n");
+  if (fd_ >= 0) (void)sys::write_no_sigpipe(fd_, "launched " + std::to_string(::getpid()) + "\n");
 }
 
 void StatusReporter::exited(int code) {

@@ -4,7 +4,7 @@
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
 #include "core/result.hpp"
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 #include "supervisor/launch/plan.hpp"
 
 namespace openshell::supervisor {
@@ -15,11 +15,13 @@ inline constexpr int kExitSetupFailed = 125;
 inline constexpr int kExitCannotExecute = 126;
 inline constexpr int kExitNotFound = 127;
 
-// --status-fd: "launched\n" once the agent runs, "exit N\n" once the sandbox is gone. Written
-// with MSG_NOSIGNAL where it is a socket: a reader that went away costs no signal.
+// --status-fd: "launched PID\n" (PID: the supervisor's) once the agent runs, "exit N\n" once
+// the sandbox is gone. Written with MSG_NOSIGNAL where it is a socket: a reader that went away
+// costs no signal.
 class StatusReporter {
  public:
   explicit StatusReporter(int fd) : fd_(fd) {}
+  [[nodiscard]] int fd() const { return fd_; }
   void launched();
   // Only the first call writes: run_sandbox reports as soon as the sandbox is gone, before its
   // own teardown (the proxy, the network thread: ~2 ms); the caller reports every other end.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <linux/nsfs.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
@@ -149,5 +150,7 @@ NetnsGuard::~NetnsGuard() {
   // Failing to return would leave this thread's later sockets in the sandbox: never continue.
   if (original_ && ::setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
 }
+
+bool is_netns(int fd) { return ::ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET; }
 
 }  // namespace openshell::sys

@@ -24,6 +24,9 @@ Status add_capture_routes(const std::array<uint8_t, 4>& v4_address);
 // Needs CAP_NET_ADMIN over the namespace and a writable /proc/sys.
 Status set_default_congestion_control(std::string_view algorithm);
 
+// Whether `fd` is a network namespace (not, say, a file that was to be one).
+bool is_netns(int fd);
+
 // Switches the calling thread into the network namespace `target` and back on destruction.
 class NetnsGuard {
  public:

@@ -5,12 +5,16 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <poll.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "sys/file_util.hpp"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -114,6 +118,115 @@ void ChildProcess::kill_and_reap() {
   if (pid_ <= 0) return;
   (void)signal(SIGKILL);
   (void)wait();
+}
+
+Result<ProcessHandle> ProcessHandle::open(int pid) {
+  UniqueFd fd = pidfd_open(pid);
+  if (!fd) return Error::from_errno("process " + std::to_string(pid));
+  return ProcessHandle(std::move(fd), pid);
+}
+
+bool ProcessHandle::ended() const {
+  if (!pidfd_) return true;
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+
+Status ProcessHandle::signal(int sig) const {
+  if (!pidfd_) return Error::invalid("no process");
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0)
+    return Error::from_errno("signalling process " + std::to_string(pid_));
+  return {};
+}
+
+namespace {
+
+// A /proc/PID file of this handle's process: read, then believed only if the process still runs.
+Result<std::string> read_proc(const ProcessHandle& process, const char* file) {
+  auto text = read_file("/proc/" + std::to_string(process.pid()) + "/" + file, 64 * 1024);
+  if (!text) return text.error();
+  if (process.ended()) return Error::from_errno("process " + std::to_string(process.pid()), ESRCH);
+  return text;
+}
+
+}  // namespace
+
+Result<std::string> ProcessHandle::cmdline() const { return read_proc(*this, "cmdline"); }
+
+Result<std::string> ProcessHandle::cgroup() const {
+  auto text = read_proc(*this, "cgroup");
+  if (!text) return text.error();
+  // "0::/path" (unified), else "N:name=systemd:/path" (hybrid and legacy hosts).
+  std::string named;
+  size_t at = 0;
+  while (at < text->size()) {
+    size_t end = text->find('\n', at);
+    if (end == std::string::npos) end = text->size();
+    const std::string_view line(text->data() + at, end - at);
+    if (line.starts_with("0::")) return std::string(line.substr(3));
+    if (const auto n = line.find(":name=systemd:"); n != std::string_view::npos)
+      named = line.substr(n + 14);
+    at = end + 1;
+  }
+  if (named.empty()) return Error::invalid("no cgroup for process " + std::to_string(pid_));
+  return named;
+}
+
+Result<ProcessHandle> spawn(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return Error::invalid("spawn: no command");
+  std::vector<std::string> args = spec.argv;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  struct Attributes {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    Attributes() {
+      posix_spawn_file_actions_init(&actions);
+      posix_spawnattr_init(&attr);
+    }
+    ~Attributes() {
+      posix_spawn_file_actions_destroy(&actions);
+      posix_spawnattr_destroy(&attr);
+    }
+    Attributes(const Attributes&) = delete;
+    Attributes& operator=(const Attributes&) = delete;
+  } a;
+  // Not our blocked signals nor our dispositions: a mask survives exec.
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  int rc = posix_spawnattr_setsigmask(&a.attr, &none);
+  if (rc == 0) rc = posix_spawnattr_setsigdefault(&a.attr, &all);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (spec.new_session) flags = static_cast<short>(flags | POSIX_SPAWN_SETSID);
+  if (rc == 0) rc = posix_spawnattr_setflags(&a.attr, flags);
+  // Through copies above every target, so that no dup2 meets its own target.
+  int first_free = 3;
+  for (const auto& [fd, target] : spec.fds) first_free = std::max(first_free, target + 1);
+  std::vector<UniqueFd> copies;
+  for (const auto& [fd, target] : spec.fds) {
+    if (rc != 0) break;
+    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, std::max(first_free, 10)));
+    if (!copy) return Error::from_errno("spawn: duplicating a descriptor");
+    rc = posix_spawn_file_actions_adddup2(&a.actions, copy.get(), target);
+    copies.push_back(std::move(copy));
+  }
+  if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&a.actions, first_free);
+  if (rc != 0) return Error::from_errno("preparing to start " + spec.argv[0], rc);
+  pid_t pid = -1;
+  if (int err = ::posix_spawn(&pid, argv[0], &a.actions, &a.attr, argv.data(), environ); err != 0)
+    return Error::from_errno("could not start " + spec.argv[0], err);
+  // Ours and not reaped yet (whoever reaps our children does so after this returns): the pid
+  // still names it, exited or not.
+  UniqueFd pidfd = pidfd_open(pid);
+  if (!pidfd) return Error::from_errno("pidfd_open for " + spec.argv[0]);
+  return ProcessHandle(std::move(pidfd), pid);
+}
+
+void reap_exited_children() {
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
 }
 
 int exit_code_of(int wait_status) {

@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "supervisor/launch/child.hpp"
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 #include "supervisor/launch/stage.hpp"
 #include "sys/process.hpp"
 #include "sys/unix_socket.hpp"

@@ -6,7 +6,7 @@
 
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 #include "supervisor/launch/plan.hpp"
 #include "supervisor/launch/stage.hpp"
 #include "sys/cgroup.hpp"

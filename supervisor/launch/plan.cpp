@@ -10,10 +10,10 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/capture.hpp"
 #include "core/log.hpp"
 #include "sys/credentials.hpp"
 #include "sys/file_util.hpp"
-#include "supervisor/launch/network.hpp"
 
 namespace openshell::supervisor {
 namespace {
@@ -261,7 +261,7 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
       {"/etc/group", group_content(plan.inside_gid)},
       {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n"},
       {"/etc/resolv.conf", std::string("# openshell: the sandbox's policy DNS\nnameserver ") +
-                               kSandboxAddressText + "\n"},
+                               capture::kSandboxAddressText + "\n"},
   };
   for (const auto& [path, content] : generated) {
     // Ours, whatever the policy lists: a bind of the host's file there would only be covered.
@@ -318,7 +318,8 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   // Proxy-aware clients go through the explicit proxy and get readable denials; the rest are
   // captured all the same.
   const std::string proxy_url =
-      "http://" + std::string(kSandboxAddressText) + ":" + std::to_string(kExplicitProxyPort);
+      "http://" + std::string(capture::kSandboxAddressText) + ":" +
+      std::to_string(capture::kExplicitProxyPort);
   for (const char* var :
        {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"})
     plan.env_storage.push_back(std::string(var) + "=" + proxy_url);

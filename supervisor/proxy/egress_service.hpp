@@ -16,7 +16,7 @@
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
 #include "core/unique_fd.hpp"
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 #include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/dns_server.hpp"
 #include "supervisor/proxy/server.hpp"

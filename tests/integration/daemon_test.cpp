@@ -744,15 +744,16 @@ TEST_CASE("openshellctl sandbox create --workdir: the caller's directory; checke
 }
 
 // Issue 13.4: a create whose command ends at once, a later end, a missing command: what
-// happened, in the error, in get and in list.
+// happened, in the error, in get and in list. A create answers once its command runs (the
+// supervisor's "launched"): one that ends right after is stopped with how it ended, always
+// (issue 14; before, its create failed or not depending on how fast it ended).
 TEST_CASE("openshelld: how a sandbox's command ended, in the error, get and list") {
   Daemon d;
   const std::string quick = unique_name("quick"), missing = unique_name("missing"),
                     later = unique_name("later");
   for (const auto& n : {quick, missing, later}) d.delete_at_end(n);
   auto q = d.ctl({"sandbox", "create", quick, "--", "/bin/sh", "-c", "exit 3"});
-  CHECK(q.exit_code == 1);
-  CHECK(q.err.find("the command exited with status 3") != std::string::npos);
+  CHECK(q.exit_code == 0);
   auto m = d.ctl({"sandbox", "create", missing, "--", "/no/such/command"});
   CHECK(m.exit_code == 1);
   CHECK(m.err.find("command not found") != std::string::npos);
@@ -765,6 +766,8 @@ TEST_CASE("openshelld: how a sandbox's command ended, in the error, get and list
     return nlohmann::json::parse(r.out);
   };
   REQUIRE(eventually([&] { return get(later)["phase"] == "stopped"; }));
+  REQUIRE(eventually([&] { return get(quick)["phase"] == "stopped"; }));
+  CHECK(get(quick)["reason"] == "the command exited with status 3");
   CHECK(get(later)["exit_status"] == 5);
   CHECK(get(later)["reason"] == "the command exited with status 5");
   CHECK(get(quick)["exit_status"] == 3);
@@ -1475,6 +1478,7 @@ TEST_CASE("openshelld: a sandbox slow to stop holds up nobody else") {
 
 // A create answers once the supervisor is up; one slow to come up (here a wrapper that waits
 // 3 s before it runs the supervisor) holds up nobody else, and its sandbox reads as creating.
+// A delete meanwhile waits for the start, then deletes (issue 14: it was refused as busy).
 TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
   TempDir bin;
   const std::string wrapper =
@@ -1482,24 +1486,31 @@ TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
   REQUIRE(::chmod(wrapper.c_str(), 0755) == 0);
   REQUIRE(::chmod(bin.path().c_str(), 0755) == 0);
   Daemon d(false, "", wrapper);
-  const std::string slow = unique_name("slowstart");
+  const std::string slow = unique_name("slowstart"), doomed = unique_name("doomed");
   d.delete_at_end(slow);
+  d.delete_at_end(doomed);
   pid_t creating =
       spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "create", slow},
                     d.dir().path() + "/create.out");
+  pid_t creating_doomed =
+      spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "create", doomed},
+                    d.dir().path() + "/create-doomed.out");
   REQUIRE(eventually([&] {
     auto got = d.ctl({"--json", "sandbox", "get", slow});
-    return got.exit_code == 0 && nlohmann::json::parse(got.out)["phase"] == "creating";
+    auto other = d.ctl({"--json", "sandbox", "get", doomed});
+    return got.exit_code == 0 && nlohmann::json::parse(got.out)["phase"] == "creating" &&
+           other.exit_code == 0 && nlohmann::json::parse(other.out)["phase"] == "creating";
   }));
   CHECK(d.ctl({"status"}).exit_code == 0);
   auto again = d.ctl({"sandbox", "create", slow});
   CHECK(again.exit_code != 0);
   CHECK(again.err.find("is taken") != std::string::npos);
-  auto early = d.ctl({"sandbox", "delete", slow});
-  CHECK(early.exit_code != 0);
-  CHECK(early.err.find("is starting") != std::string::npos);
+  pid_t deleting = spawn_process({OPENSHELL_CTL_BIN, "--bus", d.address(), "sandbox", "delete",
+                                  doomed},
+                                 d.dir().path() + "/delete.out");
   int status = -1;
-  CHECK(::waitpid(creating, &status, WNOHANG) == 0);  // all that while, the create waited
+  CHECK(::waitpid(creating, &status, WNOHANG) == 0);  // all that while, the creates waited
+  CHECK(::waitpid(creating_doomed, &status, WNOHANG) == 0);
 
   REQUIRE(::waitpid(creating, &status, 0) == creating);
   CHECK(WIFEXITED(status));
@@ -1507,6 +1518,12 @@ TEST_CASE("openshelld: a sandbox slow to start holds up nobody else") {
   CHECK(nlohmann::json::parse(d.ctl({"--json", "sandbox", "get", slow}).out)["phase"] == "running");
   CHECK(d.ctl({"exec", slow, "--", "echo", "up"}).out == "up\n");
   CHECK(d.ctl({"sandbox", "delete", slow}).exit_code == 0);
+  // The doomed one's create answered (it did start), then the delete that waited for it.
+  REQUIRE(::waitpid(creating_doomed, &status, 0) == creating_doomed);
+  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(::waitpid(deleting, &status, 0) == deleting);
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(d.ctl({"sandbox", "get", doomed}).exit_code != 0);
 }
 
 TEST_CASE("openshelld: tells systemd it is ready, and when a reload runs") {
@@ -1520,4 +1537,108 @@ TEST_CASE("openshelld: tells systemd it is ready, and when a reload runs") {
     return reloading != std::string::npos && all.find("MONOTONIC_USEC=", reloading) != std::string::npos &&
            all.find("READY=1", reloading) != std::string::npos;
   }));
+}
+
+// Issue 14: SandboxChanged and PolicyGenerationChanged, on every change, to watchers only, each
+// only for the sandboxes it may see; `sandbox list --watch` prints them as they come.
+TEST_CASE("openshelld: sandbox and policy signals reach watchers, each its own") {
+  OpenshellGroup group;
+  TestUser member("g");
+  member.join("openshell");
+  Daemon d;
+  const std::string watched = d.dir().path() + "/watch.out";
+  const pid_t root_watch = spawn_process(
+      {OPENSHELL_CTL_BIN, "--bus", d.address(), "--json", "sandbox", "list", "--watch"}, watched);
+  // The member's watcher, as the member.
+  const std::string member_out = d.dir().path() + "/member-watch.out";
+  const pid_t member_watch = ::fork();
+  REQUIRE(member_watch >= 0);
+  if (member_watch == 0) {
+    const int o = ::open(member_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const gid_t groups[1] = {group.gid()};
+    if (o < 0 || ::dup2(o, 1) < 0 || ::setgroups(1, groups) != 0 ||
+        ::setresgid(member.uid(), member.uid(), member.uid()) != 0 ||
+        ::setresuid(member.uid(), member.uid(), member.uid()) != 0)
+      ::_exit(99);
+    ::execl(OPENSHELL_CTL_BIN, OPENSHELL_CTL_BIN, "--bus", d.address().c_str(), "--json",
+            "sandbox", "list", "--watch", static_cast<char*>(nullptr));
+    ::_exit(97);
+  }
+  // Each prints its (empty) list once it watches.
+  REQUIRE(eventually([&] { return read_text(watched).find("[]") != std::string::npos; }));
+  REQUIRE(eventually([&] { return read_text(member_out).find("[]") != std::string::npos; }));
+
+  const std::string name = unique_name("signals");
+  d.delete_at_end(name);
+  REQUIRE(d.ctl({"sandbox", "create", name}).exit_code == 0);
+  REQUIRE(d.ctl({"sandbox", "stop", name}).exit_code == 0);
+  REQUIRE(d.ctl({"sandbox", "start", name}).exit_code == 0);
+  const std::string policy = d.dir().write(
+      "net.toml", "version = 1\n[network_policies.x]\n"
+                  "endpoints = [{ host = \"example.com\", port = 443 }]\n");
+  REQUIRE(d.ctl({"policy", "set", name, policy}).exit_code == 0);
+  REQUIRE(d.ctl({"sandbox", "delete", name}).exit_code == 0);
+
+  // Every change, in order: the lines after the list.
+  struct Seen {
+    std::string signal, phase, reason;
+    uint64_t revision = 0;
+  };
+  auto seen = [&] {
+    std::vector<Seen> out;
+    std::istringstream in(read_text(watched));
+    std::string line;
+    std::getline(in, line);  // the list
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_object() || j.value("name", "") != name) continue;
+      out.push_back({j.value("signal", ""), j.value("phase", ""), j.value("reason", ""),
+                     j.value("revision", uint64_t{0})});
+    }
+    return out;
+  };
+  REQUIRE(eventually([&] {
+    auto s = seen();
+    return !s.empty() && s.back().phase == "removed";
+  }));
+  const auto s = seen();
+  std::vector<std::string> phases;
+  for (const auto& e : s)
+    phases.push_back(e.signal == "PolicyGenerationChanged" ? "revision " + std::to_string(e.revision)
+                                                           : e.phase);
+  CHECK(phases == std::vector<std::string>{"creating", "running", "stopped", "creating", "running",
+                                           "revision 2", "removed"});
+  CHECK(s[2].reason == "stopped on request");
+
+  // A run's sandbox too, from its start to its removal.
+  REQUIRE(d.ctl({"run", "--", "/bin/true"}).exit_code == 0);
+  auto removals = [&] {
+    const std::string text = read_text(watched);
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find("\"phase\":\"removed\"", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  REQUIRE(eventually([&] { return removals() == 2; }));
+  CHECK(read_text(watched).find("{\"name\":\"run-") != std::string::npos);
+
+  // The member saw none of root's sandboxes; its own it sees.
+  const std::string mine = unique_name("mine");
+  d.delete_at_end(mine);
+  REQUIRE(ctl_as(d, member.uid(), {group.gid()}, {"sandbox", "create", mine}).exit_code == 0);
+  REQUIRE(eventually([&] {
+    return read_text(member_out).find("\"name\":\"" + mine + "\",\"phase\":\"running\"") !=
+           std::string::npos;
+  }));
+  CHECK(read_text(member_out).find(name) == std::string::npos);
+  CHECK(read_text(member_out).find("run-") == std::string::npos);
+  CHECK(read_text(watched).find(mine) != std::string::npos);  // root sees everyone's
+
+  // A watcher ends when the daemon does.
+  d.stop(SIGTERM);
+  int status = 0;
+  REQUIRE(::waitpid(root_watch, &status, 0) == root_watch);
+  CHECK(WEXITSTATUS(status) == 1);
+  REQUIRE(::waitpid(member_watch, &status, 0) == member_watch);
+  CHECK(WEXITSTATUS(status) == 1);
+  d.start();
 }

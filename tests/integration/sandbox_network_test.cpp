@@ -1,6 +1,6 @@
 // SandboxNetwork on its own: the namespace's ruleset applies, the pinned set's bound holds, and
 // a namespace prepared beforehand (openshelld's spare) is used as it is.
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -344,7 +344,11 @@ TEST_CASE("--status-fd reports launched and the exit; --log keeps stderr the age
   };
   auto r = run_with_status("/bin/sh -c 'echo to-stderr >&2; exit 3'");
   CHECK(r.exit_code == 3);
-  CHECK(read_text(status) == "launched\nexit 3\n");
+  // "launched PID": the supervisor names itself (a systemd unit's daemon learns its pid so).
+  const std::string said = read_text(status);
+  CHECK(said.starts_with("launched "));
+  CHECK(said.ends_with("\nexit 3\n"));
+  CHECK(std::atoi(said.c_str() + 9) > 1);
   CHECK(r.err == "to-stderr\n");  // the agent's; our own lines go to the log
   // A command that cannot start: no "launched", and the reason in the log.
   auto missing = run_with_status("/no/such/command");
@@ -352,4 +356,21 @@ TEST_CASE("--status-fd reports launched and the exit; --log keeps stderr the age
   CHECK(read_text(status) == "exit 127\n");
   CHECK(missing.err.empty());
   CHECK(read_text(log).find("/no/such/command") != std::string::npos);
+}
+
+TEST_CASE("--status-fd 0 (a unit's stdin) leaves stdio: the agent cannot write a status") {
+  TempDir dir;
+  const std::string policy = dir.write("p.toml", test_policy());
+  const std::string status = dir.path() + "/status";
+  const std::string log = dir.path() + "/supervisor.log";
+  // The agent writes a forged "exit 0" on its own stdin: /dev/null, not the channel.
+  auto r = run_process({"/bin/sh", "-c",
+                        "exec \"$0\" run --policy-file \"$1\" --status-fd 0 --log \"$2\" -- "
+                        "/bin/sh -c 'echo exit 0 >&0; exit 4' 0<>\"$3\"",
+                        supervisor_bin(), policy, log, status});
+  CHECK(r.exit_code == 4);
+  const std::string said = read_text(status);
+  CHECK(said.starts_with("launched "));
+  CHECK(said.ends_with("\nexit 4\n"));
+  CHECK(said.find("exit 0") == std::string::npos);
 }

@@ -138,6 +138,18 @@ check "exec echo hi prints hi" bash -c "[[ \$(inside openshellctl exec s1 -- /bi
 inside openshellctl exec s1 -- /bin/sh -c 'exit 7'
 check "exec 'exit 7' exits 7" test $? -eq 7
 check "a file written in the workspace" inside openshellctl exec s1 -- /bin/sh -c 'echo kept > /sandbox/kept'
+# The daemon's ready network namespace goes to the unit down its status channel (its stdin).
+check "the unit was given openshelld's spare network namespace" bash -c "
+  inside systemctl show -p ExecStart openshell-sandbox-s1.service | grep -q -- --netns-on-status &&
+    ! inside journalctl --no-pager -o cat -u openshell-sandbox-s1.service |
+      grep -q 'namespace given is none'"
+# A unit whose command cannot run fails the create with the reason (its status channel closes
+# without \"launched\"), and its unit goes.
+check "a create whose command is missing fails, with why" bash -c "
+  inside openshellctl sandbox create s2 --policy sys -- /no/such/command 2>&1 |
+    grep -q 'command not found'"
+check "s2's unit is gone" bash -c "! inside systemctl is-active --quiet openshell-sandbox-s2.service"
+check "delete s2" inside openshellctl sandbox delete s2
 
 # Events in the journal, selected by the sandbox's field.
 check "journalctl OPENSHELL_SANDBOX=s1 has the agent's launch" bash -c "

@@ -1,4 +1,4 @@
-#include "supervisor/launch/network.hpp"
+#include "supervisor/network/sandbox_network.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
