@@ -181,6 +181,23 @@ Result<sys::ProcessHandle> SystemdDriver::start(Launch launch, std::function<voi
 }
 
 Result<sys::ProcessHandle> SystemdDriver::adopt(const std::string& sandbox, int pid) {
+  if (pid <= 0) {
+    // Recorded before its supervisor said who it is (a daemon that died meanwhile): the unit's
+    // main process, asked of systemd (once, at the daemon's start), checked below all the same.
+    char* path = nullptr;
+    if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", sandbox_unit(sandbox).c_str(),
+                           &path) < 0)
+      return Error::from_errno("naming unit " + sandbox_unit(sandbox), ENOMEM);
+    BusError error;
+    uint32_t main_pid = 0;
+    const int r = sd_bus_get_property_trivial(bus_, kSystemd, path,
+                                              "org.freedesktop.systemd1.Service", "MainPID",
+                                              error.get(), 'u', &main_pid);
+    std::free(path);
+    if (r < 0 || main_pid == 0)
+      return Error::from_errno("unit " + sandbox_unit(sandbox) + " has no main process", ESRCH);
+    pid = static_cast<int>(main_pid);
+  }
   auto process = sys::ProcessHandle::open(pid);
   if (!process) return process.error();
   auto cgroup = process->cgroup();

@@ -53,6 +53,7 @@ class SystemdDriver final : public Driver {
   [[nodiscard]] bool passes_stdio() const override { return false; }
   Result<sys::ProcessHandle> start(Launch launch, std::function<void(Error)> failed) override;
   // Checked against the unit: the process must be in openshell-sandbox-<name>.service's cgroup.
+  // No pid (a record made before the supervisor reported it): the unit's MainPID.
   Result<sys::ProcessHandle> adopt(const std::string& sandbox, int pid) override;
   [[nodiscard]] std::string log_hint(const std::string& sandbox) const override;
   // The unit's state ("failed", "inactive, start job queued", ...).

@@ -185,6 +185,18 @@ check "s1 is still running" bash -c "
 check "the workspace file survived" bash -c "
   [[ \$(inside openshellctl exec s1 -- /bin/cat /sandbox/kept) == kept ]]"
 
+# A daemon that went between the unit's start and its "launched" left a record without the
+# supervisor's pid: the next one finds the supervisor through the unit (MainPID), checked.
+inside systemctl stop openshelld.service
+sed -i 's/"supervisor_pid": [0-9]*/"supervisor_pid": -1/; s/"phase": "running"/"phase": "creating"/' \
+  "$root/var/lib/openshell/sandboxes/s1.json"
+check "s1's record has no pid, as such a daemon leaves it" \
+  grep -q '"supervisor_pid": -1' "$root/var/lib/openshell/sandboxes/s1.json"
+inside systemctl start openshelld.service
+check "a record without a pid is adopted through the unit" bash -c "
+  inside openshellctl sandbox list | grep -q '^s1 *running' &&
+    [[ \$(inside openshellctl exec s1 -- /bin/cat /sandbox/kept) == kept ]]"
+
 # run: a sandbox for one command, gone afterwards.
 check "run -- /bin/true" inside openshellctl run -- /bin/true
 check "run's unit is gone too" bash -c "
