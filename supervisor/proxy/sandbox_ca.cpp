@@ -19,9 +19,6 @@ namespace openshell::supervisor::proxy {
 void OpenSslRelease::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 void OpenSslRelease::operator()(X509* cert) const { X509_free(cert); }
 
-namespace {
-
-// OpenSSL's last error, for a message; the queue is cleared.
 Error openssl_error(const std::string& what) {
   const unsigned long code = ERR_get_error();
   ERR_clear_error();
@@ -29,6 +26,8 @@ Error openssl_error(const std::string& what) {
   if (code != 0) ERR_error_string_n(code, text, sizeof text);
   return Error::invalid(what + ": " + text);
 }
+
+namespace {
 
 Result<PrivateKey> p256_key() {
   PrivateKey key(EVP_EC_gen("P-256"));

@@ -24,6 +24,8 @@ struct OpenSslRelease {
   void operator()(X509* cert) const;
 };
 using PrivateKey = std::unique_ptr<EVP_PKEY, OpenSslRelease>;
+// OpenSSL's first queued error as ours, "what: reason"; the queue is cleared.
+Error openssl_error(const std::string& what);
 using Certificate = std::unique_ptr<X509, OpenSslRelease>;
 
 // A leaf: its certificate and the key it was issued for (shared by every leaf of a CA).

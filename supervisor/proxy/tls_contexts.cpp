@@ -1,6 +1,5 @@
 #include "supervisor/proxy/tls_contexts.hpp"
 
-#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "core/cidr.hpp"
@@ -9,14 +8,6 @@ namespace openshell::supervisor::proxy {
 namespace {
 
 constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-
-Error tls_error(const std::string& what) {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  char text[256] = "unknown error";
-  if (code != 0) ERR_error_string_n(code, text, sizeof text);
-  return Error::invalid(what + ": " + text);
-}
 
 // The agent's ALPN list must include http/1.1; we answer with it and nothing else (no h2: the
 // inspection is HTTP/1.1). A client that offers none gets no ALPN, which is HTTP/1.1 as well.
@@ -32,7 +23,7 @@ int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const 
 
 Status common_settings(SSL_CTX* ctx) {
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
-    return tls_error("setting the lowest TLS version");
+    return openssl_error("setting the lowest TLS version");
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   return {};
 }
@@ -41,7 +32,7 @@ Status common_settings(SSL_CTX* ctx) {
 
 Result<SslContext> make_agent_context() {
   SslContext ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) return tls_error("making the agent-facing TLS context");
+  if (!ctx) return openssl_error("making the agent-facing TLS context");
   if (auto st = common_settings(ctx.get()); !st) return st.error();
   SSL_CTX_set_alpn_select_cb(ctx.get(), select_http11, nullptr);
   // No session resumption across leaves: each connection is decided and keyed afresh.
@@ -54,43 +45,43 @@ Result<SslConnection> agent_connection(SSL_CTX* ctx, SandboxCa& ca, std::string_
   auto leaf = ca.leaf_for(host);
   if (!leaf) return leaf.error();
   SslConnection ssl(SSL_new(ctx));
-  if (!ssl) return tls_error("making a TLS connection");
+  if (!ssl) return openssl_error("making a TLS connection");
   if (SSL_use_certificate(ssl.get(), (*leaf)->certificate.get()) != 1 ||
       SSL_use_PrivateKey(ssl.get(), (*leaf)->key) != 1)
-    return tls_error("using the certificate for " + std::string(host));
+    return openssl_error("using the certificate for " + std::string(host));
   return ssl;
 }
 
 Result<SslContext> make_upstream_context(const std::vector<std::string>& extra_ca_files) {
   SslContext ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return tls_error("making the upstream TLS context");
+  if (!ctx) return openssl_error("making the upstream TLS context");
   if (auto st = common_settings(ctx.get()); !st) return st.error();
   if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1)
-    return tls_error("loading the host's certificate authorities");
+    return openssl_error("loading the host's certificate authorities");
   for (const auto& file : extra_ca_files)
     if (SSL_CTX_load_verify_locations(ctx.get(), file.c_str(), nullptr) != 1)
-      return tls_error("loading the certificate authorities of " + file);
+      return openssl_error("loading the certificate authorities of " + file);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (SSL_CTX_set_alpn_protos(ctx.get(), kAlpnHttp11, sizeof kAlpnHttp11) != 0)
-    return tls_error("offering ALPN http/1.1");
+    return openssl_error("offering ALPN http/1.1");
   return ctx;
 }
 
 Result<SslConnection> upstream_connection(SSL_CTX* ctx, std::string_view host_view) {
   const std::string host(host_view);
   SslConnection ssl(SSL_new(ctx));
-  if (!ssl) return tls_error("making a TLS connection");
+  if (!ssl) return openssl_error("making a TLS connection");
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (parse_ip(host).ok()) {
     if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1)
-      return tls_error("checking the certificate of " + host);
+      return openssl_error("checking the certificate of " + host);
   } else {
     // SSL_set_tlsext_host_name, without the macro's C cast.
     if (SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(host.c_str())) != 1 ||
         SSL_set1_host(ssl.get(), host.c_str()) != 1)
-      return tls_error("checking the certificate of " + host);
+      return openssl_error("checking the certificate of " + host);
   }
   return ssl;
 }
