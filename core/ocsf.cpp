@@ -1,6 +1,9 @@
 #include "core/ocsf.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <tuple>
 
 namespace openshell::ocsf {
 
@@ -233,6 +236,39 @@ Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c) {
   e.status = StatusId::kFailure;
   e.status_detail = c.detail;
   e.message = "bypass attempt to " + c.host + ":" + std::to_string(c.port) + " refused";
+  return e;
+}
+
+Event http_activity(std::string_view sandbox, const HttpInfo& h) {
+  // OCSF 1.7's HTTP Activity ids and captions, by method; anything else is Other, named by the
+  // method itself.
+  static constexpr std::tuple<std::string_view, int, std::string_view> kMethods[] = {
+      {"CONNECT", 1, "Connect"}, {"DELETE", 2, "Delete"}, {"GET", 3, "Get"},
+      {"HEAD", 4, "Head"},       {"OPTIONS", 5, "Options"}, {"POST", 6, "Post"},
+      {"PUT", 7, "Put"},         {"TRACE", 8, "Trace"},   {"PATCH", 9, "Patch"}};
+  std::string method = h.method.substr(0, 32);
+  for (auto& ch : method) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  int id = kActivityOther;
+  std::string caption = method;
+  for (const auto& [name, value, shown] : kMethods)
+    if (name == method) {
+      id = value;
+      caption = shown;
+    }
+  Event e = base(ClassUid::kHttpActivity, sandbox, id, caption);
+  const ConnectionInfo& c = h.connection;
+  e.fields = connection_fields(c);
+  const std::string path = h.path.substr(0, std::min(h.path.find('?'), size_t{4096}));
+  e.fields["http_request"] = {{"http_method", method},
+                              {"url", {{"hostname", c.host}, {"port", c.port}, {"path", path}}}};
+  if (h.status != 0) e.fields["http_response"] = {{"code", h.status}};
+  if (!h.l7_rule.empty()) e.fields["unmapped"]["l7_rule"] = h.l7_rule;
+  e.fields["unmapped"]["enforcement"] = h.enforced ? "enforce" : "audit";
+  e.status = c.allowed ? StatusId::kSuccess : StatusId::kFailure;
+  e.severity =
+      c.allowed ? (c.audit ? Severity::kLow : Severity::kInformational) : Severity::kMedium;
+  e.status_detail = c.detail;
+  e.message = std::string(c.allowed ? "allowed " : "denied ") + method + " " + c.host + path;
   return e;
 }
 

@@ -102,6 +102,20 @@ Event dns_denied(std::string_view sandbox, std::string_view name, uint16_t qtype
 // A bypass attempt (Detection Finding 2004): a connection that ignored the proxy and was refused.
 Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c);
 
+// One inspected HTTP request (HTTP Activity 4002; issue 15 item 8): who sent it where (the
+// connection's fields), its method, its canonical path without the query, the status answered
+// (0 when none yet), the L7 rule that decided and the enforcement. Nothing of headers, query or
+// body: they carry credentials and data.
+struct HttpInfo {
+  ConnectionInfo connection;  // allowed/audit/rule/reason/detail: the request's decision
+  std::string method;
+  std::string path;  // canonical; anything from '?' on is dropped here too
+  int status = 0;
+  std::string l7_rule;  // "rules[2]", "deny_rules[0]", "access read-only", ""
+  bool enforced = true;  // false: the endpoint's enforcement is audit
+};
+Event http_activity(std::string_view sandbox, const HttpInfo& h);
+
 // A configuration fact: policy loaded or rejected, a Landlock path skipped, a setup failure.
 Event config_change(std::string_view sandbox, std::string_view activity, Severity severity,
                     StatusId status, std::string_view message, nlohmann::json fields = {});

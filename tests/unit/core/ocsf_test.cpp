@@ -124,3 +124,46 @@ TEST_CASE("connection events name the protocol only when known") {
   auto without = nlohmann::json::parse(openshell::ocsf::network_activity("s", c).to_json_line());
   CHECK_FALSE(without.contains("connection_info"));
 }
+
+TEST_CASE("HTTP Activity: method, canonical path, status and rule; never the query") {
+  ocsf::HttpInfo h;
+  h.connection.host = "api.example.com";
+  h.connection.port = 443;
+  h.connection.binary = "/usr/bin/curl";
+  h.connection.pid = 42;
+  h.connection.allowed = false;
+  h.connection.rule = "github";
+  h.connection.detail = "access read-only does not allow POST";
+  h.method = "post";
+  h.path = "/repos/a?token=secret";
+  h.status = 403;
+  h.l7_rule = "access read-only";
+  const auto j = ocsf::http_activity("s1", h).to_json();
+  CHECK(j["class_uid"] == 4002);
+  CHECK(j["activity_id"] == 6);
+  CHECK(j["activity_name"] == "Post");
+  CHECK(j["http_request"]["http_method"] == "POST");
+  CHECK(j["http_request"]["url"]["path"] == "/repos/a");
+  CHECK(j["http_request"]["url"]["hostname"] == "api.example.com");
+  CHECK(j["http_response"]["code"] == 403);
+  CHECK(j["disposition"] == "Blocked");
+  CHECK(j["firewall_rule"]["name"] == "github");
+  CHECK(j["unmapped"]["l7_rule"] == "access read-only");
+  CHECK(j["unmapped"]["enforcement"] == "enforce");
+  CHECK(j["status_detail"] == "access read-only does not allow POST");
+  CHECK(j.dump().find("secret") == std::string::npos);
+  CHECK(j.dump().find("token") == std::string::npos);
+  h.method = "PROPFIND";
+  h.enforced = false;
+  h.connection.allowed = true;
+  h.connection.audit = true;
+  const auto audit = ocsf::http_activity("s1", h).to_json();
+  CHECK(audit["activity_id"] == 99);
+  CHECK(audit["activity_name"] == "PROPFIND");
+  CHECK(audit["unmapped"]["enforcement"] == "audit");
+  CHECK(audit["disposition"] == "Allowed");
+  CHECK(audit.find("http_response") != audit.end());
+  h.status = 0;  // no answer yet
+  const auto unanswered = ocsf::http_activity("s1", h).to_json();
+  CHECK(unanswered.find("http_response") == unanswered.end());
+}
