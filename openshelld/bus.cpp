@@ -98,6 +98,18 @@ void reply_error(sd_bus_message* call, const Error& e) {
   (void)sd_bus_reply_method_error(call, error.get());
 }
 
+// The callback that answers call `m` later, from the loop: `value(result)` with `signature`,
+// or the error.
+template <typename T, typename Value>
+auto reply_later(sd_bus_message* m, const char* signature, Value value) {
+  return [call = keep_call(m), signature, value](Result<T> result) {
+    if (result)
+      (void)sd_bus_reply_method_return(call.get(), signature, value(*result));
+    else
+      reply_error(call.get(), result.error());
+  };
+}
+
 // A new method return for `call`, filled by `fill` and sent; sd-bus return codes.
 template <typename Fill>
 int reply_with(sd_bus_message* call, Fill fill) {
@@ -226,12 +238,8 @@ int create_with(sd_bus_message* m, void* userdata, sd_bus_error* error, bool own
     if (int rc = read_options(m, /*env_allowed=*/true, &options, error); rc < 0) return rc;
     auto& manager = service_of(userdata)->manager();
     // Answered once the supervisor is up, from the loop, which serves others meanwhile.
-    auto done = [call = keep_call(m)](Result<SandboxRecord> created) {
-      if (created)
-        (void)sd_bus_reply_method_return(call.get(), "s", created->name.c_str());
-      else
-        reply_error(call.get(), created.error());
-    };
+    auto done = reply_later<SandboxRecord>(
+        m, "s", [](const SandboxRecord& created) { return created.name.c_str(); });
     if (own_text)
       manager.create_with_text(name, policy, source, std::move(command), caller.uid,
                                std::move(options), done);
@@ -320,12 +328,8 @@ int method_start(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
     // Answered once the supervisor has launched, from the loop.
-    service_of(userdata)->manager().start(r.name, [call = keep_call(m)](Result<bool> started) {
-      if (started)
-        (void)sd_bus_reply_method_return(call.get(), "b", *started ? 1 : 0);
-      else
-        reply_error(call.get(), started.error());
-    });
+    service_of(userdata)->manager().start(
+        r.name, reply_later<bool>(m, "b", [](bool changed) { return changed ? 1 : 0; }));
     return 1;
   });
 }
@@ -612,12 +616,8 @@ int method_set_policy(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     const char* text = nullptr;
     const char* source = nullptr;
     if (int rc = sd_bus_message_read(m, "ss", &text, &source); rc < 0) return rc;
-    service_of(userdata)->manager().set_policy(name, text, source, [call = keep_call(m)](Result<uint64_t> revision) {
-      if (revision)
-        (void)sd_bus_reply_method_return(call.get(), "t", *revision);
-      else
-        reply_error(call.get(), revision.error());
-    });
+    service_of(userdata)->manager().set_policy(
+        name, text, source, reply_later<uint64_t>(m, "t", [](uint64_t n) { return n; }));
     return 1;
   });
 }
@@ -665,12 +665,8 @@ int method_rollback_policy(sd_bus_message* m, void* userdata, sd_bus_error* erro
     const std::string& name = r.name;
     uint64_t to = 0;
     if (int rc = sd_bus_message_read(m, "t", &to); rc < 0) return rc;
-    service_of(userdata)->manager().rollback_policy(name, to, [call = keep_call(m)](Result<uint64_t> revision) {
-      if (revision)
-        (void)sd_bus_reply_method_return(call.get(), "t", *revision);
-      else
-        reply_error(call.get(), revision.error());
-    });
+    service_of(userdata)->manager().rollback_policy(
+        name, to, reply_later<uint64_t>(m, "t", [](uint64_t n) { return n; }));
     return 1;
   });
 }
@@ -679,12 +675,9 @@ int method_open_pty(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     SandboxRecord r;
     if (int rc = touchable(m, userdata, error, &r); rc < 0) return rc;
-    service_of(userdata)->manager().open_pty(r.name, [call = keep_call(m)](Result<UniqueFd> master) {
-      if (master)
-        (void)sd_bus_reply_method_return(call.get(), "h", master->get());  // sd-bus sends a copy
-      else
-        reply_error(call.get(), master.error());
-    });
+    // sd-bus sends a copy of the descriptor.
+    service_of(userdata)->manager().open_pty(
+        r.name, reply_later<UniqueFd>(m, "h", [](const UniqueFd& master) { return master.get(); }));
     return 1;
   });
 }

@@ -9,6 +9,14 @@
 #include "sys/file_util.hpp"
 
 namespace openshell::daemon {
+namespace {
+
+// Whether `cmdline` (NUL-separated) is that of sandbox `name`'s supervisor.
+bool is_supervisor_cmdline(const std::string& cmdline, const std::string& name) {
+  return cmdline.find(std::string("\0--name\0", 8) + name + '\0') != std::string::npos;
+}
+
+}  // namespace
 
 DirectDriver::DirectDriver(std::string log_dir) : log_dir_(std::move(log_dir)) { spare_.start(); }
 

@@ -65,7 +65,4 @@ class Driver {
 // The driver `config.driver` asks for ("auto": systemd when PID 1 is systemd).
 Result<std::unique_ptr<Driver>> make_driver(const Config& config, sd_event* event);
 
-// Whether `cmdline` (NUL-separated) is that of sandbox `name`'s supervisor.
-bool is_supervisor_cmdline(const std::string& cmdline, const std::string& name);
-
 }  // namespace openshell::daemon

@@ -99,10 +99,6 @@ Status no_sandbox(const std::string& name) {
 
 }  // namespace
 
-bool is_supervisor_cmdline(const std::string& cmdline, const std::string& name) {
-  return cmdline.find(std::string("\0--name\0", 8) + name + '\0') != std::string::npos;
-}
-
 // One sandbox: its record, the policy in force, and what it waits for.
 struct Manager::Sandbox {
   SandboxRecord record;
@@ -861,6 +857,7 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
   command->done = std::move(done);
   const std::string argv0 = argv.front();
 
+  Status st;
   if (!driver_->passes_stdio()) {
     // The supervisor cannot take the caller's descriptors: hold the sandbox with its default
     // command, exec the command in it, delete it.
@@ -870,7 +867,7 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
     command->env = std::move(env);
     command->stdio = std::move(stdio);
     commands_[ticket] = std::move(command);
-    auto st = launch(**admitted, {}, {}, [this, ticket, name](const LaunchEnd& end) {
+    st = launch(**admitted, {}, {}, [this, ticket, name](const LaunchEnd& end) {
       auto it = commands_.find(ticket);
       if (it == commands_.end()) return;
       Command& c = *it->second;
@@ -890,33 +887,30 @@ Result<uint64_t> Manager::run(const std::string& policy, const std::string& text
         finish_command(ticket, failed);
       }
     });
-    if (!st) {
-      commands_.erase(ticket);
-      (void)forget(name);
-      return st.error();
-    }
-    return ticket;
+  } else {
+    options.env.clear();  // a run's environment goes to its command, not to a record
+    auto admitted =
+        admit(name, *np, std::move(argv), owner, std::move(options), /*ephemeral=*/true);
+    if (!admitted) return admitted.error();
+    Sandbox& sandbox = **admitted;
+    sandbox.run_ticket = ticket;
+    commands_[ticket] = std::move(command);
+    st = launch(sandbox, std::move(stdio), std::move(env),
+                [this, ticket, argv0](const LaunchEnd& end) {
+                  if (end.status) return;  // its end comes on the status channel
+                  ExecOutcome outcome;
+                  outcome.error = "the sandbox did not start: " + end.status.error().message();
+                  // The supervisor's own status as a shell's: the command was the problem.
+                  if (end.exit_code == 126 || end.exit_code == 127) {
+                    outcome.exit_code = *end.exit_code;
+                    outcome.error = "cannot run " + argv0 + ": " +
+                                    std::strerror(*end.exit_code == 127 ? ENOENT : EACCES);
+                  }
+                  end_run(ticket, outcome);
+                });
   }
-
-  options.env.clear();  // a run's environment goes to its command, not to a record
-  auto admitted = admit(name, *np, std::move(argv), owner, std::move(options), /*ephemeral=*/true);
-  if (!admitted) return admitted.error();
-  Sandbox& sandbox = **admitted;
-  sandbox.run_ticket = ticket;
-  commands_[ticket] = std::move(command);
-  auto st = launch(sandbox, std::move(stdio), std::move(env),
-                   [this, ticket, argv0](const LaunchEnd& end) {
-    if (end.status) return;  // its end comes on the status channel
-    ExecOutcome outcome;
-    outcome.error = "the sandbox did not start: " + end.status.error().message();
-    // The supervisor's own status as a shell's: the command was the problem.
-    if (end.exit_code == 126 || end.exit_code == 127) {
-      outcome.exit_code = *end.exit_code;
-      outcome.error = "cannot run " + argv0 + ": " + std::strerror(*end.exit_code == 127 ? ENOENT : EACCES);
-    }
-    end_run(ticket, outcome);
-  });
   if (!st) {
+    // Nothing started: no outcome to give, nothing to keep.
     commands_.erase(ticket);
     (void)forget(name);
     return st.error();
