@@ -63,7 +63,8 @@ Result<std::string> normalize_segment(std::string_view seg, bool allow_encoded_s
     i += 2;
     if (byte == 0) return Error::invalid("an escaped NUL in the path");
     if (byte == '/' && !allow_encoded_slash)
-      return Error::invalid("an escaped '/' (%2F) in the path");
+      return Error{std::make_error_code(std::errc::permission_denied),
+                   "an escaped '/' (%2F) in the path (allow_encoded_slash is not set)"};
     if (unreserved(byte)) {
       out += static_cast<char>(byte);
     } else {
@@ -83,7 +84,7 @@ bool method_matches(std::string_view rule, std::string_view method) {
 }
 
 bool path_matches(const std::string& rule, const std::string& path) {
-  return rule.empty() || policy::glob_matches(rule, path, policy::GlobSyntax::kFlat);
+  return rule.empty() || policy::glob_matches(rule, path, policy::GlobSyntax::kSegments);
 }
 
 bool value_matches(const policy::QueryMatcher& matcher, const std::string& value) {
@@ -313,10 +314,12 @@ Decision evaluate(const policy::Endpoint& endpoint, const Request& request) {
         d.rule = "rules[" + std::to_string(i) + "]";
       }
     }
-    if (!d.allowed)
-      d.reason = endpoint.access ? std::string("access ") + access_name(*endpoint.access) +
-                                       " does not allow " + upper(request.method)
-                                 : "no rule allows " + upper(request.method) + " " + request.path;
+    if (!d.allowed && endpoint.access) {
+      d.rule = std::string("access ") + access_name(*endpoint.access);
+      d.reason = d.rule + " does not allow " + upper(request.method);
+    } else if (!d.allowed) {
+      d.reason = "no rule allows " + upper(request.method) + " " + request.path;
+    }
   }
   if (!d.allowed && endpoint.enforcement == policy::Enforcement::kAudit) {
     d.allowed = true;

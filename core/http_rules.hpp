@@ -6,7 +6,9 @@
 //
 // Semantics follow the policy language as OpenShell defines it (shared/reference census):
 // methods compare case-insensitively and a GET rule admits HEAD; paths are canonicalised before
-// matching; a query matcher on an allow rule needs every value of its key to match and fails on
+// matching, and a path glob's '*' stays within one segment while '**' crosses them (OpenShell's
+// '*' crosses '/': ours is the stricter reading, so "/repos/*" never admits
+// "/repos/a/b/collaborators"; query values have no segments, their globs are flat); a query matcher on an allow rule needs every value of its key to match and fails on
 // a missing key, on a deny rule any matching value denies and a missing key leaves the rule out;
 // a deny rule beats every allow; `enforcement = "audit"` logs a denial and lets it pass.
 #pragma once
@@ -28,7 +30,8 @@ inline constexpr size_t kMaxQueryParams = 256;
 
 // A request target in origin form ("/a/b?x=1"), canonical:
 //   - percent-escapes of unreserved characters (A-Z a-z 0-9 - . _ ~) are decoded, every other
-//     escape is kept, its hex upper-cased; an escaped '/' (%2F) is refused unless
+//     escape is kept, its hex upper-cased; an escaped '/' (%2F) is refused (with
+//     std::errc::permission_denied: a policy's refusal, not a malformed target) unless
 //     `allow_encoded_slash` (then it stays escaped, and never splits a segment);
 //   - ";params" are stripped from each segment, "//" collapses, "." and ".." segments resolve
 //     (".." never climbs above the root);
@@ -71,7 +74,8 @@ struct Decision {
   bool allowed = false;
   // Denied by the rules but let through: the endpoint's enforcement is audit.
   bool audit_only = false;
-  // What decided: "deny_rules[0]", "rules[2]", "access read-only", or "" when no rule allowed it.
+  // What decided: "deny_rules[0]", "rules[2]", "access read-only" (which allowed, or which did
+  // not allow, the method), or "" when no rule allowed it.
   std::string rule;
   // For a human and the 403 body: why it was denied (empty when a rule allowed it).
   std::string reason;

@@ -320,4 +320,55 @@ bool is_blocked_name(std::string_view host) {
          host.substr(host.size() - kLocalhostSuffix.size()) == kLocalhostSuffix;
 }
 
+bool split_authority(std::string_view authority, std::string* host, uint16_t* port,
+                     uint16_t default_port) {
+  *port = default_port;
+  std::string_view port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    *host = std::string(authority.substr(0, close + 1));
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return false;
+      port_text = authority.substr(close + 2);
+    }
+  } else {
+    auto colon = authority.rfind(':');
+    if (colon != std::string_view::npos) {
+      *host = std::string(authority.substr(0, colon));
+      port_text = authority.substr(colon + 1);
+    } else {
+      *host = std::string(authority);
+    }
+  }
+  if (!port_text.empty()) {
+    unsigned value = 0;
+    if (port_text.size() > 5) return false;
+    for (char c : port_text) {
+      if (c < '0' || c > '9') return false;
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return false;
+    *port = static_cast<uint16_t>(value);
+  }
+  return !host->empty() && *port != 0;
+}
+
+Result<UpstreamProxy> parse_upstream_proxy(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme)
+    return Error::invalid("upstream proxy " + std::string(url.substr(0, 128)) +
+                          ": only http://HOST:PORT is supported");
+  std::string_view authority = url.substr(kScheme.size());
+  if (!authority.empty() && authority.back() == '/') authority.remove_suffix(1);
+  UpstreamProxy proxy;
+  if (authority.find_first_of("@/?#") != std::string_view::npos ||
+      !split_authority(authority, &proxy.host, &proxy.port, 80))
+    return Error::invalid("upstream proxy " + std::string(url.substr(0, 128)) +
+                          ": expected http://HOST:PORT (no credentials, no path)");
+  if (proxy.host.size() > 2 && proxy.host.front() == '[')
+    proxy.host = proxy.host.substr(1, proxy.host.size() - 2);
+  return proxy;
+}
+
 }  // namespace openshell::net

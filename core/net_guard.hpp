@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "core/cidr.hpp"
+#include "core/result.hpp"
 
 namespace openshell::net {
 
@@ -82,5 +83,22 @@ struct HostCheck {
 // "localhost", "*.localhost" (RFC 6761 reserves them for loopback), "metadata.google.internal".
 // `host` must be normalised (HostCheck::host).
 [[nodiscard]] bool is_blocked_name(std::string_view host);
+
+// "host:port" or "[v6]:port" from a CONNECT target or a URL's or Host header's authority (the
+// brackets kept); `default_port` when it names none. False when it is not one: an empty host, a
+// port that is not 1-65535.
+bool split_authority(std::string_view authority, std::string* host, uint16_t* port,
+                     uint16_t default_port);
+
+// The operator's own egress proxy (openshelld.toml upstream_proxy, the supervisor's
+// --upstream-proxy): allowed connections are dialed through it with CONNECT, every decision
+// still the sandbox proxy's.
+struct UpstreamProxy {
+  std::string host;  // a name or an address (IPv6 without brackets)
+  uint16_t port = 0;
+};
+// "http://HOST:PORT" (PORT defaults to 80); anything else (https://, credentials, a path) is an
+// error that says what is supported.
+Result<UpstreamProxy> parse_upstream_proxy(std::string_view url);
 
 }  // namespace openshell::net

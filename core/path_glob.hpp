@@ -1,9 +1,9 @@
 // Path globs for binaries (`binaries[].path`) and L7 request paths (`path`, rule paths, query
 // values). Two syntaxes share one matcher:
-//   kSegments (binaries): '*' matches within one path segment (never '/'), '**' (two or more
+//   kSegments (binaries, L7 request paths): '*' matches within one path segment (never '/'), '**' (two or more
 //             stars) matches any run including '/', '?' one character other than '/', and a
 //             class never matches '/'. So "/**" matches every absolute path.
-//   kFlat (L7, OpenShell's request-path semantics): '*' and '**' both match any run including '/',
+//   kFlat (query values; OpenShell's request-path semantics): '*' and '**' match any run, '/' too,
 //             '?' any one character, classes may match '/' when negated.
 // Classes: "[abc]", "[a-z]", "[!x]" (also "[^x]"); a ']' right after '[' or '[!' is literal.
 // There is no backslash escape (a backslash is an ordinary character); "[*]" matches a literal

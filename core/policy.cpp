@@ -13,6 +13,9 @@
 // - `path`, `allow_encoded_slash` and `request_body_credential_rewrite` need an L7 protocol, like
 //   access/rules/deny_rules: on an L4 endpoint they could not be enforced and would only suggest
 //   a restriction that does not exist.
+// - What this version cannot enforce is refused unless ParseOptions::l7 (the grammar's own
+//   tests): protocols graphql, mcp and json-rpc, an endpoint's `path`, and
+//   request_body_credential_rewrite = true.
 // - An L7 rule without `method` allows any method; without `path`, any path. A rule path must
 //   start with '/' or '*' (a canonical request path always starts with '/').
 // - "max" is accepted by every [resources] limit, meaning "no limit" (cgroup spelling); it is kept
@@ -1085,26 +1088,34 @@ class Validator {
     }
 
     if (!options_.l7) {
-      // The grammar is checked above; what it asks for cannot be enforced yet, and a security
-      // tool must never quietly enforce less than its policy says.
-      const auto unavailable = [&](const toml::node* n, std::string_view field) {
-        if (n != nullptr)
-          report(*n, key(field),
-                 std::string(field) + " needs TLS termination, not available in this version");
+      // The grammar is checked above. What this version cannot enforce is refused, field by
+      // field: a security tool must never quietly enforce less than its policy says. REST and
+      // WebSocket rules are enforced (TLS termination, issue 15); the rest is not yet.
+      const auto unavailable = [&](const toml::node* n, std::string_view field,
+                                   std::string_view why) {
+        if (n != nullptr) report(*n, key(field), std::string(field) + " " + std::string(why));
       };
-      report(*protocol, key("protocol"),
-             "protocol " + std::string(protocol_name(ep.protocol)) +
-                 " needs TLS termination, not available in this version (omit protocol for an "
-                 "L4 endpoint: host, port and binary)");
-      unavailable(access, "access");
-      unavailable(rules, "rules");
-      unavailable(deny, "deny_rules");
-      unavailable(path, "path");
-      unavailable(p.get("enforcement"), "enforcement");
-      unavailable(p.get("tls"), "tls");
-      unavailable(encoded_slash, "allow_encoded_slash");
-      unavailable(body_rewrite, "request_body_credential_rewrite");
-      return ep;
+      if (ep.protocol != Protocol::kRest && ep.protocol != Protocol::kWebsocket) {
+        const std::string later = "is not enforced in this version (protocol rest and websocket "
+                                  "are; omit protocol for an L4 endpoint)";
+        report(*protocol, key("protocol"),
+               "protocol " + std::string(protocol_name(ep.protocol)) + " " + later);
+        unavailable(access, "access", later);
+        unavailable(rules, "rules", later);
+        unavailable(deny, "deny_rules", later);
+        unavailable(path, "path", later);
+        unavailable(p.get("enforcement"), "enforcement", later);
+        unavailable(p.get("tls"), "tls", later);
+        unavailable(encoded_slash, "allow_encoded_slash", later);
+        unavailable(body_rewrite, "request_body_credential_rewrite", later);
+        return ep;
+      }
+      unavailable(path, "path",
+                  "(choosing among endpoints by request path) is not enforced in this version; "
+                  "put the path in rules instead");
+      if (ep.request_body_credential_rewrite)
+        unavailable(body_rewrite, "request_body_credential_rewrite",
+                    "needs credential providers, not available in this version");
     }
     if (access != nullptr && rules != nullptr) {
       report(*access, key("access"), "access and rules are exclusive: use one or the other");

@@ -151,10 +151,11 @@ struct ParseResult {
 };
 
 struct ParseOptions {
-  // L7 endpoints (protocol rest, websocket, graphql, mcp, json-rpc and the fields that go with
-  // them) are part of the language, but this version has no TLS termination to enforce them:
-  // unless set, a policy that uses them is refused, field by field. Only the grammar's own
-  // tests set it.
+  // L7 endpoints are part of the language, but this version enforces only protocol rest and
+  // websocket (access, rules, deny_rules, enforcement, tls, allow_encoded_slash): unless set, a
+  // policy that uses the rest (graphql, mcp, json-rpc, an endpoint's path,
+  // request_body_credential_rewrite) is refused, field by field. Only the grammar's own tests
+  // set it.
   bool l7 = false;
 };
 

@@ -4,6 +4,8 @@
 
 #include <toml++/toml.h>
 
+#include "core/net_guard.hpp"
+
 #include <algorithm>
 #include <tuple>
 
@@ -114,6 +116,30 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
       r.count_value(node, k, 1, 4096, config.max_sandboxes_per_user);
     } else if (k == "removed_logs_kept") {
       r.count_value(node, k, 0, 100000, config.removed_logs_kept);
+    } else if (k == "upstream_ca") {
+      const toml::array* files = node.as_array();
+      if (files == nullptr) {
+        r.problem(node.source(), k + ": must be an array of absolute paths");
+        continue;
+      }
+      for (auto&& file : *files) {
+        std::string pem;
+        r.path_value(file, k, pem, true);
+        if (pem.empty()) continue;
+        if (::access(pem.c_str(), R_OK) != 0) {
+          r.problem(file.source(), k + ": cannot read " + pem);
+          continue;
+        }
+        config.upstream_ca.push_back(pem);
+      }
+    } else if (k == "upstream_proxy") {
+      std::string url;
+      r.path_value(node, k, url, false);
+      if (url.empty()) continue;
+      if (auto parsed = net::parse_upstream_proxy(url); !parsed)
+        r.problem(node.source(), k + ": " + parsed.error().message());
+      else
+        config.upstream_proxy = url;
     } else if (k == "sandbox_defaults") {
       const toml::table* defaults = node.as_table();
       if (defaults == nullptr) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/policy.hpp"
 #include "core/result.hpp"
@@ -30,6 +31,12 @@ struct Config {
   // How supervisors are started: "systemd" (a transient unit per sandbox in openshell.slice),
   // "direct" (a detached process), or "auto" (systemd when PID 1 is systemd).
   std::string driver = "auto";
+  // Extra roots trusted for upstream TLS besides the host's (corporate or internal CAs): PEM
+  // files, each readable when the config is loaded; every supervisor gets --upstream-ca.
+  std::vector<std::string> upstream_ca;
+  // The operator's egress proxy, "http://HOST:PORT" (checked), or "" for none: every
+  // supervisor gets --upstream-proxy and dials allowed destinations through it.
+  std::string upstream_proxy;
 };
 
 // Reads the file; unknown keys and wrong types are errors with file:line:col, every one of them

@@ -383,6 +383,9 @@ Status Manager::launch(Sandbox& sandbox, std::vector<UniqueFd> stdio,
     l.args.insert(l.args.end(), {"--owner", std::to_string(record.owner_uid)});
   for (const auto& assignment : policy::resource_assignments(config_.sandbox_defaults))
     l.args.insert(l.args.end(), {"--default", assignment});
+  for (const auto& file : config_.upstream_ca) l.args.insert(l.args.end(), {"--upstream-ca", file});
+  if (!config_.upstream_proxy.empty())
+    l.args.insert(l.args.end(), {"--upstream-proxy", config_.upstream_proxy});
   l.command = record.command;
   l.resources = policy::with_defaults((*policy)->resources, config_.sandbox_defaults);
   l.stdio = std::move(stdio);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <future>
 #include <iostream>
 #include <random>
 
@@ -16,6 +17,8 @@
 #include "sys/journal.hpp"
 #include "sys/netns.hpp"
 #include "sys/unix_socket.hpp"
+#include "supervisor/proxy/server.hpp"
+#include "supervisor/proxy/tls_contexts.hpp"
 #include "supervisor/run.hpp"
 
 namespace openshell::supervisor {
@@ -58,6 +61,8 @@ struct RunArgs {
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> defaults;  // --default KEY=VALUE
+  std::vector<std::string> upstream_ca;
+  std::string upstream_proxy;
   int64_t owner = -1;
   std::vector<std::string> command;
 };
@@ -109,6 +114,15 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
                        "': use 1-63 of a-z, 0-9 and '-', starting with a letter or digit");
   if (args.command.empty()) return usage_error("run: no command given after --");
   if (auto st = control::check_env(args.env); !st) return usage_error("run: " + st.error().message());
+  // TLS termination's means: the sandbox's own CA (its key in this process only) and the two
+  // TLS contexts, made on a thread of their own: OpenSSL's first use and the host's roots
+  // (~3 ms) overlap with the policy, the events, the cgroup and the network's thread.
+  if (!args.upstream_proxy.empty())
+    if (auto proxy = net::parse_upstream_proxy(args.upstream_proxy); !proxy)
+      return usage_error("run: --upstream-proxy: " + proxy.error().message());
+  auto tls_made = std::async(std::launch::async, [name = options.name, files = args.upstream_ca] {
+    return proxy::make_termination(name, files);
+  });
   // Before the policy, the event files and the cgroup: the network's thread (libnftables, the
   // first commit) is a start's longest part, and from here it overlaps with all of them.
   UniqueFd spare(args.netns_fd);
@@ -157,6 +171,13 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
 
   options.cgroup_delegated = args.cgroup_delegated;
   options.status = &status;
+  options.upstream_proxy = args.upstream_proxy;
+  // Asked for by the plan (the CA's certificate) and by the proxy: the thread's one answer.
+  std::optional<Result<std::shared_ptr<proxy::Termination>>> tls;
+  options.tls = [&tls, &tls_made]() -> Result<std::shared_ptr<proxy::Termination>> {
+    if (!tls) tls = tls_made.get();
+    return *tls;
+  };
 
   auto tee = std::make_unique<TeeSink>();
   if (!args.events_file.empty()) {
@@ -237,6 +258,14 @@ int supervisor_main(int argc, char** argv) {
                       "KEY=VALUE: a limit where the policy's [resources] sets none (memory_max, "
                       "cpu_max, pids_max, tmp_size, shm_size; \"max\" for none)")
       ->allow_extra_args(false);
+  run_cmd->add_option("--upstream-ca", run.upstream_ca,
+                      "PEM FILE of extra roots trusted for upstream TLS (corporate or internal "
+                      "CAs), besides the host's")
+      ->check(CLI::ExistingFile)
+      ->allow_extra_args(false);
+  run_cmd->add_option("--upstream-proxy", run.upstream_proxy,
+                      "http://HOST:PORT: dial allowed destinations through this proxy (CONNECT); "
+                      "every decision stays ours");
   run_cmd->add_option("--owner", run.owner,
                       "UID the sandbox is for: policy paths and the workdir are opened with that "
                       "user's credentials, and refused where that user could not reach them");

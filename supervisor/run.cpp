@@ -224,13 +224,19 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
                                 "): the proxy finds its callers by searching /proc");
   // Egress: the proxy and the policy DNS, on the same io_context as the signal handling.
   auto listeners = network.take_listeners();
+  proxy::EgressService::Inspection inspection;
+  if (options.tls)
+    if (auto tls = options.tls(); tls) inspection.tls = *tls;  // its error ended the plan
+  if (!options.upstream_proxy.empty())
+    if (auto parsed = net::parse_upstream_proxy(options.upstream_proxy); parsed)
+      inspection.upstream_proxy = *parsed;  // checked with the arguments
   proxy::EgressService egress(
       io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
       cgroup->procs_file(), options.static_hosts,
       {std::move(listeners.explicit_proxy), std::move(listeners.transparent),
        std::move(listeners.dns), std::move(listeners.diag), std::move(launched->connect_listener),
        std::move(listeners.refused_log)},
-      network);
+      network, std::move(inspection));
   // A new policy from SIGHUP (the file again) or the control socket: validate, then swap; a
   // broken one changes nothing. Only network_policies change in a running sandbox; the rest was
   // fixed at creation.

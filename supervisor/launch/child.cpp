@@ -193,7 +193,8 @@ int generated_file_in_child(const MountEntry& m, size_t index) {
 }
 
 // The generated files of the directory holding plan.mounts[first], i.e. the kGeneratedFile
-// entries with that parent. Each is bound over its name when all of them can be. Otherwise the
+// entries beneath that parent (its own files, and those of new subdirectories such as
+// /etc/openshell-tls). Each is bound over its name when all of them can be. Otherwise the
 // directory becomes a read-only overlay with the generated files in a layer above what it held: a
 // host's /etc may lack hosts, or have resolv.conf as a symlink (Ubuntu's points into
 // /run/systemd/resolve), and the read-only bind of that /etc can neither take a new name nor a bind
@@ -209,7 +210,7 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
   auto in_dir = [&](const MountEntry& m) {
     return m.kind == MountEntry::Kind::kGeneratedFile && !m.generated_done &&
            m.stage_path.size() > dir_len + 1 && m.stage_path.compare(0, dir_len, dir) == 0 &&
-           m.stage_path[dir_len] == '/' && m.stage_path.find('/', dir_len + 1) == std::string::npos;
+           m.stage_path[dir_len] == '/';
   };
   bool bindable = true;
   for (size_t j = 0; j < plan.mounts.size() && bindable; ++j)
@@ -231,7 +232,7 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
   char layer[64];
   std::snprintf(layer, sizeof layer, "%s/.openshell-layer-%zu", kAssemblyBase, first);
   if (::mkdir(layer, 0755) != 0) return errno;
-  if (int err = sys::tmpfs_in_child(layer, MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=64");
+  if (int err = sys::tmpfs_in_child(layer, MS_NOSUID | MS_NODEV, "mode=0755,size=8m,nr_inodes=64");
       err != 0)
     return err;
   for (size_t j = 0; j < plan.mounts.size(); ++j) {
@@ -241,6 +242,14 @@ int generated_dir_in_child(LaunchPlan& plan, size_t first, Stage* stage) {
     if (std::snprintf(path, sizeof path, "%s%s", layer, m.stage_path.c_str() + dir_len) >=
         static_cast<int>(sizeof path))
       return ENAMETOOLONG;
+    // A file of a subdirectory the host's does not have: the subdirectory, in the layer.
+    if (char* slash = std::strrchr(path, '/');
+        slash != nullptr && m.stage_path.find('/', dir_len + 1) != std::string::npos) {
+      *slash = '\0';
+      const int err = sys::mkdir_p_in_child(path);
+      *slash = '/';
+      if (err != 0) return err;
+    }
     if (int err = write_new_file_in_child(path, m.content); err != 0) return err;
     m.generated_done = true;
   }

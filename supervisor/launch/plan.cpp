@@ -12,11 +12,25 @@
 
 #include "core/capture.hpp"
 #include "core/log.hpp"
+#include "supervisor/proxy/tls_contexts.hpp"
 #include "sys/credentials.hpp"
 #include "sys/file_util.hpp"
 
 namespace openshell::supervisor {
 namespace {
+
+// The host's trusted roots as one PEM bundle (Debian and Ubuntu, Fedora and RHEL, others), or
+// "" when the host has none of them; at most 4 MiB.
+std::string host_roots() {
+  for (const char* file : {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                           "/etc/ssl/cert.pem"}) {
+    auto text = sys::read_file(file, 4 << 20);
+    if (!text || text->empty()) continue;
+    if (text->back() != '\n') text->push_back('\n');
+    return std::move(*text);
+  }
+  return "";
+}
 
 using policy::LandlockCompatibility;
 
@@ -255,14 +269,23 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
     }
   }
 
-  // Generated identity and name files, bound over whatever the host's /etc has.
-  const std::pair<const char*, std::string> generated[] = {
+  // Generated identity and name files, bound over whatever the host's /etc has, and the
+  // sandbox CA for the TLS clients inside.
+  std::vector<std::pair<std::string, std::string>> generated = {
       {"/etc/passwd", passwd_content(plan.inside_uid, plan.inside_gid, home)},
       {"/etc/group", group_content(plan.inside_gid)},
       {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n"},
       {"/etc/resolv.conf", std::string("# openshell: the sandbox's policy DNS\nnameserver ") +
                                capture::kSandboxAddressText + "\n"},
   };
+  std::string tls_ca_pem;
+  if (options.tls) {
+    auto tls = options.tls();
+    if (!tls) return tls.error().wrap("setting up TLS termination");
+    tls_ca_pem = (*tls)->ca->certificate_pem();
+    generated.emplace_back(std::string(kTlsDir) + "/openshell-ca.pem", tls_ca_pem);
+    generated.emplace_back(std::string(kTlsDir) + "/ca-bundle.pem", host_roots() + tls_ca_pem);
+  }
   for (const auto& [path, content] : generated) {
     // Ours, whatever the policy lists: a bind of the host's file there would only be covered.
     std::erase_if(plan.mounts, [&](const MountEntry& e) { return e.target == path; });
@@ -323,6 +346,15 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   for (const char* var :
        {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"})
     plan.env_storage.push_back(std::string(var) + "=" + proxy_url);
+  // TLS clients trust the sandbox's CA (the bundle: the host's roots and it; Node adds the CA
+  // to its own).
+  if (!tls_ca_pem.empty()) {
+    const std::string bundle = std::string(kTlsDir) + "/ca-bundle.pem";
+    for (const char* var :
+         {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "PIP_CERT"})
+      plan.env_storage.push_back(std::string(var) + "=" + bundle);
+    plan.env_storage.push_back(std::string("NODE_EXTRA_CA_CERTS=") + kTlsDir + "/openshell-ca.pem");
+  }
   plan.env_storage.push_back("NO_PROXY=localhost,127.0.0.1,::1");
   plan.env_storage.push_back("no_proxy=localhost,127.0.0.1,::1");
   if (const char* term = std::getenv("TERM"))

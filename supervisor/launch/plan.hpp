@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +24,10 @@
 #include "sys/seccomp.hpp"
 
 namespace openshell::supervisor {
+
+namespace proxy {
+struct Termination;  // supervisor/proxy/tls_contexts.hpp
+}
 
 // Where the new root is assembled inside the child's private mount namespace before
 // pivot_root. The child opens every bind source (O_PATH) before it mounts over this path, so
@@ -71,7 +76,17 @@ struct RunOptions {
   // the policy and the workdir is resolved and opened with that user's credentials, so a
   // sandbox never shows its owner a file the owner could not reach on the host.
   std::optional<uid_t> owner;
+  // TLS termination (the sandbox CA and both TLS contexts, tls_contexts.hpp), made on a thread
+  // while the sandbox is built; asked for when the plan needs the CA's certificate and when
+  // the proxy starts (the same answer both times). When set, the sandbox gets
+  // /etc/openshell-tls/ (openshell-ca.pem: the CA alone; ca-bundle.pem: the host's roots and
+  // the CA) and the environment that points TLS clients there. Never a key.
+  std::function<Result<std::shared_ptr<proxy::Termination>>()> tls;
+  // --upstream-proxy, checked: http://HOST:PORT, or "" for none.
+  std::string upstream_proxy;
 };
+
+inline constexpr const char* kTlsDir = "/etc/openshell-tls";
 
 struct LaunchPlan {
   std::string name;

@@ -65,7 +65,7 @@ std::vector<Cidr> policy_destinations(const policy::Policy& policy) {
 EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
                              std::shared_ptr<const policy::Policy> policy, EventSink& events,
                              pid_t sandbox_init, std::string procs_file, StaticHosts static_hosts,
-                             Sockets sockets, SandboxNetwork& network)
+                             Sockets sockets, SandboxNetwork& network, Inspection inspection)
     : policy_(std::move(policy)),
       network_(network),
       pins_(std::make_shared<PinTable>()),
@@ -110,6 +110,8 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   config.procs_file = std::move(procs_file);
   config.resolve = resolve;
   config.lookup = lookup;
+  config.tls = std::move(inspection.tls);
+  config.upstream_proxy = std::move(inspection.upstream_proxy);
   diag_ = std::move(sockets.diag);
   config.diag_fd = diag_.get();
   if (sockets.connect_listener) {

@@ -46,10 +46,16 @@ class EgressService {
     UniqueFd connect_listener;  // may be empty: callers are then found by searching /proc
     UniqueFd refused_log;       // NFLOG of the firewall's refusals; may be empty (not reported)
   };
+  // What the proxy inspects with: TLS termination, the operator's upstream proxy (either may
+  // be absent).
+  struct Inspection {
+    std::shared_ptr<Termination> tls;
+    std::optional<UpstreamProxy> upstream_proxy;
+  };
   EgressService(boost::asio::io_context& io, std::string sandbox,
                 std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,
                 std::string procs_file, StaticHosts static_hosts, Sockets sockets,
-                SandboxNetwork& network);
+                SandboxNetwork& network, Inspection inspection = {});
   // Reports refused packets still queued: a sandbox that ends right after a refusal still
   // gets its finding.
   ~EgressService();

@@ -34,21 +34,13 @@
 #include "core/net_guard.hpp"
 #include "core/tls_peek.hpp"
 #include "supervisor/proxy/identity.hpp"
+#include "supervisor/proxy/session.hpp"
 #include "sys/process.hpp"
 
 namespace openshell::supervisor::proxy {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
-using boost::system::error_code;
-
 constexpr int kSoOriginalDst = 80;  // linux/netfilter_ipv4.h; that header clashes with netinet/in.h
-constexpr size_t kRelayBuffer = 64 * 1024;
 constexpr size_t kPipeBuffer = 256 * 1024;  // per tunnel direction, kernel memory
 
 IpAddress to_ip(const asio::ip::address& a) {
@@ -81,40 +73,26 @@ sockaddr_storage to_sockaddr(const tcp::endpoint& ep) {
   return ss;
 }
 
-// "host:port" or "[v6]:port" from a CONNECT target or an authority. Port 0 if missing.
-bool split_authority(std::string_view authority, std::string* host, uint16_t* port,
-                     uint16_t default_port) {
-  *port = default_port;
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    *host = std::string(authority.substr(0, close + 1));
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return false;
-      port_text = authority.substr(close + 2);
-    }
-  } else {
-    auto colon = authority.rfind(':');
-    if (colon != std::string_view::npos) {
-      *host = std::string(authority.substr(0, colon));
-      port_text = authority.substr(colon + 1);
-    } else {
-      *host = std::string(authority);
-    }
-  }
-  if (!port_text.empty()) {
-    unsigned value = 0;
-    if (port_text.size() > 5) return false;
-    for (char c : port_text) {
-      if (c < '0' || c > '9') return false;
-      value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) return false;
-    *port = static_cast<uint16_t>(value);
-  }
-  return !host->empty() && *port != 0;
+}  // namespace
+
+
+std::string http_response(int status, std::string_view reason, const std::string& body,
+                          const std::string& rule, bool keep_alive) {
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  r += "Content-Type: application/json\r\n";
+  r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  r += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  if (!rule.empty()) r += "X-OpenShell-Policy: " + rule + "\r\n";
+  r += "\r\n" + body;
+  return r;
 }
+
+std::string simple_error(int status, std::string_view reason, std::string_view detail) {
+  nlohmann::json body = {{"error", reason}, {"detail", detail}};
+  return http_response(status, reason, body.dump(), "");
+}
+
+namespace {
 
 std::string json_denial(const egress::Decision& d, const std::string& host, uint16_t port,
                         const std::string& binary) {
@@ -126,22 +104,6 @@ std::string json_denial(const egress::Decision& d, const std::string& host, uint
                          {"binary", binary},
                          {"policy", d.rule}};
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-std::string http_response(int status, std::string_view reason, const std::string& body,
-                          const std::string& rule) {
-  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
-  r += "Content-Type: application/json\r\n";
-  r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  r += "Connection: close\r\n";
-  if (!rule.empty()) r += "X-OpenShell-Policy: " + rule + "\r\n";
-  r += "\r\n" + body;
-  return r;
-}
-
-std::string simple_error(int status, std::string_view reason, std::string_view detail) {
-  nlohmann::json body = {{"error", reason}, {"detail", detail}};
-  return http_response(status, reason, body.dump(), "");
 }
 
 // A coroutine, not a lambda: a lambda coroutine's captures die with the lambda object, which
@@ -156,59 +118,7 @@ awaitable<std::vector<IpAddress>> resolve_blocking(Resolve resolve, std::string 
 
 }  // namespace
 
-struct ProxyServer::Session : std::enable_shared_from_this<Session> {
-  explicit Session(tcp::socket socket)
-      : client(std::move(socket)), upstream(client.get_executor()), timer(client.get_executor()) {}
-
-  tcp::socket client;
-  tcp::socket upstream;
-  asio::steady_timer timer;
-  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
-  bool closed = false;
-  int pumps = 0;
-  // What was decided, for re-evaluation when the policy changes.
-  bool established = false;
-  std::string host;
-  uint16_t port = 0;
-  std::vector<std::string> chain;
-  pid_t pid = -1;
-  std::string mode;
-
-  void close() {
-    if (closed) return;
-    closed = true;
-    error_code ec;
-    client.close(ec);
-    upstream.close(ec);
-    timer.cancel();
-  }
-  // A refused transparent connection gets a reset, as a closed port would give.
-  void reset() {
-    error_code ec;
-    client.set_option(asio::socket_base::linger(true, 0), ec);
-    close();
-  }
-};
-
-struct ProxyServer::Impl {
-  Impl(asio::io_context& io, int explicit_fd, int transparent_fd)
-      : explicit_acceptor(io, tcp::v4(), explicit_fd),
-        transparent_acceptor(io, tcp::v4(), transparent_fd),
-        resolver_pool(2) {}
-  tcp::acceptor explicit_acceptor;
-  tcp::acceptor transparent_acceptor;
-  LazyPool resolver_pool;  // name resolution blocks: never on the io thread
-  std::set<std::shared_ptr<Session>> sessions;
-};
-
 namespace {
-
-struct Dialed {
-  bool ok = false;
-  egress::Decision decision;
-  int status = 403;  // for the explicit proxy when !ok
-  std::string address;
-};
 
 // What an explicit-proxy client gets when its connection was not made: 502 when the upstream
 // did not answer, otherwise 403 with the JSON an agent can act on.
@@ -225,42 +135,7 @@ std::string refusal(const Dialed& dialed, const std::string& host, uint16_t port
 
 }  // namespace
 
-// All session logic lives here so the header stays small.
-class SessionRunner {
- public:
-  SessionRunner(ProxyServer::Impl& impl, const ProxyConfig& config, asio::io_context& io)
-      : impl_(impl), config_(config), io_(io) {}
-
-  awaitable<void> run_explicit(std::shared_ptr<ProxyServer::Session> s);
-  awaitable<void> send_and_close(std::shared_ptr<ProxyServer::Session> s, std::string response);
-  awaitable<void> tunnel(std::shared_ptr<ProxyServer::Session> s, const std::string& host,
-                         uint16_t port, beast::flat_buffer& buffer, const std::string& problem);
-  awaitable<void> run_transparent(std::shared_ptr<ProxyServer::Session> s);
-  void reevaluate();
-
- private:
-  std::vector<std::string> identify(ProxyServer::Session& s, const tcp::endpoint& server,
-                                    std::string* problem);
-  awaitable<std::vector<IpAddress>> resolve(const std::string& host);
-  awaitable<Dialed> decide_and_dial(ProxyServer::Session& s, const std::string& host,
-                                    uint16_t port);
-  // Sends to_upstream, then relays both ways until both sides are done or the tunnel idles out.
-  // upstream_flowing: the upstream -> client direction was started already (start_downstream).
-  awaitable<void> relay(std::shared_ptr<ProxyServer::Session> s, std::string to_upstream,
-                        bool upstream_flowing = false);
-  void start_downstream(const std::shared_ptr<ProxyServer::Session>& s);
-  awaitable<void> pump(std::shared_ptr<ProxyServer::Session> s, bool upstream_to_client);
-  awaitable<std::string> read_initial(ProxyServer::Session& s, std::string already);
-  void emit(const ProxyServer::Session& s, const egress::Decision& d, const std::string& address,
-            bool allowed);
-  void arm_deadline(std::shared_ptr<ProxyServer::Session> s, std::chrono::milliseconds after);
-
-  ProxyServer::Impl& impl_;
-  const ProxyConfig& config_;
-  asio::io_context& io_;
-};
-
-void SessionRunner::arm_deadline(std::shared_ptr<ProxyServer::Session> s,
+void SessionRunner::arm_deadline(std::shared_ptr<Session> s,
                                  std::chrono::milliseconds after) {
   s->timer.expires_after(after);
   s->timer.async_wait([s](const error_code& ec) {
@@ -268,7 +143,7 @@ void SessionRunner::arm_deadline(std::shared_ptr<ProxyServer::Session> s,
   });
 }
 
-std::vector<std::string> SessionRunner::identify(ProxyServer::Session& s,
+std::vector<std::string> SessionRunner::identify(Session& s,
                                                  const tcp::endpoint& server,
                                                  std::string* problem) {
   error_code ec;
@@ -300,9 +175,9 @@ awaitable<std::vector<IpAddress>> SessionRunner::resolve(const std::string& host
                                     use_awaitable);
 }
 
-void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& d,
-                         const std::string& address, bool allowed) {
-  if (config_.events == nullptr) return;
+ocsf::ConnectionInfo SessionRunner::connection_info(const Session& s, const egress::Decision& d,
+                                                   const std::string& address,
+                                                   bool allowed) const {
   ocsf::ConnectionInfo c;
   c.host = d.host.empty() ? s.host : d.host;
   c.port = s.port;
@@ -325,6 +200,13 @@ void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& 
   c.detail = d.reason_text;
   c.mode = s.mode;
   c.protocol = "tcp";
+  return c;
+}
+
+void SessionRunner::emit(const Session& s, const egress::Decision& d, const std::string& address,
+                         bool allowed) {
+  if (config_.events == nullptr) return;
+  const ocsf::ConnectionInfo c = connection_info(s, d, address, allowed);
   // A captured connection the policy refuses is a bypass attempt: one Detection Finding, which
   // carries everything the Network Activity would have (not both for one connection).
   if (!allowed && s.mode == "transparent")
@@ -333,7 +215,7 @@ void SessionRunner::emit(const ProxyServer::Session& s, const egress::Decision& 
     config_.events->emit(ocsf::network_activity(config_.sandbox, c));
 }
 
-awaitable<Dialed> SessionRunner::decide_and_dial(ProxyServer::Session& s, const std::string& host,
+awaitable<Dialed> SessionRunner::decide_and_dial(Session& s, const std::string& host,
                                                  uint16_t port) {
   Dialed out;
   auto policy = config_.policy();
@@ -354,23 +236,21 @@ awaitable<Dialed> SessionRunner::decide_and_dial(ProxyServer::Session& s, const 
     co_return out;
   }
   out.decision = checked;
+  if (config_.upstream_proxy) {
+    const std::string why = co_await dial_through_proxy(s, out.decision.host, port);
+    if (!why.empty()) {
+      out.status = 502;
+      out.decision.reason_text = why;
+      emit(s, out.decision, "", false);
+      co_return out;
+    }
+    out.address = config_.upstream_proxy->host + ":" + std::to_string(config_.upstream_proxy->port);
+  }
   // Only the addresses we checked, in order, each within the connect timeout.
-  error_code ec = asio::error::host_unreachable;
-  for (const auto& ip : dial) {
+  error_code ec = config_.upstream_proxy ? error_code() : asio::error::host_unreachable;
+  for (const auto& ip : config_.upstream_proxy ? std::vector<IpAddress>() : dial) {
     if (s.closed) break;
-    s.upstream = tcp::socket(io_);
-    tcp::endpoint ep(to_asio(ip), port);
-    asio::steady_timer connect_timer(io_);
-    connect_timer.expires_after(std::chrono::seconds(config_.limits.connect_timeout_s));
-    auto* upstream = &s.upstream;
-    connect_timer.async_wait([upstream](const error_code& e) {
-      if (!e) {
-        error_code ignored;
-        upstream->cancel(ignored);
-      }
-    });
-    co_await s.upstream.async_connect(ep, asio::redirect_error(use_awaitable, ec));
-    connect_timer.cancel();
+    ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), port));
     if (!ec) {
       out.address = to_string(ip);
       break;
@@ -386,12 +266,71 @@ awaitable<Dialed> SessionRunner::decide_and_dial(ProxyServer::Session& s, const 
   s.upstream.set_option(tcp::no_delay(true), nodelay_ec);
   out.ok = true;
   s.established = true;
+  s.address = out.address;
   emit(s, out.decision, out.address, true);
   co_return out;
 }
 
+void SessionRunner::cancel_upstream_at(Session& s, asio::steady_timer& deadline) {
+  deadline.expires_after(std::chrono::seconds(config_.limits.connect_timeout_s));
+  deadline.async_wait([upstream = &s.upstream](const error_code& e) {
+    if (!e) {
+      error_code ignored;
+      upstream->cancel(ignored);
+    }
+  });
+}
+
+awaitable<error_code> SessionRunner::connect_within(Session& s, tcp::endpoint to) {
+  s.upstream = tcp::socket(io_);
+  asio::steady_timer deadline(io_);
+  cancel_upstream_at(s, deadline);
+  error_code ec;
+  co_await s.upstream.async_connect(to, asio::redirect_error(use_awaitable, ec));
+  deadline.cancel();
+  co_return ec;
+}
+
+awaitable<std::string> SessionRunner::dial_through_proxy(Session& s, const std::string& host,
+                                                        uint16_t port) {
+  const UpstreamProxy& proxy = *config_.upstream_proxy;
+  const std::string named = "upstream proxy " + proxy.host + ":" + std::to_string(proxy.port);
+  const auto addresses = co_await resolve(proxy.host);
+  error_code ec = asio::error::host_not_found;
+  for (const auto& ip : addresses) {
+    if (s.closed) break;
+    ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), proxy.port));
+    if (!ec) break;
+  }
+  if (ec) co_return named + " unreachable: " + ec.message();
+  const std::string authority =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  const std::string request =
+      "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
+  co_await asio::async_write(s.upstream, asio::buffer(request),
+                             asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return named + ": " + ec.message();
+  // The answer's head alone: the tunnel's bytes come after it, and none may be taken here.
+  beast::flat_buffer answer;
+  asio::steady_timer deadline(io_);
+  cancel_upstream_at(s, deadline);
+  const size_t n = co_await read_head(s.upstream, answer, config_.limits.max_header_bytes);
+  deadline.cancel();
+  if (n == 0 || n == SIZE_MAX) co_return named + " sent no answer to CONNECT";
+  if (answer.size() != n) co_return named + " sent tunnel data before its answer ended";
+  http::response_parser<http::empty_body> parser;
+  parser.skip(true);
+  parser.put(asio::buffer(answer.data().data(), n), ec);
+  if (!parser.is_header_done()) co_return named + " sent a malformed answer to CONNECT";
+  const unsigned status = parser.get().result_int();
+  if (status < 200 || status > 299)
+    co_return named + " refused CONNECT " + authority + ": " + std::to_string(status);
+  co_return "";
+}
+
+
 // Whatever the client sends first (TLS ClientHello, an HTTP head), up to the peek deadline.
-awaitable<std::string> SessionRunner::read_initial(ProxyServer::Session& s, std::string already) {
+awaitable<std::string> SessionRunner::read_initial(Session& s, std::string already) {
   std::string data = std::move(already);
   asio::steady_timer timer(io_);
   timer.expires_after(std::chrono::milliseconds(config_.limits.peek_timeout_ms));
@@ -425,7 +364,7 @@ awaitable<std::string> SessionRunner::read_initial(ProxyServer::Session& s, std:
 // One direction of a tunnel. The bytes go socket -> pipe -> socket with splice(2), so they
 // never cross into this process; a copy through a buffer is the fallback when no pipe can be
 // had (the open-file limit).
-awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
+awaitable<void> SessionRunner::pump(std::shared_ptr<Session> s,
                                     bool upstream_to_client) {
   tcp::socket& from = upstream_to_client ? s->upstream : s->client;
   tcp::socket& to = upstream_to_client ? s->client : s->upstream;
@@ -467,16 +406,7 @@ awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
       }
     }
   } else {
-    auto buf = std::make_unique_for_overwrite<char[]>(kRelayBuffer);
-    for (;;) {
-      size_t n = co_await from.async_read_some(asio::buffer(buf.get(), kRelayBuffer),
-                                               asio::redirect_error(use_awaitable, ec));
-      if (ec) break;
-      s->last_activity = std::chrono::steady_clock::now();
-      co_await asio::async_write(to, asio::buffer(buf.get(), n),
-                                 asio::redirect_error(use_awaitable, ec));
-      if (ec) break;
-    }
+    co_await copy_stream(s, from, to);
   }
   error_code ignored;
   to.shutdown(tcp::socket::shutdown_send, ignored);
@@ -485,12 +415,12 @@ awaitable<void> SessionRunner::pump(std::shared_ptr<ProxyServer::Session> s,
 
 // The upstream -> client pump; the count of two includes the client -> upstream pump that
 // relay() starts, so the session is not closed before that one ran.
-void SessionRunner::start_downstream(const std::shared_ptr<ProxyServer::Session>& s) {
+void SessionRunner::start_downstream(const std::shared_ptr<Session>& s) {
   s->pumps = 2;
   asio::co_spawn(io_, pump(s, true), [](std::exception_ptr) {});
 }
 
-awaitable<void> SessionRunner::relay(std::shared_ptr<ProxyServer::Session> s,
+awaitable<void> SessionRunner::relay(std::shared_ptr<Session> s,
                                      std::string to_upstream, bool upstream_flowing) {
   if (!upstream_flowing) start_downstream(s);
   if (!to_upstream.empty()) {
@@ -514,7 +444,7 @@ awaitable<void> SessionRunner::relay(std::shared_ptr<ProxyServer::Session> s,
   }
 }
 
-awaitable<void> SessionRunner::send_and_close(std::shared_ptr<ProxyServer::Session> s,
+awaitable<void> SessionRunner::send_and_close(std::shared_ptr<Session> s,
                                               std::string response) {
   error_code ec;
   co_await asio::async_write(s->client, asio::buffer(response),
@@ -522,38 +452,7 @@ awaitable<void> SessionRunner::send_and_close(std::shared_ptr<ProxyServer::Sessi
   s->close();
 }
 
-// Relays one HTTP message (head already parsed into p) from `from` to `to`, body streamed
-// through `body` (the connection's, reused for every message): chunked or sized, Beast does the
-// framing both ways.
-template <bool kIsRequest>
-awaitable<error_code> relay_message(tcp::socket& from, beast::flat_buffer& buffer,
-                                    http::parser<kIsRequest, http::buffer_body>& p, tcp::socket& to,
-                                    std::span<char> body) {
-  http::serializer<kIsRequest, http::buffer_body> sr{p.get()};
-  error_code ec;
-  do {
-    if (!p.is_done()) {
-      p.get().body().data = body.data();
-      p.get().body().size = body.size();
-      co_await http::async_read(from, buffer, p, asio::redirect_error(use_awaitable, ec));
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) co_return ec;
-      p.get().body().size = body.size() - p.get().body().size;
-      p.get().body().data = body.data();
-      p.get().body().more = !p.is_done();
-    } else {
-      p.get().body().data = nullptr;
-      p.get().body().size = 0;
-      p.get().body().more = false;  // buffer_body starts with more = true
-    }
-    co_await http::async_write(to, sr, asio::redirect_error(use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) co_return ec;
-  } while (!p.is_done() && !sr.is_done());
-  co_return ec;
-}
-
-awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session> s) {
+awaitable<void> SessionRunner::run_explicit(std::shared_ptr<Session> s) {
   beast::flat_buffer buffer;
   beast::flat_buffer upstream_buffer;
   const auto body_buffer = std::make_unique_for_overwrite<char[]>(kRelayBuffer);
@@ -563,6 +462,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
   // response is built into a named local before it is sent.
   std::string response;
   std::string problem;
+  std::string head;
   bool identified = false;
   // One decision per request: a kept-alive connection may name another host next time.
   for (;;) {
@@ -572,16 +472,23 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     arm_deadline(s, std::chrono::seconds(identified ? config_.limits.idle_timeout_s
                                                     : config_.limits.header_timeout_s));
     error_code ec;
-    co_await http::async_read_header(s->client, buffer, parser,
-                                     asio::redirect_error(use_awaitable, ec));
+    const size_t head_size = co_await read_head(s->client, buffer, config_.limits.max_header_bytes);
     s->timer.cancel();
-    if (ec) {
-      if (ec == http::error::header_limit) {
-        response = simple_error(431, "Request Header Fields Too Large", "request head too large");
-        co_await send_and_close(s, std::move(response));
-      } else {
-        s->close();
-      }
+    if (head_size == SIZE_MAX) {
+      response = simple_error(431, "Request Header Fields Too Large", "request head too large");
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
+    if (head_size == 0) {
+      s->close();
+      co_return;
+    }
+    head.assign(static_cast<const char*>(buffer.data().data()), head_size);
+    buffer.consume(head_size);
+    parser.put(asio::buffer(head), ec);
+    if (ec || !parser.is_header_done()) {
+      response = simple_error(400, "Bad Request", "malformed request head");
+      co_await send_and_close(s, std::move(response));
       co_return;
     }
     if (!identified) {
@@ -595,7 +502,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     uint16_t port = 0;
     if (req.method() == http::verb::connect) {
       s->mode = "connect";
-      if (!split_authority(std::string_view(req.target().data(), req.target().size()), &host, &port,
+      if (!net::split_authority(std::string_view(req.target().data(), req.target().size()), &host, &port,
                            0)) {
         response = simple_error(400, "Bad Request", "CONNECT needs host:port");
         co_await send_and_close(s, std::move(response));
@@ -625,7 +532,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
     if (!path.empty() && path.front() == '?') path = "/" + path;
     if (authority.find('@') != std::string_view::npos ||
-        !split_authority(authority, &host, &port, 80)) {
+        !net::split_authority(authority, &host, &port, 80)) {
       response = simple_error(400, "Bad Request", "bad authority in request URL");
       co_await send_and_close(s, std::move(response));
       co_return;
@@ -645,14 +552,23 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
       }
       upstream_key = key;
     }
+    // Framing, Host and (on an inspected endpoint) the rules, as for a terminated connection.
+    const RequestCheck check = check_request(*s, head, req, path);
+    if (check.status != 0) emit_http(*s, check, check.status);
+    if (check.status != 0) {
+      response = refusal_response(check, false);
+      co_await send_and_close(s, std::move(response));
+      co_return;
+    }
     // On in origin form, without the headers that were for us.
-    req.target(path);
+    req.target(check.target);
     req.erase(http::field::proxy_authorization);
     req.erase("Proxy-Connection");
     req.erase(http::field::keep_alive);
     const bool client_keeps = req.keep_alive();
-    const bool head = req.method() == http::verb::head;
-    ec = co_await relay_message(s->client, buffer, parser, s->upstream, body);
+    const bool head_request = req.method() == http::verb::head;
+    http::serializer<true, http::buffer_body> sr{req};
+    ec = co_await relay_message(s->client, buffer, parser, s->upstream, sr, body);
     if (ec) {
       s->close();
       co_return;
@@ -660,7 +576,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     http::response_parser<http::buffer_body> rp;
     rp.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
     rp.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (head) rp.skip(true);
+    if (head_request) rp.skip(true);
     arm_deadline(s, std::chrono::seconds(config_.limits.idle_timeout_s));
     co_await http::async_read_header(s->upstream, upstream_buffer, rp,
                                      asio::redirect_error(use_awaitable, ec));
@@ -680,7 +596,9 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
     res.keep_alive(keep_client);
     res.erase(http::field::keep_alive);
     s->last_activity = std::chrono::steady_clock::now();
-    ec = co_await relay_message(s->upstream, upstream_buffer, rp, s->client, body);
+    if (check.inspected) emit_http(*s, check, res.result_int());
+    http::serializer<false, http::buffer_body> rsr{res};
+    ec = co_await relay_message(s->upstream, upstream_buffer, rp, s->client, rsr, body);
     if (ec || !keep_client || s->closed) {
       s->close();
       co_return;
@@ -694,7 +612,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<ProxyServer::Session
   }
 }
 
-awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
+awaitable<void> SessionRunner::tunnel(std::shared_ptr<Session> s,
                                       const std::string& host, uint16_t port,
                                       beast::flat_buffer& buffer, const std::string& problem) {
   std::string response;
@@ -717,8 +635,10 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
   // No domain fronting: a TLS hello inside the tunnel must name the host the tunnel was
   // allowed for, so nothing the client sends goes upstream before it was looked at. What the
   // upstream sends flows at once: a server-first protocol (SSH, SMTP) gets its banner through
-  // without waiting out the peek, and a TLS server says nothing before the hello anyway.
-  start_downstream(s);
+  // without waiting out the peek, and a TLS server says nothing before the hello anyway. An
+  // inspected endpoint's upstream speaks only to the inspection.
+  const bool inspected = inspects(dialed.decision.endpoint);
+  if (!inspected) start_downstream(s);
   std::string initial = co_await read_initial(*s, std::move(leftover));
   auto peek = tls::peek_client_hello(
       std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));
@@ -737,10 +657,14 @@ awaitable<void> SessionRunner::tunnel(std::shared_ptr<ProxyServer::Session> s,
     s->reset();
     co_return;
   }
+  if (inspected) {
+    co_await inspect(s, std::move(initial));
+    co_return;
+  }
   co_await relay(s, std::move(initial), true);
 }
 
-awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Session> s) {
+awaitable<void> SessionRunner::run_transparent(std::shared_ptr<Session> s) {
   s->mode = "transparent";
   sockaddr_in original{};
   socklen_t len = sizeof original;
@@ -772,7 +696,7 @@ awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Sess
       if (it != p.get().end()) {
         std::string h;
         uint16_t ignored_port = 0;
-        if (split_authority(std::string_view(it->value().data(), it->value().size()), &h,
+        if (net::split_authority(std::string_view(it->value().data(), it->value().size()), &h,
                             &ignored_port, port))
           said = h;
       }
@@ -805,6 +729,10 @@ awaitable<void> SessionRunner::run_transparent(std::shared_ptr<ProxyServer::Sess
   auto dialed = co_await decide_and_dial(*s, host, port);
   if (!dialed.ok) {
     s->reset();
+    co_return;
+  }
+  if (inspects(dialed.decision.endpoint)) {
+    co_await inspect(s, std::move(initial));
     co_return;
   }
   co_await relay(s, std::move(initial));

@@ -19,7 +19,9 @@
 
 #include "core/cidr.hpp"
 #include "core/event_sink.hpp"
+#include "core/net_guard.hpp"
 #include "core/policy.hpp"
+#include "core/result.hpp"
 #include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/dns_server.hpp"
 
@@ -33,6 +35,10 @@ struct Limits {
   int connect_timeout_s = 10;
   int idle_timeout_s = 600;  // a tunnel with no traffic either way
 };
+
+struct Termination;  // tls_contexts.hpp
+
+using net::UpstreamProxy;
 
 struct ProxyConfig {
   std::string sandbox;
@@ -48,6 +54,10 @@ struct ProxyConfig {
   // name -> addresses when known without blocking (a static map, recent answers), else nullopt.
   std::function<std::optional<std::vector<IpAddress>>(const std::string&)> lookup;
   Limits limits;
+  // TLS termination for inspected endpoints (protocol rest or websocket); without it such a
+  // connection is refused.
+  std::shared_ptr<Termination> tls;
+  std::optional<UpstreamProxy> upstream_proxy;
 };
 
 class ProxyServer : public std::enable_shared_from_this<ProxyServer> {

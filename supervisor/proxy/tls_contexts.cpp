@@ -41,14 +41,19 @@ Result<SslContext> make_agent_context() {
   return ctx;
 }
 
-Result<SslConnection> agent_connection(SSL_CTX* ctx, SandboxCa& ca, std::string_view host) {
+Status present_leaf(SSL* ssl, SandboxCa& ca, std::string_view host) {
   auto leaf = ca.leaf_for(host);
   if (!leaf) return leaf.error();
+  if (SSL_use_certificate(ssl, (*leaf)->certificate.get()) != 1 ||
+      SSL_use_PrivateKey(ssl, (*leaf)->key) != 1)
+    return openssl_error("using the certificate for " + std::string(host));
+  return {};
+}
+
+Result<SslConnection> agent_connection(SSL_CTX* ctx, SandboxCa& ca, std::string_view host) {
   SslConnection ssl(SSL_new(ctx));
   if (!ssl) return openssl_error("making a TLS connection");
-  if (SSL_use_certificate(ssl.get(), (*leaf)->certificate.get()) != 1 ||
-      SSL_use_PrivateKey(ssl.get(), (*leaf)->key) != 1)
-    return openssl_error("using the certificate for " + std::string(host));
+  if (auto st = present_leaf(ssl.get(), ca, host); !st) return st.error();
   return ssl;
 }
 
@@ -67,22 +72,27 @@ Result<SslContext> make_upstream_context(const std::vector<std::string>& extra_c
   return ctx;
 }
 
-Result<SslConnection> upstream_connection(SSL_CTX* ctx, std::string_view host_view) {
+Status expect_host(SSL* ssl, std::string_view host_view) {
   const std::string host(host_view);
-  SslConnection ssl(SSL_new(ctx));
-  if (!ssl) return openssl_error("making a TLS connection");
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (parse_ip(host).ok()) {
     if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1)
       return openssl_error("checking the certificate of " + host);
   } else {
     // SSL_set_tlsext_host_name, without the macro's C cast.
-    if (SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+    if (SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(host.c_str())) != 1 ||
-        SSL_set1_host(ssl.get(), host.c_str()) != 1)
+        SSL_set1_host(ssl, host.c_str()) != 1)
       return openssl_error("checking the certificate of " + host);
   }
+  return {};
+}
+
+Result<SslConnection> upstream_connection(SSL_CTX* ctx, std::string_view host) {
+  SslConnection ssl(SSL_new(ctx));
+  if (!ssl) return openssl_error("making a TLS connection");
+  if (auto st = expect_host(ssl.get(), host); !st) return st.error();
   return ssl;
 }
 
@@ -90,6 +100,17 @@ std::string verification_failure(const SSL* ssl) {
   const long result = SSL_get_verify_result(ssl);
   if (result == X509_V_OK) return "";
   return X509_verify_cert_error_string(result);
+}
+
+Result<std::shared_ptr<Termination>> make_termination(
+    const std::string& sandbox, const std::vector<std::string>& extra_ca_files) {
+  auto upstream = make_upstream_context(extra_ca_files);
+  if (!upstream) return upstream.error();
+  auto ca = SandboxCa::create(sandbox);
+  if (!ca) return ca.error();
+  auto agent = make_agent_context();
+  if (!agent) return agent.error();
+  return std::make_shared<Termination>(std::move(*ca), std::move(*agent), std::move(*upstream));
 }
 
 }  // namespace openshell::supervisor::proxy

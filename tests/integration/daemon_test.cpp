@@ -1642,3 +1642,23 @@ TEST_CASE("openshelld: sandbox and policy signals reach watchers, each its own")
   CHECK(WEXITSTATUS(status) == 1);
   d.start();
 }
+
+// Issue 15.1: a daemon sandbox's commands (main and exec) trust its CA; the CA's key is in no
+// file of the daemon's: state, runtime, logs.
+TEST_CASE("openshelld: a sandbox's CA is trusted inside and its key is written nowhere") {
+  Daemon d;
+  const std::string name = d.create("tls");
+  auto env = d.ctl({"exec", name, "--", "/bin/sh", "-c",
+                    "echo $SSL_CERT_FILE; head -1 /etc/openshell-tls/openshell-ca.pem"});
+  REQUIRE(env.exit_code == 0);
+  CHECK(env.out == "/etc/openshell-tls/ca-bundle.pem\n-----BEGIN CERTIFICATE-----\n");
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(d.dir().path())) {
+    if (!entry.is_regular_file()) continue;
+    ++files;
+    const std::string text = read_text(entry.path().string());
+    INFO(entry.path().string());
+    CHECK(text.find("PRIVATE KEY") == std::string::npos);
+  }
+  CHECK(files > 3);  // records, revisions, events: something was looked at
+}

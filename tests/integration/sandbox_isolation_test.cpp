@@ -1,4 +1,7 @@
 // What a process inside a sandbox is and sees: identity, capabilities, filesystem, network.
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -267,5 +270,67 @@ TEST_CASE("nothing of the supervisor's command line is visible inside") {
                                     std::string("openshell-supervisor")}) {
     INFO(secret);
     CHECK(r.out.find(secret) == std::string::npos);
+  }
+}
+
+// Issue 15.1: each sandbox trusts a CA of its own: /etc/openshell-tls (the CA alone, and the
+// host's roots with it) read-only, and the environment that points TLS clients there. Its key
+// exists only in the supervisor's memory.
+TEST_CASE("the sandbox trusts a CA of its own: /etc/openshell-tls and the environment") {
+  TempDir dir;
+  const std::string script =
+      "cat /etc/openshell-tls/openshell-ca.pem; echo ==; cat /etc/openshell-tls/ca-bundle.pem; "
+      "echo ==; env";
+  for (const std::string& extra : {std::string(), std::string("no /etc")}) {
+    INFO(extra);
+    // With the host's /etc bound read-only (the files come in an overlay layer), and without
+    // (they are made on the sandbox's own root).
+    const std::string policy =
+        extra.empty() ? dir.write("p.toml", test_policy())
+                      : dir.write("q.toml", "version = 1\n[filesystem_policy]\nread_only = "
+                                            "[\"/usr\", \"/lib\", \"/lib64\", \"/bin\", \"" +
+                                                std::string(OPENSHELL_HELPERS_DIR) + "\"]\n");
+    auto a = sandboxed(policy, {"/bin/sh", "-c", script});
+    auto b = sandboxed(policy, {"/bin/sh", "-c", script});
+    INFO(a.err);
+    REQUIRE(a.exit_code == 0);
+    REQUIRE(b.exit_code == 0);
+    const auto first = a.out.find("\n==\n");
+    const auto second = a.out.find("\n==\n", first + 4);
+    REQUIRE(second != std::string::npos);
+    const std::string ca = a.out.substr(0, first + 1);
+    const std::string bundle = a.out.substr(first + 4, second + 1 - (first + 4));
+    const std::string env = a.out.substr(second + 4);
+    CHECK(ca.starts_with("-----BEGIN CERTIFICATE-----\n"));
+    CHECK(ca.find("PRIVATE KEY") == std::string::npos);
+    CHECK(b.out.substr(0, b.out.find("\n==\n") + 1) != ca);  // two sandboxes, two CAs
+    // The CA itself: a CA certificate naming openshell.
+    BIO* bio = BIO_new_mem_buf(ca.data(), static_cast<int>(ca.size()));
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    REQUIRE(cert != nullptr);
+    CHECK(X509_check_ca(cert) == 1);
+    char subject[256];
+    X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+    CHECK(std::string(subject).find("openshell sandbox CA (iso-") != std::string::npos);
+    X509_free(cert);
+    // The bundle: the host's roots, then the CA.
+    CHECK(bundle.ends_with(ca));
+    const auto host_roots = read_text("/etc/ssl/certs/ca-certificates.crt");
+    if (!host_roots.empty()) CHECK(bundle.starts_with(host_roots.substr(0, 200)));
+    for (const char* var : {"SSL_CERT_FILE=", "REQUESTS_CA_BUNDLE=", "CURL_CA_BUNDLE=",
+                            "GIT_SSL_CAINFO=", "PIP_CERT="})
+      CHECK(env.find(std::string("\n") + var + "/etc/openshell-tls/ca-bundle.pem\n") !=
+            std::string::npos);
+    CHECK(env.find("\nNODE_EXTRA_CA_CERTS=/etc/openshell-tls/openshell-ca.pem\n") !=
+          std::string::npos);
+    // Nothing in there is the agent's to change.
+    auto w = sandboxed(policy, {helper("try_open"), "w", "/etc/openshell-tls/ca-bundle.pem",
+                                "create", "/etc/openshell-tls/extra.pem"});
+    auto cases = parse_cases(w.out);
+    for (const char* c : {"w /etc/openshell-tls/ca-bundle.pem", "create /etc/openshell-tls/extra.pem"}) {
+      INFO(c);
+      CHECK((cases[c] == "EROFS" || cases[c] == "EACCES"));
+    }
   }
 }

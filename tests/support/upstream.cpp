@@ -222,12 +222,22 @@ void UpstreamHost::create_links(int slot) {
 }
 
 void UpstreamHost::start(std::uint16_t port, const std::string& mode, int seconds) {
+  run_server("upstream_server", port, mode, seconds, {&address_, &address6_});
+}
+
+void UpstreamHost::start_tls_upstream(std::uint16_t port, const std::string& mode, int seconds) {
+  run_server("tls_upstream", port, mode, seconds, {&address_});
+}
+
+void UpstreamHost::run_server(const std::string& program, std::uint16_t port,
+                              const std::string& mode, int seconds,
+                              std::initializer_list<const std::string*> addresses) {
   std::vector<std::string> mode_args = split_words(mode);
-  for (const std::string* addr : {&address_, &address6_}) {
+  for (const std::string* addr : addresses) {
     if (addr->empty()) continue;
     const std::string log = dir_.path() + "/server-" + std::to_string(logs_.size()) + ".log";
     std::vector<std::string> argv = {
-        ip_bin(), "netns", "exec", netns_, helper("upstream_server"), *addr, std::to_string(port)};
+        ip_bin(), "netns", "exec", netns_, helper(program), *addr, std::to_string(port)};
     argv.insert(argv.end(), mode_args.begin(), mode_args.end());
     argv.push_back(std::to_string(seconds));
     const pid_t pid = spawn_process(argv, log);
@@ -243,7 +253,7 @@ void UpstreamHost::start(std::uint16_t port, const std::string& mode, int second
         kServerStartMs);
     if (!exited) servers_.push_back(pid);  // an exited server is reaped already
     if (exited || !settled) {
-      throw std::runtime_error("UpstreamHost: upstream_server " + *addr + " " +
+      throw std::runtime_error("UpstreamHost: " + program + " " + *addr + " " +
                                std::to_string(port) + " " + mode +
                                " did not start: " + read_text(log));
     }

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ class UpstreamHost {
   // the servers exit by themselves after `seconds`. Throws with the server's output if one does
   // not come up within 10 s.
   void start(std::uint16_t port, const std::string& mode, int seconds = 60);
+  // The same with tests/helpers/tls_upstream (HTTP, HTTPS with a CA of its own, WebSocket, a
+  // CONNECT proxy: see its header), on address() only: "https NAME CA_FILE" writes one CA.
+  void start_tls_upstream(std::uint16_t port, const std::string& mode, int seconds = 60);
 
   // The namespace side: where the servers listen.
   [[nodiscard]] const std::string& address() const { return address_; }
@@ -51,6 +55,8 @@ class UpstreamHost {
 
  private:
   void create_links(int slot);
+  void run_server(const std::string& program, std::uint16_t port, const std::string& mode,
+                  int seconds, std::initializer_list<const std::string*> addresses);
   void cleanup() noexcept;
 
   TempDir dir_;  // server output files

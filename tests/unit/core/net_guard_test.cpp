@@ -285,3 +285,33 @@ TEST_CASE("localhost names and the metadata service are blocked by name", "[net_
   CHECK_FALSE(is_blocked_name("notlocalhost"));
   CHECK_FALSE(is_blocked_name("example.com"));
 }
+
+TEST_CASE("split_authority: host and port from an authority") {
+  std::string host;
+  uint16_t port = 0;
+  CHECK(split_authority("example.com:8443", &host, &port, 80));
+  CHECK((host == "example.com" && port == 8443));
+  CHECK(split_authority("example.com", &host, &port, 443));
+  CHECK((host == "example.com" && port == 443));
+  CHECK(split_authority("[2001:db8::1]:8080", &host, &port, 80));
+  CHECK((host == "[2001:db8::1]" && port == 8080));
+  for (const char* bad : {"", ":80", "h:0", "h:65536", "h:8x", "[::1", "[::1]x", "h:123456"}) {
+    INFO(bad);
+    CHECK_FALSE(split_authority(bad, &host, &port, 80));
+  }
+}
+
+TEST_CASE("parse_upstream_proxy: http://HOST:PORT and nothing else") {
+  auto p = parse_upstream_proxy("http://proxy.corp:3128");
+  REQUIRE(p.ok());
+  CHECK((p->host == "proxy.corp" && p->port == 3128));
+  p = parse_upstream_proxy("http://[fd00::1]:8080/");
+  REQUIRE(p.ok());
+  CHECK((p->host == "fd00::1" && p->port == 8080));
+  CHECK(parse_upstream_proxy("http://proxy").value().port == 80);
+  for (const char* bad : {"https://proxy:3128", "proxy:3128", "http://user:pw@proxy:3128",
+                          "http://proxy:3128/path", "http://", "socks5://proxy:1080"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_upstream_proxy(bad).ok());
+  }
+}

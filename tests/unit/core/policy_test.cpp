@@ -964,27 +964,15 @@ TEST_CASE("every policy example parses and validates clean", "[policy][examples]
   CHECK(def.policy->network_policies.empty());
 }
 
-TEST_CASE("the examples that need L7 are valid L7 and refused by this version",
-          "[policy][examples]") {
-  const std::string dir = std::string(OPENSHELL_POLICY_EXAMPLES_DIR) + "/needs-l7";
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (entry.path().extension() != ".toml") continue;
-    ++count;
-    INFO(entry.path().string());
-    const ParseResult grammar = parse_policy_file(entry.path().string(), ParseOptions{.l7 = true});
-    INFO(dump(grammar));
-    CHECK(grammar.ok());
-    const ParseResult refused = parse_policy_file(entry.path().string());
-    REQUIRE_FALSE(refused.ok());
-    for (const Diagnostic& d : refused.diagnostics)
-      CHECK_THAT(d.reason, Catch::Contains("needs TLS termination, not available in this version"));
-  }
-  CHECK(count >= 1);
-
+TEST_CASE("github-readonly.toml parses with its L7 rules", "[policy][examples]") {
   const ParseResult gh =
-      parse_policy_file(dir + "/github-readonly.toml", ParseOptions{.l7 = true});
+      parse_policy_file(std::string(OPENSHELL_POLICY_EXAMPLES_DIR) + "/github-readonly.toml");
+  INFO(dump(gh));
   REQUIRE(gh.ok());
+  const NetworkRule& api = gh.policy->network_policies.at("github_rest_api");
+  REQUIRE(api.endpoints.size() == 1);
+  CHECK(api.endpoints[0].protocol == Protocol::kRest);
+  CHECK(api.endpoints[0].access == Access::kReadOnly);
   const NetworkRule& git = gh.policy->network_policies.at("github_git");
   REQUIRE(git.endpoints.size() == 1);
   REQUIRE(git.endpoints[0].rules.size() == 2);
@@ -994,38 +982,46 @@ TEST_CASE("the examples that need L7 are valid L7 and refused by this version",
   CHECK(git.endpoints[0].rules[1].path == "/**/git-upload-pack");
 }
 
-// Issue 13.1: until TLS termination exists, nothing that needs it passes validation, so a
-// policy never promises a restriction the proxy does not enforce.
-TEST_CASE("L7 fields are refused, each at its position, until TLS termination exists",
+// Issue 13.1, then 15.9: what the proxy does not enforce is refused, field by field, so a
+// policy never promises a restriction that does not exist. REST and WebSocket rules are enforced
+// (issue 15) and pass; the rest is refused at each position.
+TEST_CASE("L7 fields pass where enforced and are refused, each at its position, where not",
           "[policy][l7]") {
   const std::string head = "version = 1\n[network_policies.api]\n[[network_policies.api.endpoints]]\n"
                            "host = \"api.example.com\"\nport = 443\n";
   const std::string key = "network_policies.api.endpoints[0]";
+  for (const char* enforced : {
+           "protocol = \"rest\"\naccess = \"read-only\"\n",
+           "protocol = \"websocket\"\naccess = \"full\"\n",
+           "protocol = \"rest\"\naccess = \"full\"\ndeny_rules = [{ method = \"DELETE\" }]\n",
+           "protocol = \"rest\"\naccess = \"full\"\nenforcement = \"audit\"\n",
+           "protocol = \"rest\"\naccess = \"full\"\nallow_encoded_slash = true\n",
+           "protocol = \"rest\"\naccess = \"full\"\ntls = \"skip\"\n",
+           "protocol = \"rest\"\nrules = [{ allow = { method = \"GET\", path = \"/a/*\", query = { "
+           "tag = { any = [\"v1.*\"] } } } }]\n",
+           "protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = false\n",
+       }) {
+    const ParseResult r = parse_policy_string(head + enforced, "t.toml");
+    INFO(enforced << "\n" << dump(r));
+    CHECK(r.ok());
+  }
   struct Case {
     std::string fields;  // from line 6
     std::vector<std::pair<uint32_t, std::string>> refused;  // line, field
+    std::string why;
   };
+  const std::string later = "is not enforced in this version (protocol rest and websocket are";
   const std::vector<Case> cases = {
-      {"protocol = \"rest\"\naccess = \"read-only\"\n", {{6, "protocol"}, {7, "access"}}},
-      {"protocol = \"websocket\"\naccess = \"full\"\n", {{6, "protocol"}, {7, "access"}}},
       {"protocol = \"graphql\"\nrules = [{ allow = { method = \"POST\" } }]\n",
-       {{6, "protocol"}, {7, "rules"}}},
+       {{6, "protocol"}, {7, "rules"}}, later},
       {"protocol = \"mcp\"\nrules = [{ allow = { method = \"tools/call\" } }]\n",
-       {{6, "protocol"}, {7, "rules"}}},
+       {{6, "protocol"}, {7, "rules"}}, later},
       {"protocol = \"json-rpc\"\nrules = [{ allow = { method = \"x\" } }]\n",
-       {{6, "protocol"}, {7, "rules"}}},
-      {"protocol = \"rest\"\naccess = \"full\"\ndeny_rules = [{ method = \"DELETE\" }]\n",
-       {{6, "protocol"}, {7, "access"}, {8, "deny_rules"}}},
-      {"protocol = \"rest\"\naccess = \"full\"\nenforcement = \"audit\"\n",
-       {{6, "protocol"}, {7, "access"}, {8, "enforcement"}}},
-      {"protocol = \"rest\"\naccess = \"full\"\npath = \"/v1/**\"\n",
-       {{6, "protocol"}, {7, "access"}, {8, "path"}}},
-      {"protocol = \"rest\"\naccess = \"full\"\nallow_encoded_slash = true\n",
-       {{6, "protocol"}, {7, "access"}, {8, "allow_encoded_slash"}}},
+       {{6, "protocol"}, {7, "rules"}}, later},
+      {"protocol = \"rest\"\naccess = \"full\"\npath = \"/v1/**\"\n", {{8, "path"}},
+       "(choosing among endpoints by request path) is not enforced in this version"},
       {"protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = true\n",
-       {{6, "protocol"}, {7, "access"}, {8, "request_body_credential_rewrite"}}},
-      {"protocol = \"rest\"\naccess = \"full\"\ntls = \"skip\"\n",
-       {{6, "protocol"}, {7, "access"}, {8, "tls"}}},
+       {{8, "request_body_credential_rewrite"}}, "needs credential providers"},
   };
   for (const Case& c : cases) {
     const ParseResult r = parse_policy_string(head + c.fields, "t.toml");
@@ -1035,8 +1031,7 @@ TEST_CASE("L7 fields are refused, each at its position, until TLS termination ex
     for (size_t i = 0; i < c.refused.size(); ++i) {
       CHECK(r.diagnostics[i].pos.line == c.refused[i].first);
       CHECK(r.diagnostics[i].key == key + "." + c.refused[i].second);
-      CHECK_THAT(r.diagnostics[i].reason,
-                 Catch::Contains("needs TLS termination, not available in this version"));
+      CHECK_THAT(r.diagnostics[i].reason, Catch::Contains(c.why));
     }
   }
   // What this version enforces stays valid: L4, tcp, and audit on an L4 endpoint.

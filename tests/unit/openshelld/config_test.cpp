@@ -26,6 +26,33 @@ TEST_CASE("config: the shipped openshelld.toml is valid and says the defaults") 
   CHECK(shipped->sandbox_defaults == defaults.sandbox_defaults);
   CHECK(shipped->sandbox_defaults == openshell::policy::builtin_resource_defaults());
   CHECK(shipped->user_caps == defaults.user_caps);
+  CHECK(shipped->upstream_ca.empty());
+  CHECK(shipped->upstream_proxy.empty());
+}
+
+TEST_CASE("config: upstream roots and an upstream proxy (issue 15.2)") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("osh-upstream-" + std::to_string(::getpid())))
+          .string();
+  const std::string pem = path + ".pem";
+  std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\n";
+  std::ofstream(path) << "upstream_ca = [\"" + pem + "\"]\nupstream_proxy = \"http://10.0.0.1:3128\"\n";
+  auto c = load_config(path, true);
+  REQUIRE(c.ok());
+  CHECK(c->upstream_ca == std::vector<std::string>{pem});
+  CHECK(c->upstream_proxy == "http://10.0.0.1:3128");
+  // A file that cannot be read, a relative path, a proxy it cannot use: each said, with where.
+  std::ofstream(path) << "upstream_ca = [\"/nonexistent/ca.pem\", \"ca.pem\"]\n"
+                         "upstream_proxy = \"https://proxy:3128\"\n";
+  auto bad = load_config(path, true);
+  REQUIRE_FALSE(bad.ok());
+  const std::string message = bad.error().message();
+  CHECK(message.find(":1:16: upstream_ca: cannot read /nonexistent/ca.pem") != std::string::npos);
+  CHECK(message.find(":1:39: upstream_ca: must be an absolute path") != std::string::npos);
+  CHECK(message.find(":2:18: upstream_proxy: upstream proxy https://proxy:3128: only "
+                     "http://HOST:PORT is supported") != std::string::npos);
+  std::filesystem::remove(path);
+  std::filesystem::remove(pem);
 }
 
 TEST_CASE("config: sandbox defaults and the caps on non-root callers") {

@@ -1,0 +1,265 @@
+// The proxy's connections, inside: what server.cpp (accepting, deciding, dialing, tunnels) and
+// inspect.cpp (TLS termination and HTTP requests judged one by one) share. Not an interface:
+// only those two include it.
+#pragma once
+
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/egress.hpp"
+#include "core/http_rules.hpp"
+#include "core/ocsf.hpp"
+#include "supervisor/proxy/lazy_pool.hpp"
+#include "supervisor/proxy/server.hpp"
+
+namespace openshell::supervisor::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using boost::system::error_code;
+
+inline constexpr size_t kRelayBuffer = 64 * 1024;
+
+// A complete response with a JSON body; `rule` (when set) goes in X-OpenShell-Policy.
+std::string http_response(int status, std::string_view reason, const std::string& body,
+                          const std::string& rule, bool keep_alive = false);
+// {"error": reason, "detail": detail}.
+std::string simple_error(int status, std::string_view reason, std::string_view detail);
+
+struct ProxyServer::Session : std::enable_shared_from_this<Session> {
+  explicit Session(tcp::socket socket)
+      : client(std::move(socket)), upstream(client.get_executor()), timer(client.get_executor()) {}
+
+  tcp::socket client;
+  tcp::socket upstream;
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+  bool closed = false;
+  int pumps = 0;
+  // What was decided, for re-evaluation when the policy changes.
+  bool established = false;
+  std::string host;
+  uint16_t port = 0;
+  std::string address;  // what was dialed
+  std::vector<std::string> chain;
+  pid_t pid = -1;
+  std::string mode;
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    error_code ec;
+    client.close(ec);
+    upstream.close(ec);
+    timer.cancel();
+  }
+  // A refused transparent connection gets a reset, as a closed port would give.
+  void reset() {
+    error_code ec;
+    client.set_option(asio::socket_base::linger(true, 0), ec);
+    close();
+  }
+};
+
+struct ProxyServer::Impl {
+  Impl(asio::io_context& io, int explicit_fd, int transparent_fd)
+      : explicit_acceptor(io, tcp::v4(), explicit_fd),
+        transparent_acceptor(io, tcp::v4(), transparent_fd),
+        resolver_pool(2) {}
+  tcp::acceptor explicit_acceptor;
+  tcp::acceptor transparent_acceptor;
+  LazyPool resolver_pool;  // name resolution blocks: never on the io thread
+  std::set<std::shared_ptr<Session>> sessions;
+};
+
+struct Dialed {
+  bool ok = false;
+  egress::Decision decision;
+  int status = 403;  // for the explicit proxy when !ok
+  std::string address;
+};
+
+// One HTTP request's head as the proxy judges it (inspect.cpp).
+struct RequestCheck {
+  int status = 0;        // 0: forward it; else the status of the refusal
+  bool close = false;    // its framing cannot be trusted: nothing after it is read
+  std::string error;     // the refusal's class: "policy_denied", "bad_request", ...
+  std::string method;
+  std::string path;    // canonical, without the query
+  std::string target;  // canonical, what goes upstream
+  std::string policy;  // the network_policies entry
+  l7::Decision l7;     // what the endpoint's rules said (l7.rule empty: none were consulted)
+  bool inspected = false;  // the endpoint's rules were consulted: an HTTP Activity event
+};
+
+// The answer to a refused request (RequestCheck::status): the JSON an agent can act on
+// (error, policy, rule, method, path, reason); a 403 names the policy in X-OpenShell-Policy.
+std::string refusal_response(const RequestCheck& check, bool keep_alive);
+
+// Relays one HTTP message (head already parsed into p) from `from` to `to` through `sr`, the
+// body streamed through `body` (the connection's, reused for every message): chunked or sized,
+// Beast does the framing both ways. `sr` may have sent the head already.
+template <class From, class To, bool kIsRequest>
+awaitable<error_code> relay_message(From& from, beast::flat_buffer& buffer,
+                                    http::parser<kIsRequest, http::buffer_body>& p, To& to,
+                                    http::serializer<kIsRequest, http::buffer_body>& sr,
+                                    std::span<char> body) {
+  error_code ec;
+  do {
+    if (!p.is_done()) {
+      p.get().body().data = body.data();
+      p.get().body().size = body.size();
+      co_await http::async_read(from, buffer, p, asio::redirect_error(use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return ec;
+      p.get().body().size = body.size() - p.get().body().size;
+      p.get().body().data = body.data();
+      p.get().body().more = !p.is_done();
+    } else {
+      p.get().body().data = nullptr;
+      p.get().body().size = 0;
+      p.get().body().more = false;  // buffer_body starts with more = true
+    }
+    co_await http::async_write(to, sr, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return ec;
+  } while (!p.is_done() && !sr.is_done());
+  co_return ec;
+}
+
+// Bytes one way until either side ends.
+template <class From, class To>
+awaitable<void> copy_stream(std::shared_ptr<ProxyServer::Session> s, From& from, To& to) {
+  const auto buf = std::make_unique_for_overwrite<char[]>(kRelayBuffer);
+  for (;;) {
+    error_code ec;
+    const size_t n = co_await from.async_read_some(asio::buffer(buf.get(), kRelayBuffer),
+                                                   asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    s->last_activity = std::chrono::steady_clock::now();
+    co_await asio::async_write(to, asio::buffer(buf.get(), n),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+  }
+}
+
+// All session logic lives here so the public header stays small.
+class SessionRunner {
+ public:
+  using Session = ProxyServer::Session;
+  SessionRunner(ProxyServer::Impl& impl, const ProxyConfig& config, asio::io_context& io)
+      : impl_(impl), config_(config), io_(io) {}
+
+  awaitable<void> run_explicit(std::shared_ptr<Session> s);
+  awaitable<void> send_and_close(std::shared_ptr<Session> s, std::string response);
+  awaitable<void> tunnel(std::shared_ptr<Session> s, const std::string& host, uint16_t port,
+                         beast::flat_buffer& buffer, const std::string& problem);
+  awaitable<void> run_transparent(std::shared_ptr<Session> s);
+  void reevaluate();
+
+ private:
+  std::vector<std::string> identify(Session& s, const tcp::endpoint& server,
+                                    std::string* problem);
+  awaitable<std::vector<IpAddress>> resolve(const std::string& host);
+  awaitable<Dialed> decide_and_dial(Session& s, const std::string& host, uint16_t port);
+  // Through the operator's proxy (ProxyConfig::upstream_proxy): CONNECT host:port on a new
+  // connection to it, which becomes s.upstream. "" on success, else why not.
+  awaitable<std::string> dial_through_proxy(Session& s, const std::string& host, uint16_t port);
+  // A new s.upstream connected to `to`, or why not, within the connect timeout.
+  awaitable<error_code> connect_within(Session& s, tcp::endpoint to);
+  // s.upstream's pending operations are cancelled when `deadline` (the connect timeout) fires.
+  void cancel_upstream_at(Session& s, asio::steady_timer& deadline);
+  // Sends to_upstream, then relays both ways until both sides are done or the tunnel idles out.
+  // upstream_flowing: the upstream -> client direction was started already (start_downstream).
+  awaitable<void> relay(std::shared_ptr<Session> s, std::string to_upstream,
+                        bool upstream_flowing = false);
+  void start_downstream(const std::shared_ptr<Session>& s);
+  awaitable<void> pump(std::shared_ptr<Session> s, bool upstream_to_client);
+  awaitable<std::string> read_initial(Session& s, std::string already);
+  ocsf::ConnectionInfo connection_info(const Session& s, const egress::Decision& d,
+                                       const std::string& address, bool allowed) const;
+  void emit(const Session& s, const egress::Decision& d, const std::string& address,
+            bool allowed);
+  void arm_deadline(std::shared_ptr<Session> s, std::chrono::milliseconds after);
+
+  // --- inspect.cpp: L7 ---
+ public:
+  // Whether connections to this endpoint are inspected: protocol rest or websocket, not
+  // tls = "skip".
+  static bool inspects(const policy::Endpoint* endpoint);
+  // A connection to an inspected endpoint, allowed and dialed; `initial`: what the client sent
+  // so far. TLS is terminated when it speaks TLS; then (or in plain HTTP) every request is
+  // judged before it goes upstream.
+  awaitable<void> inspect(std::shared_ptr<Session> s, std::string initial);
+  // One request head (its bytes `head`, as Beast parsed it, its target in origin form) for
+  // s's connection: framing, Host, the policy in force and, on an inspected endpoint, its rules.
+  RequestCheck check_request(const Session& s, std::string_view head,
+                             const http::request_header<>& req, std::string_view target);
+  // An HTTP Activity event for a request checked; `status`: what the client got.
+  void emit_http(const Session& s, const RequestCheck& check, int status);
+
+ private:
+  // Request after request from `client` (what it sent so far in `cbuf`) to `upstream`.
+  template <class Client, class Upstream>
+  awaitable<void> exchange(std::shared_ptr<Session> s, Client& client, beast::flat_buffer& cbuf,
+                           Upstream& upstream);
+  // After a WebSocket upgrade: bytes both ways (first what each buffer holds) until either
+  // side ends or both idle out.
+  template <class Client, class Upstream>
+  awaitable<void> bridge(std::shared_ptr<Session> s, Client& client, beast::flat_buffer& cbuf,
+                         Upstream& upstream, beast::flat_buffer& ubuf);
+
+  ProxyServer::Impl& impl_;
+  const ProxyConfig& config_;
+  asio::io_context& io_;
+};
+
+// Reads one request head (the request line to the blank line) into the front of `buffer`:
+// its length, 0 when the client closed or the read failed, SIZE_MAX when none ends within
+// `limit` bytes. A head ending in a bare "\n\n" ends too: check_head_bytes refuses it.
+template <class Stream>
+awaitable<size_t> read_head(Stream& stream, beast::flat_buffer& buffer, size_t limit) {
+  size_t searched = 0;
+  for (;;) {
+    const std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+    for (size_t i = searched; i < data.size(); ++i) {
+      if (data[i] != '\n') continue;
+      if (i + 1 < data.size() && data[i + 1] == '\n') co_return i + 2;
+      if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n') co_return i + 3;
+    }
+    searched = data.size() >= 2 ? data.size() - 2 : 0;
+    if (data.size() >= limit) co_return SIZE_MAX;
+    error_code ec;
+    const size_t want = std::min<size_t>(4096, limit - data.size());
+    const size_t n = co_await stream.async_read_some(buffer.prepare(want),
+                                                     asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return 0;
+    buffer.commit(n);
+  }
+}
+
+}  // namespace openshell::supervisor::proxy
