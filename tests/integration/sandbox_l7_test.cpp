@@ -382,3 +382,47 @@ TEST_CASE("an operator's upstream proxy carries what the policy allowed, nothing
   CHECK(seen.find("connect upstream.test:8080") != std::string::npos);
   CHECK(seen.find("other.test") == std::string::npos);
 }
+
+// Issue 15.9: the shipped github-readonly.toml, as it is, against stand-ins for api.github.com
+// and github.com: reads pass, writes and pushes never leave the sandbox.
+TEST_CASE("policy-examples/github-readonly.toml: GitHub read-only, enforced request by request") {
+  Setup t("https", 443, "", {"api.github.com", "github.com"});
+  auto& [up, dir, ca, sb] = t;
+  sb.policy_file = policy_examples_dir() + "/github-readonly.toml";
+  const std::string curl = std::string(kCurl) + " -sS -m 20 -w ' %{http_code}\\n' ";
+  const std::string git = "/usr/bin/git -c http.lowSpeedTime=20 ";
+  auto r = sb.run(
+      "echo '== api read'; " + curl + "https://api.github.com/repos/o/r; "
+      "echo '== api write'; " + curl + "-X POST https://api.github.com/repos/o/r/issues; "
+      "echo '== api delete'; " + curl + "-X DELETE https://api.github.com/repos/o/r; "
+      "echo '== fetch'; " + git + "ls-remote https://github.com/o/r.git 2>&1; "
+      "echo '== push'; cd /tmp && " + git + "init -q r && cd r && " + git +
+      "-c user.email=a@example.com -c user.name=a commit -q --allow-empty -m x && " + git +
+      "push https://github.com/o/r.git HEAD:main 2>&1; "
+      "echo '== curl to git'; " + curl +
+      "'https://github.com/o/r.git/info/refs?service=git-upload-pack' 2>&1; true");
+  INFO(r.out << r.err << up.server_output());
+  REQUIRE(r.exit_code == 0);
+  auto s = sections(r.out);
+  CHECK(s["api read"].find("upstream ok: GET /repos/o/r host=api.github.com") != std::string::npos);
+  CHECK(s["api write"].find("\"rule\":\"access read-only\"") != std::string::npos);
+  CHECK(s["api write"].find(" 403\n") != std::string::npos);
+  CHECK(s["api delete"].find("\"rule\":\"deny_rules[0]\"") != std::string::npos);
+  // git's ref discovery went out (the stand-in's answer is no git protocol, so git then fails);
+  // a push's discovery was refused, with git saying so.
+  CHECK(s["push"].find("403") != std::string::npos);
+  // curl is not one of github_git's binaries: its tunnel is refused before any request is read.
+  CHECK(s["curl to git"].find("CONNECT tunnel failed, response 403") != std::string::npos);
+  bool binary_refused = false;
+  for (const auto& e : read_events(sb.events_file))
+    binary_refused |= e.value("class_uid", 0) == 4001 && e.dump().find("binary_not_allowed") !=
+                                                             std::string::npos;
+  CHECK(binary_refused);
+  const std::string seen = up.server_output();
+  CHECK(seen.find("request GET /o/r.git/info/refs?service=git-upload-pack host=github.com") !=
+        std::string::npos);
+  for (const char* never : {"POST /repos", "DELETE", "git-receive-pack"}) {
+    INFO(never);
+    CHECK(seen.find(never) == std::string::npos);
+  }
+}

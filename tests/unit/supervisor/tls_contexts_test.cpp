@@ -2,6 +2,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <unistd.h>
 
@@ -146,4 +147,29 @@ TEST_CASE("tls: upstream certificates verify against host roots plus named extra
   auto missing = make_upstream_context({path});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().message().find(path) != std::string::npos);
+}
+
+// The host's roots are looked up in its hashed directory (cheap at start) and still trusted:
+// every root of the host's bundle verifies against the upstream context's store.
+TEST_CASE("tls: the upstream context trusts the host's roots") {
+  const char* bundle = "/etc/ssl/certs/ca-certificates.crt";
+  BIO* in = BIO_new_file(bundle, "r");
+  if (in == nullptr) FAIL("no host bundle at " << bundle << " (Debian's ca-certificates)");
+  auto ctx = make_upstream_context({});
+  REQUIRE(ctx.ok());
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx->get());
+  size_t roots = 0, verified = 0;
+  while (X509* root = PEM_read_bio_X509(in, nullptr, nullptr, nullptr)) {
+    ++roots;
+    X509_STORE_CTX* check = X509_STORE_CTX_new();
+    X509_STORE_CTX_init(check, store, root, nullptr);
+    if (X509_verify_cert(check) == 1) ++verified;
+    X509_STORE_CTX_free(check);
+    X509_free(root);
+  }
+  BIO_free(in);
+  ERR_clear_error();
+  CHECK(roots > 50);
+  // Expired roots may sit in a bundle; everything else is trusted.
+  CHECK(verified + 5 >= roots);
 }
