@@ -20,6 +20,7 @@
 #   ROUNDS=R        rounds of direct, squid and openshell, in alternating order, 1..9 (default 3)
 #   SUPERVISOR=PATH supervisor binary (default BUILD_DIR/supervisor/openshell-supervisor)
 #   EVENTS=0        run the sandbox without an --events file (default: events on, as deployed)
+#   L7=1            the HTTP upstreams are a protocol = "rest" endpoint: every request judged
 #   ENFORCE_GOAL=1  exit 3 when a ratio misses its goal (for CI gates)
 set -euo pipefail
 
@@ -220,6 +221,10 @@ EOF
   fi
 fi
 
+# L7=1: the HTTP ports are a REST endpoint, so every request is read and judged (the bulk
+# tunnel stays L4: its bytes are no HTTP).
+l7_fields=
+[[ ${L7:-0} == 1 ]] && l7_fields=$'protocol = "rest"\naccess = "full"'
 cat >"$tmp/policy.toml" <<EOF
 version = 1
 [filesystem_policy]
@@ -229,7 +234,11 @@ read_only = ["/usr", "/lib", "/lib64", "/bin", "/etc",
 [network_policies.upstream]
 [[network_policies.upstream.endpoints]]
 host = "upstream.test"
-ports = [$http_port, $close_port, $bulk_port]
+ports = [$http_port, $close_port]
+$l7_fields
+[[network_policies.upstream.endpoints]]
+host = "upstream.test"
+port = $bulk_port
 EOF
 sandbox=("$supervisor" run --policy-file "$tmp/policy.toml" --resolve "upstream.test=$up_addr")
 [[ ${EVENTS:-1} == 0 ]] || sandbox+=(--events "$tmp/events.jsonl")

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <future>
 #include <iostream>
 #include <random>
@@ -76,6 +78,11 @@ int run_command(const RunArgs& args) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // The sandbox CA's key (and, later, credentials) live in this process's memory only: no core
+  // dump of ours may write them to disk.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    return usage_error(std::string("run: cannot make this process non-dumpable: ") +
+                       std::strerror(errno));
   int status_fd = args.status_fd;
   if (status_fd >= 0 && ::fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0)
     return usage_error("run: --status-fd " + std::to_string(status_fd) + " is not open");

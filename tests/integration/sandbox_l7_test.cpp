@@ -126,6 +126,24 @@ TEST_CASE("TLS is terminated with the sandbox's own CA: curl https works without
   }
 }
 
+TEST_CASE("tls = \"skip\" relays the TLS bytes untouched: the agent sees the upstream's own CA") {
+  Setup t("https", 8443,
+          rule("api", "upstream.test", 8443,
+               "protocol = \"rest\"\naccess = \"read-only\"\ntls = \"skip\""),
+          {"upstream.test"});
+  auto& [up, dir, ca, sb] = t;
+  // The agent must trust the upstream's CA itself now (a copy inside: the test's directory is
+  // not); a POST passes, as nothing is read.
+  auto r = sb.run("printf '%s' '" + read_text(ca) + "' > /tmp/up.pem; " + kCurl +
+                  " -sS -m 20 -v --cacert /tmp/up.pem -X POST https://upstream.test:8443/raw 2>&1");
+  INFO(r.out << r.err << up.server_output());
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("issuer: O=openshell; CN=openshell sandbox CA (test-upstream)") !=
+        std::string::npos);
+  CHECK(r.out.find("upstream ok: POST /raw") != std::string::npos);
+  CHECK(sb.http_events().empty());
+}
+
 TEST_CASE("an upstream certificate the proxy cannot verify gets the client a 502, never bytes") {
   Setup t("https", 8443, rule("api", "upstream.test", 8443, "protocol = \"rest\"\naccess = \"full\""),
           {"upstream.test"}, /*trust_ca=*/false);
