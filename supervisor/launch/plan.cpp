@@ -282,7 +282,7 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   if (options.tls) {
     auto tls = options.tls();
     if (!tls) return tls.error().wrap("setting up TLS termination");
-    tls_ca_pem = (*tls)->ca->certificate_pem();
+    tls_ca_pem = (*tls)->ca().certificate_pem();
     generated.emplace_back(std::string(kTlsDir) + "/openshell-ca.pem", tls_ca_pem);
     generated.emplace_back(std::string(kTlsDir) + "/ca-bundle.pem", host_roots() + tls_ca_pem);
   }

@@ -76,7 +76,7 @@ struct RunOptions {
   // the policy and the workdir is resolved and opened with that user's credentials, so a
   // sandbox never shows its owner a file the owner could not reach on the host.
   std::optional<uid_t> owner;
-  // TLS termination (the sandbox CA and both TLS contexts, tls_contexts.hpp), made on a thread
+  // TLS termination (the sandbox CA; tls_contexts.hpp), made on a thread
   // while the sandbox is built; asked for when the plan needs the CA's certificate and when
   // the proxy starts (the same answer both times). When set, the sandbox gets
   // /etc/openshell-tls/ (openshell-ca.pem: the CA alone; ca-bundle.pem: the host's roots and

@@ -413,9 +413,18 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
     co_return;
   }
   const std::string host = net::check_host(s->host).host;
+  auto agent_context = config_.tls->agent();
+  auto upstream_context = config_.tls->upstream();
+  if (!agent_context || !upstream_context) {
+    log::error("proxy", (agent_context ? upstream_context.error() : agent_context.error())
+                            .wrap("TLS termination unavailable")
+                            .message());
+    s->reset();
+    co_return;
+  }
   Replayed replayed(s->client, std::move(initial));
-  ssl::stream<Replayed&> client(replayed, config_.tls->agent);
-  if (auto st = present_leaf(client.native_handle(), *config_.tls->ca, host); !st) {
+  ssl::stream<Replayed&> client(replayed, **agent_context);
+  if (auto st = present_leaf(client.native_handle(), config_.tls->ca(), host); !st) {
     log::warn("proxy", st.error().message());
     s->reset();
     co_return;
@@ -429,7 +438,7 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
     s->close();
     co_return;
   }
-  ssl::stream<tcp::socket&> upstream(s->upstream, config_.tls->upstream);
+  ssl::stream<tcp::socket&> upstream(s->upstream, **upstream_context);
   if (auto st = expect_host(upstream.native_handle(), host); !st) {
     log::warn("proxy", st.error().message());
     s->close();

@@ -1,6 +1,8 @@
 #include "supervisor/proxy/tls_contexts.hpp"
 
 #include <dirent.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -89,14 +91,19 @@ Result<SslConnection> agent_connection(SSL_CTX* ctx, SandboxCa& ca, std::string_
   return ssl;
 }
 
-Result<SslContext> make_upstream_context(const std::vector<std::string>& extra_ca_files) {
+Result<SslContext> make_upstream_context(const std::vector<Certificate>& extra_roots) {
   SslContext ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return openssl_error("making the upstream TLS context");
   if (auto st = common_settings(ctx.get()); !st) return st.error();
   if (auto st = load_host_roots(ctx.get()); !st) return st.error();
-  for (const auto& file : extra_ca_files)
-    if (SSL_CTX_load_verify_locations(ctx.get(), file.c_str(), nullptr) != 1)
-      return openssl_error("loading the certificate authorities of " + file);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+  for (const auto& root : extra_roots)
+    if (X509_STORE_add_cert(store, root.get()) != 1) {
+      // The same root twice (a file listed twice, or a root the host has) is no error.
+      if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
+        return openssl_error("trusting an extra certificate authority");
+      ERR_clear_error();
+    }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (SSL_CTX_set_alpn_protos(ctx.get(), kAlpnHttp11, sizeof kAlpnHttp11) != 0)
     return openssl_error("offering ALPN http/1.1");
@@ -133,15 +140,55 @@ std::string verification_failure(const SSL* ssl) {
   return X509_verify_cert_error_string(result);
 }
 
-Result<std::shared_ptr<Termination>> make_termination(
-    const std::string& sandbox, const std::vector<std::string>& extra_ca_files) {
-  auto upstream = make_upstream_context(extra_ca_files);
-  if (!upstream) return upstream.error();
+Result<std::vector<Certificate>> load_roots(const std::vector<std::string>& files) {
+  std::vector<Certificate> roots;
+  for (const auto& file : files) {
+    BIO* in = BIO_new_file(file.c_str(), "r");
+    if (in == nullptr) return openssl_error("reading the certificate authorities of " + file);
+    STACK_OF(X509_INFO)* infos = PEM_X509_INFO_read_bio(in, nullptr, nullptr, nullptr);
+    BIO_free(in);
+    const size_t before = roots.size();
+    for (int i = 0; infos != nullptr && i < sk_X509_INFO_num(infos); ++i) {
+      X509_INFO* info = sk_X509_INFO_value(infos, i);
+      if (info->x509 == nullptr) continue;
+      roots.emplace_back(info->x509);
+      info->x509 = nullptr;  // ours now
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+    if (roots.size() == before) return Error::invalid(file + " holds no PEM certificate");
+  }
+  return roots;
+}
+
+Result<std::shared_ptr<Termination>> Termination::make(const std::string& sandbox,
+                                                      const std::vector<std::string>& extra_ca_files) {
+  auto roots = load_roots(extra_ca_files);
+  if (!roots) return roots.error();
   auto ca = SandboxCa::create(sandbox);
   if (!ca) return ca.error();
-  auto agent = make_agent_context();
-  if (!agent) return agent.error();
-  return std::make_shared<Termination>(std::move(*ca), std::move(*agent), std::move(*upstream));
+  std::shared_ptr<Termination> t(new Termination());
+  t->ca_ = std::move(*ca);
+  t->extra_roots_ = std::move(*roots);
+  return t;
+}
+
+Result<boost::asio::ssl::context*> Termination::agent() {
+  if (!agent_) {
+    auto ctx = make_agent_context();
+    if (!ctx) return ctx.error();
+    agent_.emplace(ctx->release());
+  }
+  return &*agent_;
+}
+
+Result<boost::asio::ssl::context*> Termination::upstream() {
+  if (!upstream_) {
+    auto ctx = make_upstream_context(extra_roots_);
+    if (!ctx) return ctx.error();
+    upstream_.emplace(ctx->release());
+  }
+  return &*upstream_;
 }
 
 }  // namespace openshell::supervisor::proxy

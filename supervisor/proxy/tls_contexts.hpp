@@ -10,6 +10,7 @@
 
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,9 +34,13 @@ Status present_leaf(SSL* ssl, SandboxCa& ca, std::string_view host);
 // A connection of `ctx` that presents `ca`'s leaf for `host`.
 Result<SslConnection> agent_connection(SSL_CTX* ctx, SandboxCa& ca, std::string_view host);
 
-// The upstream context: the host's default roots, plus every PEM file in `extra_ca_files`
-// (each must load: a file that does not is an error naming it, not a silently weaker trust).
-Result<SslContext> make_upstream_context(const std::vector<std::string>& extra_ca_files);
+// Every certificate of each PEM file; a file that cannot be read or holds none is an error
+// naming it.
+Result<std::vector<Certificate>> load_roots(const std::vector<std::string>& files);
+// The upstream context: the host's roots (its hashed directory where it has one, read as chains
+// need them), plus `extra_roots`.
+Result<SslContext> make_upstream_context(const std::vector<Certificate>& extra_roots);
+
 // `ssl` (of the upstream context) is for `host`: SNI set (for a name), the certificate required
 // to verify and to name `host` (DNS name or IP address).
 Status expect_host(SSL* ssl, std::string_view host);
@@ -44,20 +49,26 @@ Result<SslConnection> upstream_connection(SSL_CTX* ctx, std::string_view host);
 // Why `ssl`'s peer was not trusted, for the 502 body and the event ("" when it was).
 std::string verification_failure(const SSL* ssl);
 
-// What one sandbox's proxy terminates TLS with: its CA and the two contexts, as Asio holds them.
-struct Termination {
-  Termination(std::unique_ptr<SandboxCa> authority, SslContext agent_side,
-              SslContext upstream_side)
-      : ca(std::move(authority)),
-        agent(agent_side.release()),
-        upstream(upstream_side.release()) {}
-  std::unique_ptr<SandboxCa> ca;
-  boost::asio::ssl::context agent;
-  boost::asio::ssl::context upstream;
+// What one sandbox's proxy terminates TLS with: its CA, made with the sandbox, and the two
+// contexts, made on first use (OpenSSL's contexts cost ~1 ms of CPU each at start: a sandbox
+// that never inspects a connection never pays it). Used on the proxy's thread only.
+class Termination {
+ public:
+  // Makes the CA for `sandbox`, and reads every extra root file now (an error names the first
+  // that holds no certificate: never a silently weaker trust later).
+  static Result<std::shared_ptr<Termination>> make(const std::string& sandbox,
+                                                   const std::vector<std::string>& extra_ca_files);
+  [[nodiscard]] SandboxCa& ca() { return *ca_; }
+  // The agent-facing and the upstream context, made on the first call.
+  Result<boost::asio::ssl::context*> agent();
+  Result<boost::asio::ssl::context*> upstream();
+
+ private:
+  Termination() = default;
+  std::unique_ptr<SandboxCa> ca_;
+  std::vector<Certificate> extra_roots_;
+  std::optional<boost::asio::ssl::context> agent_;
+  std::optional<boost::asio::ssl::context> upstream_;
 };
-// Makes the CA for `sandbox` and both contexts; an extra root file that does not load is an
-// error naming it.
-Result<std::shared_ptr<Termination>> make_termination(const std::string& sandbox,
-                                                      const std::vector<std::string>& extra_ca_files);
 
 }  // namespace openshell::supervisor::proxy

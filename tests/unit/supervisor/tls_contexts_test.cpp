@@ -117,9 +117,11 @@ TEST_CASE("tls: upstream certificates verify against host roots plus named extra
   auto upstream_ctx = make_agent_context();  // the upstream server's side, for the test
   REQUIRE(upstream_ctx.ok());
 
-  auto with_extra = make_upstream_context({path});
+  auto roots = load_roots({path});
+  REQUIRE(roots.ok());
+  auto with_extra = make_upstream_context(*roots);
   REQUIRE(with_extra.ok());
-  auto host_only = make_upstream_context({});
+  auto host_only = make_upstream_context(std::vector<Certificate>());
   REQUIRE(host_only.ok());
 
   auto try_connect = [&](SSL_CTX* ctx, const std::string& asked, const std::string& served) {
@@ -144,7 +146,7 @@ TEST_CASE("tls: upstream certificates verify against host roots plus named extra
 
   // A file that does not load is an error naming it, never a weaker trust.
   std::remove(path);
-  auto missing = make_upstream_context({path});
+  auto missing = load_roots({path});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().message().find(path) != std::string::npos);
 }
@@ -155,7 +157,7 @@ TEST_CASE("tls: the upstream context trusts the host's roots") {
   const char* bundle = "/etc/ssl/certs/ca-certificates.crt";
   BIO* in = BIO_new_file(bundle, "r");
   if (in == nullptr) FAIL("no host bundle at " << bundle << " (Debian's ca-certificates)");
-  auto ctx = make_upstream_context({});
+  auto ctx = make_upstream_context(std::vector<Certificate>());
   REQUIRE(ctx.ok());
   X509_STORE* store = SSL_CTX_get_cert_store(ctx->get());
   size_t roots = 0, verified = 0;
@@ -172,4 +174,31 @@ TEST_CASE("tls: the upstream context trusts the host's roots") {
   CHECK(roots > 50);
   // Expired roots may sit in a bundle; everything else is trusted.
   CHECK(verified + 5 >= roots);
+}
+
+TEST_CASE("tls: a sandbox's termination checks its extra roots at once, its contexts on use") {
+  char path[] = "/tmp/osh-bad-ca-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  std::ofstream(path) << "not a certificate\n";
+  auto bad = Termination::make("t1", {path});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message() == std::string(path) + " holds no PEM certificate");
+  auto missing = Termination::make("t1", {"/nonexistent/ca.pem"});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message().find("/nonexistent/ca.pem") != std::string::npos);
+
+  auto internal = SandboxCa::create("internal");
+  REQUIRE(internal.ok());
+  std::ofstream(path) << (*internal)->certificate_pem();
+  auto good = Termination::make("t1", {path});
+  ::unlink(path);
+  REQUIRE(good.ok());
+  CHECK((*good)->ca().certificate_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+  auto agent = (*good)->agent();
+  auto upstream = (*good)->upstream();
+  REQUIRE((agent.ok() && upstream.ok()));
+  CHECK(*agent == *(*good)->agent());  // made once
+  CHECK(*upstream != nullptr);
 }
