@@ -1,6 +1,10 @@
 // L7 end to end (issue 15): an agent in a sandbox, the supervisor's proxy terminating TLS with
 // the sandbox's own CA, and upstreams (tests/helpers/tls_upstream: HTTPS with a test CA of its
 // own, plain HTTP, WebSocket, a CONNECT proxy) in a network namespace this test creates.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -443,4 +447,48 @@ TEST_CASE("policy-examples/github-readonly.toml: GitHub read-only, enforced requ
     INFO(never);
     CHECK(seen.find(never) == std::string::npos);
   }
+}
+
+// Every sandbox has its CA from the start, so a reload that makes an endpoint REST reaches a
+// running sandbox: no restart, the agent's next connection is inspected.
+TEST_CASE("a reload that makes an endpoint REST is enforced in the running sandbox") {
+  Setup t("https", 8443, rule("api", "upstream.test", 8443, ""), {"upstream.test"});
+  auto& [up, dir, ca, sb] = t;
+  TempDir work;  // /sandbox: the test says "go" there
+  REQUIRE(::chown(work.path().c_str(), 1000, 1000) == 0);
+  const std::string output = dir.path() + "/out.txt";
+  const std::string curl = std::string(kCurl) + " -s -m 20 -w ' %{http_code}\\n' ";
+  const pid_t supervisor = spawn_process(
+      [&] {
+        std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", sb.policy_file,
+                                         "--name", sb.name, "--events", sb.events_file,
+                                         "--workdir", work.path()};
+        argv.insert(argv.end(), sb.extra.begin(), sb.extra.end());
+        argv.insert(argv.end(),
+                    {"--", "/bin/sh", "-c",
+                     // L4: the upstream's own certificate reaches curl, which does not trust it.
+                     curl + "https://upstream.test:8443/a; echo ready; "
+                            "while [ ! -e /sandbox/go ]; do sleep 0.1; done; " +
+                         curl + "-X POST https://upstream.test:8443/b"});
+        return argv;
+      }(),
+      output);
+  const bool ready =
+      eventually([&] { return read_text(output).find("ready") != std::string::npos; }, 30000);
+  INFO(read_text(output));
+  REQUIRE(ready);
+  dir.write("p.toml", test_policy("", rule("api", "upstream.test", 8443,
+                                           "protocol = \"rest\"\naccess = \"read-only\"")));
+  REQUIRE(kill(supervisor, SIGHUP) == 0);
+  REQUIRE(eventually(
+      [&] { return read_text(sb.events_file).find("\"Reloaded\"") != std::string::npos; }));
+  work.write("go", "");
+  int status = 0;
+  REQUIRE(waitpid(supervisor, &status, 0) == supervisor);
+  const std::string out = read_text(output);
+  INFO(out << up.server_output());
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find(" 000\nready\n") != std::string::npos);  // not inspected, not trusted
+  CHECK(out.find("\"rule\":\"access read-only\"} 403\n") != std::string::npos);
+  CHECK(up.server_output().find("POST /b") == std::string::npos);
 }
