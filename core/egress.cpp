@@ -398,6 +398,8 @@ std::string_view to_string(DenyReason reason) {
       return "empty_policy";
     case DenyReason::kNameMismatch:
       return "name_mismatch";
+    case DenyReason::kTlsRefused:
+      return "tls_refused";
   }
   return "unknown";
 }
@@ -420,6 +422,8 @@ std::string_view error_class(DenyReason reason) {
     case DenyReason::kEmptyPolicy:
     case DenyReason::kNameMismatch:
       return "policy_denied";
+    case DenyReason::kTlsRefused:
+      return "tls_refused";
   }
   return "policy_denied";
 }

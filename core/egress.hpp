@@ -46,6 +46,9 @@ enum class DenyReason {
   // The name a connection claims (TLS SNI, HTTP Host) is not the one it was allowed for: a
   // tunnel's CONNECT host, or the name our DNS gave for a captured destination.
   kNameMismatch,
+  // Not a policy's: the agent refused the TLS handshake with the sandbox CA's certificate (a
+  // client with a trust store of its own, or pinning), so an inspected connection could not be.
+  kTlsRefused,
 };
 
 struct Decision {

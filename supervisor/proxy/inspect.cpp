@@ -27,6 +27,9 @@ namespace ssl = asio::ssl;
 // a longer one closes it.
 constexpr size_t kMaxDiscardedBody = 64 * 1024;
 
+// Where a client finds the sandbox CA, for the event of one that did not.
+constexpr const char* kTlsHint = "/etc/openshell-tls/ca-bundle.pem, SSL_CERT_FILE";
+
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -433,8 +436,19 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
   arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
   co_await client.async_handshake(ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
   if (ec) {
-    // Most often a client that does not trust the sandbox CA (its own trust store, pinning).
-    log::info("proxy", "TLS handshake with the agent for " + host + " failed: " + ec.message());
+    // Most often a client that does not trust the sandbox CA (its own trust store, pinning):
+    // an event says so, as the agent's own error rarely does.
+    s->timer.cancel();
+    egress::Decision d;
+    d.reason = egress::DenyReason::kTlsRefused;
+    d.host = host;
+    d.rule = egress::decide(*config_.policy(), {s->host, s->port, s->chain}).rule;
+    d.reason_text = "TLS with the agent for " + host + " failed (" + ec.message() +
+                    "): a client that does not trust the sandbox CA (" + kTlsHint +
+                    ") or pins certificates cannot be inspected";
+    if (config_.events != nullptr)
+      config_.events->emit(
+          ocsf::network_activity(config_.sandbox, connection_info(*s, d, s->address, false)));
     s->close();
     co_return;
   }

@@ -101,9 +101,13 @@ TEST_CASE("TLS is terminated with the sandbox's own CA: curl https works without
           {"upstream.test"});
   auto& [up, dir, ca, sb] = t;
   // Through the explicit proxy (CONNECT, curl honours HTTPS_PROXY) and captured (--noproxy).
+  // And a client with a trust store of its own (the host's roots alone): refused, and told.
   auto r = sb.run(std::string("echo '== explicit'; ") + kCurl +
                   " -sS -m 20 -v https://upstream.test:8443/hello 2>&1; echo '== captured'; " +
-                  kCurl + " -sS -m 20 --noproxy '*' -v https://upstream.test:8443/there 2>&1");
+                  kCurl + " -sS -m 20 --noproxy '*' -v https://upstream.test:8443/there 2>&1; " +
+                  "echo '== own trust'; " + kCurl +
+                  " -sS -m 20 --cacert /etc/ssl/certs/ca-certificates.crt "
+                  "https://upstream.test:8443/mine 2>&1; true");
   INFO(r.out << r.err << up.server_output());
   REQUIRE(r.exit_code == 0);
   auto s = sections(r.out);
@@ -116,6 +120,13 @@ TEST_CASE("TLS is terminated with the sandbox's own CA: curl https works without
           std::string::npos);
     CHECK(s[step].find("subjectAltName: host \"upstream.test\" matched") != std::string::npos);
   }
+  CHECK(s["own trust"].find("SSL certificate problem") != std::string::npos);
+  CHECK(up.server_output().find("/mine") == std::string::npos);
+  bool refusal_told = false;
+  for (const auto& e : read_events(sb.events_file))
+    refusal_told |= e.value("class_uid", 0) == 4001 && e.dump().find("tls_refused") !=
+                                                           std::string::npos;
+  CHECK(refusal_told);
   // Each request is an HTTP Activity event: method, host, path, status, the rule.
   const auto events = sb.http_events();
   for (const char* path : {"/hello", "/there"}) {

@@ -549,6 +549,7 @@ TEST_CASE("deny reasons have stable snake_case codes", "[egress]") {
   CHECK(to_string(DenyReason::kUnknownBinary) == "unknown_binary");
   CHECK(to_string(DenyReason::kEmptyPolicy) == "empty_policy");
   CHECK(to_string(DenyReason::kNameMismatch) == "name_mismatch");
+  CHECK(to_string(DenyReason::kTlsRefused) == "tls_refused");
 
   CHECK(error_class(DenyReason::kAlwaysBlockedAddress) == "ssrf_denied");
   CHECK(error_class(DenyReason::kPrivateAddress) == "ssrf_denied");
@@ -556,5 +557,6 @@ TEST_CASE("deny reasons have stable snake_case codes", "[egress]") {
   CHECK(error_class(DenyReason::kBinaryNotAllowed) == "policy_denied");
   CHECK(error_class(DenyReason::kEmptyPolicy) == "policy_denied");
   CHECK(error_class(DenyReason::kNameMismatch) == "policy_denied");
+  CHECK(error_class(DenyReason::kTlsRefused) == "tls_refused");
   CHECK(error_class(DenyReason::kNone).empty());
 }
