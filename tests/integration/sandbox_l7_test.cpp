@@ -39,6 +39,13 @@ struct Sandbox {
     argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
     return run_process(argv, 180);
   }
+  // Whether a Network Activity event mentions `text` (a reason code).
+  [[nodiscard]] bool network_event_says(const std::string& text) const {
+    const auto events = read_events(events_file);
+    return std::any_of(events.begin(), events.end(), [&](const nlohmann::json& e) {
+      return e.value("class_uid", 0) == 4001 && e.dump().find(text) != std::string::npos;
+    });
+  }
   [[nodiscard]] std::vector<nlohmann::json> http_events() const {
     std::vector<nlohmann::json> out;
     for (const auto& e : read_events(events_file))
@@ -122,11 +129,7 @@ TEST_CASE("TLS is terminated with the sandbox's own CA: curl https works without
   }
   CHECK(s["own trust"].find("SSL certificate problem") != std::string::npos);
   CHECK(up.server_output().find("/mine") == std::string::npos);
-  bool refusal_told = false;
-  for (const auto& e : read_events(sb.events_file))
-    refusal_told |= e.value("class_uid", 0) == 4001 && e.dump().find("tls_refused") !=
-                                                           std::string::npos;
-  CHECK(refusal_told);
+  CHECK(sb.network_event_says("tls_refused"));
   // Each request is an HTTP Activity event: method, host, path, status, the rule.
   const auto events = sb.http_events();
   for (const char* path : {"/hello", "/there"}) {
@@ -446,11 +449,7 @@ TEST_CASE("policy-examples/github-readonly.toml: GitHub read-only, enforced requ
   CHECK(s["push"].find("403") != std::string::npos);
   // curl is not one of github_git's binaries: its tunnel is refused before any request is read.
   CHECK(s["curl to git"].find("CONNECT tunnel failed, response 403") != std::string::npos);
-  bool binary_refused = false;
-  for (const auto& e : read_events(sb.events_file))
-    binary_refused |= e.value("class_uid", 0) == 4001 && e.dump().find("binary_not_allowed") !=
-                                                             std::string::npos;
-  CHECK(binary_refused);
+  CHECK(sb.network_event_says("binary_not_allowed"));
   const std::string seen = up.server_output();
   CHECK(seen.find("request GET /o/r.git/info/refs?service=git-upload-pack host=github.com") !=
         std::string::npos);
