@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <limits>
@@ -30,13 +31,7 @@ constexpr size_t kMaxDiscardedBody = 64 * 1024;
 // Where a client finds the sandbox CA, for the event of one that did not.
 constexpr const char* kTlsHint = "/etc/openshell-tls/ca-bundle.pem, SSL_CERT_FILE";
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+using beast::iequals;
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -213,7 +208,7 @@ awaitable<bool> answer_refusal(Stream& client, beast::flat_buffer& cbuf,
                                const RequestCheck& check, std::span<char> body) {
   auto& req = parser.get();
   bool keep = !check.close && req.keep_alive();
-  if (keep && !parser.is_done() && iequals(sv(req[http::field::expect]), "100-continue"))
+  if (keep && !parser.is_done() && iequals(req[http::field::expect], "100-continue"))
     keep = false;
   size_t dropped = 0;
   while (keep && !parser.is_done()) {
@@ -291,7 +286,7 @@ awaitable<void> SessionRunner::exchange(std::shared_ptr<Session> s, Client& clie
     const bool client_keeps = req.keep_alive();
     http::serializer<true, http::buffer_body> sr{req};
     arm_deadline(s, idle);
-    if (!parser.is_done() && iequals(sv(req[http::field::expect]), "100-continue")) {
+    if (!parser.is_done() && iequals(req[http::field::expect], "100-continue")) {
       // The client waits for the upstream's go-ahead before it sends the body.
       co_await http::async_write_header(upstream, sr, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
