@@ -44,15 +44,14 @@ Result<Resolved> substitute(std::string_view text, const Lookup& lookup,
     while (end < text.size() && key_char(text[end]) && end - (i + prefix) <= kMaxKeyLength) ++end;
     const std::string key(text.substr(i + prefix, end - (i + prefix)));
     if (!valid_key(key))
-      return Error::invalid("a credential placeholder without a valid key (" +
-                            key.substr(0, 32) + ")");
+      return Error::invalid("a credential placeholder without a valid key (" + key.substr(0, 32) +
+                            ")");
     const auto secret = lookup(key);
     if (!secret) return Error::invalid("credential " + key + " is not bound to this endpoint");
     if (auto st = valid_secret(*secret); !st)
       return Error::invalid("credential " + key + ": " + st.error().message());
     out.text += encode(*secret);
-    if (std::find(out.keys.begin(), out.keys.end(), key) == out.keys.end())
-      out.keys.push_back(key);
+    if (std::find(out.keys.begin(), out.keys.end(), key) == out.keys.end()) out.keys.push_back(key);
     i = end;
   }
   return out;

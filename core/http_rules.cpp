@@ -59,7 +59,8 @@ Result<std::string> normalize_segment(std::string_view seg, bool allow_encoded_s
     }
     if (i + 2 >= seg.size() || hex_value(seg[i + 1]) < 0 || hex_value(seg[i + 2]) < 0)
       return Error::invalid("malformed percent-escape in the path");
-    const auto byte = static_cast<unsigned char>(hex_value(seg[i + 1]) * 16 + hex_value(seg[i + 2]));
+    const auto byte =
+        static_cast<unsigned char>(hex_value(seg[i + 1]) * 16 + hex_value(seg[i + 2]));
     i += 2;
     if (byte == 0) return Error::invalid("an escaped NUL in the path");
     if (byte == '/' && !allow_encoded_slash)
@@ -162,12 +163,14 @@ std::string_view trim(std::string_view s) {
 
 Result<Target> canonicalize(std::string_view target, bool allow_encoded_slash) {
   if (target.size() > kMaxTargetBytes)
-    return Error::invalid("request target longer than " + std::to_string(kMaxTargetBytes) + " bytes");
+    return Error::invalid("request target longer than " + std::to_string(kMaxTargetBytes) +
+                          " bytes");
   if (target.empty() || target.front() != '/')
     return Error::invalid("request target is not in origin form (/path)");
   for (const char ch : target) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7f) return Error::invalid("raw control, space or non-ASCII byte in the target");
+    if (c <= 0x20 || c >= 0x7f)
+      return Error::invalid("raw control, space or non-ASCII byte in the target");
     if (c == '#') return Error::invalid("a fragment in the request target");
   }
   Target out;
@@ -218,7 +221,8 @@ Result<QueryParams> parse_query(std::string_view query) {
         return Error::invalid("more than " + std::to_string(kMaxQueryParams) + " query parameters");
       const auto eq = pair.find('=');
       auto name = decode_all(pair.substr(0, eq));
-      auto value = decode_all(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+      auto value =
+          decode_all(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
       if (!name) return name.error();
       if (!value) return value.error();
       out.emplace_back(std::move(*name), std::move(*value));
@@ -235,7 +239,8 @@ Status check_head_bytes(std::string_view head) {
   bool first = true;
   while (at < head.size()) {
     const size_t lf = head.find('\n', at);
-    if (lf == std::string_view::npos) return Error::invalid("request head does not end its last line");
+    if (lf == std::string_view::npos)
+      return Error::invalid("request head does not end its last line");
     if (lf == at || head[lf - 1] != '\r') return Error::invalid("a bare LF in the request head");
     const std::string_view line = head.substr(at, lf - 1 - at);
     if (line.empty()) {
@@ -247,7 +252,8 @@ Status check_head_bytes(std::string_view head) {
     for (const char ch : line) {
       const auto c = static_cast<unsigned char>(ch);
       if (c == '\r') return Error::invalid("a bare CR in the request head");
-      if ((c < 0x20 && c != '\t') || c == 0x7f) return Error::invalid("a control byte in the request head");
+      if ((c < 0x20 && c != '\t') || c == 0x7f)
+        return Error::invalid("a control byte in the request head");
     }
     first = false;
     at = lf + 1;
@@ -262,9 +268,8 @@ Status check_framing(const Fields& fields) {
     const std::string_view value = trim(raw);
     if (iequals(name, "Content-Length")) {
       ++lengths;
-      if (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) {
-            return c >= '0' && c <= '9';
-          }))
+      if (value.empty() ||
+          !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return Error::invalid("Content-Length is not a number");
     } else if (iequals(name, "Transfer-Encoding")) {
       transfer_encoding = true;

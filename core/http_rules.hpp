@@ -8,9 +8,10 @@
 // methods compare case-insensitively and a GET rule admits HEAD; paths are canonicalised before
 // matching, and a path glob's '*' stays within one segment while '**' crosses them (OpenShell's
 // '*' crosses '/': ours is the stricter reading, so "/repos/*" never admits
-// "/repos/a/b/collaborators"; query values have no segments, their globs are flat); a query matcher on an allow rule needs every value of its key to match and fails on
-// a missing key, on a deny rule any matching value denies and a missing key leaves the rule out;
-// a deny rule beats every allow; `enforcement = "audit"` logs a denial and lets it pass.
+// "/repos/a/b/collaborators"; query values have no segments, their globs are flat); a query matcher
+// on an allow rule needs every value of its key to match and fails on a missing key, on a deny rule
+// any matching value denies and a missing key leaves the rule out; a deny rule beats every allow;
+// `enforcement = "audit"` logs a denial and lets it pass.
 #pragma once
 
 #include <cstddef>

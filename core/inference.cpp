@@ -12,8 +12,7 @@ using nlohmann::json;
 
 Result<json> parse_object(std::string_view body) {
   if (body.size() > kMaxRequestBody)
-    return Error::invalid("request body larger than " + std::to_string(kMaxRequestBody) +
-                          " bytes");
+    return Error::invalid("request body larger than " + std::to_string(kMaxRequestBody) + " bytes");
   json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object())
     return Error::invalid("request body is not a JSON object");

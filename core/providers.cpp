@@ -22,7 +22,9 @@ constexpr std::array<std::pair<std::string_view, Type>, 5> kTypes = {{
 const std::array<Profile, 5>& profiles() {
   static const std::array<Profile, 5> all = {{
       {Type::kGeneric, {}, "Authorization", "Bearer"},
-      {Type::kGithub, {"api.github.com", "github.com", "uploads.github.com"}, "Authorization",
+      {Type::kGithub,
+       {"api.github.com", "github.com", "uploads.github.com"},
+       "Authorization",
        "Bearer"},
       {Type::kOpenAi, {"api.openai.com"}, "Authorization", "Bearer"},
       {Type::kAnthropic, {"api.anthropic.com"}, "x-api-key", ""},

@@ -42,11 +42,12 @@ Result<sys::ProcessHandle> DirectDriver::start(Launch launch, std::function<void
   if (launch.stdio.size() == 3) {
     // stdio is the caller's (the agent's); our lines go to the file.
     options.insert(options.end(), {"--log", log_file});
-    for (int i = 0; i < 3; ++i) spec.fds.emplace_back(launch.stdio[static_cast<size_t>(i)].get(), i);
+    for (int i = 0; i < 3; ++i)
+      spec.fds.emplace_back(launch.stdio[static_cast<size_t>(i)].get(), i);
   } else {
     null_in = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    log_out = UniqueFd(::open(log_file.c_str(),
-                              O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+    log_out = UniqueFd(
+        ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!null_in || !log_out) return Error::from_errno("opening " + log_file);
     spec.fds = {{null_in.get(), 0}, {log_out.get(), 1}, {log_out.get(), 2}};
   }
@@ -73,9 +74,8 @@ Result<sys::ProcessHandle> DirectDriver::adopt(const std::string& sandbox, int p
   auto cmdline = process->cmdline();
   if (!cmdline) return cmdline.error();
   if (!is_supervisor_cmdline(*cmdline, sandbox))
-    return Error::from_errno("process " + std::to_string(pid) + " is not the supervisor of " +
-                                 sandbox,
-                             ESRCH);
+    return Error::from_errno(
+        "process " + std::to_string(pid) + " is not the supervisor of " + sandbox, ESRCH);
   return process;
 }
 

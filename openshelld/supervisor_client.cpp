@@ -21,8 +21,7 @@ std::string SupervisorClient::socket(const std::string& sandbox) const {
   return runtime_dir_ + "/sandboxes/" + sandbox + ".sock";
 }
 
-Result<UniqueFd> SupervisorClient::open(const std::string& sandbox,
-                                        const control::Request& request,
+Result<UniqueFd> SupervisorClient::open(const std::string& sandbox, const control::Request& request,
                                         const std::vector<int>& fds) {
   auto frame = control::encode_request(request);
   if (!frame) return frame.error();
@@ -49,10 +48,12 @@ void SupervisorClient::call(const std::string& sandbox, const control::Request& 
   pending_[raw] = std::move(pending);
   auto fail_later = [this, raw](Error e) {
     // From the loop, as every other answer: the caller may still be setting up.
-    auto later = Watch::after(event_, std::chrono::microseconds(0),
-                              [this, raw, e] { finish(raw, e, {}); });
-    if (later) raw->deadline = std::move(*later);
-    else finish(raw, e, {});
+    auto later =
+        Watch::after(event_, std::chrono::microseconds(0), [this, raw, e] { finish(raw, e, {}); });
+    if (later)
+      raw->deadline = std::move(*later);
+    else
+      finish(raw, e, {});
   };
   auto fd = open(sandbox, request, {});
   if (!fd) return fail_later(fd.error());
@@ -61,7 +62,8 @@ void SupervisorClient::call(const std::string& sandbox, const control::Request& 
     std::vector<UniqueFd> fds;
     auto message = sys::receive_message(raw->connection.get(), control::kMaxFrame, 1);
     if (!message) return finish(raw, message.error(), {});
-    if (!message->has_value()) return finish(raw, Error::invalid(raw->socket + " closed without a reply"), {});
+    if (!message->has_value())
+      return finish(raw, Error::invalid(raw->socket + " closed without a reply"), {});
     fds = std::move((*message)->fds);
     finish(raw, control::parse_reply((*message)->frame), std::move(fds));
   });

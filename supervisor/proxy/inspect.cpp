@@ -42,8 +42,7 @@ class Replayed {
   using executor_type = tcp::socket::executor_type;
   using lowest_layer_type = tcp::socket::lowest_layer_type;
 
-  Replayed(tcp::socket& socket, std::string prefix)
-      : socket_(socket), prefix_(std::move(prefix)) {}
+  Replayed(tcp::socket& socket, std::string prefix) : socket_(socket), prefix_(std::move(prefix)) {}
   executor_type get_executor() { return socket_.get_executor(); }
   lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
 
@@ -78,7 +77,9 @@ class Replayed {
 
 std::string refusal_response(const RequestCheck& c, bool keep_alive) {
   static constexpr std::pair<int, std::string_view> kPhrases[] = {
-      {400, "Bad Request"}, {403, "Forbidden"}, {431, "Request Header Fields Too Large"},
+      {400, "Bad Request"},
+      {403, "Forbidden"},
+      {431, "Request Header Fields Too Large"},
       {502, "Bad Gateway"}};
   std::string_view phrase = "Error";
   for (const auto& [code, text] : kPhrases)
@@ -97,7 +98,6 @@ namespace {
 std::string raw_path(std::string_view target) {
   return std::string(target.substr(0, std::min<size_t>(target.find('?'), 1024)));
 }
-
 
 }  // namespace
 
@@ -163,7 +163,6 @@ RequestCheck SessionRunner::check_request(const Session& s, std::string_view hea
   if (!query) return refuse(400, "bad_request", query.error().message(), true);
   if (beast::websocket::is_upgrade(req) && endpoint->protocol != policy::Protocol::kWebsocket) {
     // A protocol switch would carry what no rule of a REST endpoint looks at.
-    c.l7.rule.clear();
     return refuse(403, "policy_denied",
                   "an upgrade to WebSocket needs protocol = \"websocket\" on the endpoint", false);
   }
@@ -208,8 +207,7 @@ awaitable<bool> answer_refusal(Stream& client, beast::flat_buffer& cbuf,
                                const RequestCheck& check, std::span<char> body) {
   auto& req = parser.get();
   bool keep = !check.close && req.keep_alive();
-  if (keep && !parser.is_done() && iequals(req[http::field::expect], "100-continue"))
-    keep = false;
+  if (keep && !parser.is_done() && iequals(req[http::field::expect], "100-continue")) keep = false;
   size_t dropped = 0;
   while (keep && !parser.is_done()) {
     req.body().data = body.data();
@@ -223,7 +221,8 @@ awaitable<bool> answer_refusal(Stream& client, beast::flat_buffer& cbuf,
   if (keep && cbuf.size() > 0) keep = false;  // pipelined behind it: never read
   const std::string response = refusal_response(check, keep);
   error_code ec;
-  co_await asio::async_write(client, asio::buffer(response), asio::redirect_error(use_awaitable, ec));
+  co_await asio::async_write(client, asio::buffer(response),
+                             asio::redirect_error(use_awaitable, ec));
   co_return keep && !ec;
 }
 
@@ -317,7 +316,8 @@ awaitable<void> SessionRunner::exchange(std::shared_ptr<Session> s, Client& clie
       rp->header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
       rp->body_limit(std::numeric_limits<std::uint64_t>::max());
       if (head_request) rp->skip(true);
-      co_await http::async_read_header(upstream, ubuf, *rp, asio::redirect_error(use_awaitable, ec));
+      co_await http::async_read_header(upstream, ubuf, *rp,
+                                       asio::redirect_error(use_awaitable, ec));
       const int code = ec ? 0 : rp->get().result_int();
       if (ec || code < 100 || code >= 200 || code == 101) break;
       http::serializer<false, http::buffer_body> isr{rp->get()};
@@ -429,7 +429,8 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
   }
   error_code ec;
   arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
-  co_await client.async_handshake(ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+  co_await client.async_handshake(ssl::stream_base::server,
+                                  asio::redirect_error(use_awaitable, ec));
   if (ec) {
     // Most often a client that does not trust the sandbox CA (its own trust store, pinning):
     // an event says so, as the agent's own error rarely does.

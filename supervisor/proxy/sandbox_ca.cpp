@@ -63,8 +63,8 @@ bool set_name(X509_NAME* name, const std::string& common_name) {
                                     reinterpret_cast<const unsigned char*>("openshell"), -1, -1,
                                     0) == 1 &&
          X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                    reinterpret_cast<const unsigned char*>(common_name.c_str()),
-                                    -1, -1, 0) == 1;
+                                    reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
+                                    -1, 0) == 1;
 }
 
 // Valid from an hour ago (clocks differ a little between a sandbox's clients and us) for
@@ -141,7 +141,8 @@ Result<std::shared_ptr<const Leaf>> SandboxCa::leaf_for(std::string_view host_vi
 }
 
 Result<std::shared_ptr<const Leaf>> SandboxCa::mint(const std::string& host) {
-  if (host.empty() || host.size() > 253) return Error::invalid("no certificate for host '" + host.substr(0, 64) + "'");
+  if (host.empty() || host.size() > 253)
+    return Error::invalid("no certificate for host '" + host.substr(0, 64) + "'");
   for (const char ch : host) {
     const auto c = static_cast<unsigned char>(ch);
     if (std::isalnum(c) == 0 && c != '.' && c != '-' && c != '_' && c != ':' && c != '*')
@@ -152,8 +153,7 @@ Result<std::shared_ptr<const Leaf>> SandboxCa::mint(const std::string& host) {
   if (!cert) return openssl_error("minting a certificate for " + host);
   X509* c = cert.get();
   const std::string san = (ip ? "IP:" : "DNS:") + host;
-  const bool ok = X509_set_version(c, 2) == 1 && set_serial(c) &&
-                  set_validity(c, kLeafLifetime) &&
+  const bool ok = X509_set_version(c, 2) == 1 && set_serial(c) && set_validity(c, kLeafLifetime) &&
                   set_name(X509_get_subject_name(c), host.size() <= 64 ? host : "openshell leaf") &&
                   X509_set_issuer_name(c, X509_get_subject_name(ca_cert_.get())) == 1 &&
                   X509_set_pubkey(c, leaf_key_.get()) == 1 &&

@@ -75,7 +75,6 @@ sockaddr_storage to_sockaddr(const tcp::endpoint& ep) {
 
 }  // namespace
 
-
 std::string http_response(int status, std::string_view reason, const std::string& body,
                           const std::string& rule, bool keep_alive) {
   std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
@@ -236,6 +235,7 @@ awaitable<Dialed> SessionRunner::decide_and_dial(Session& s, const std::string& 
     co_return out;
   }
   out.decision = checked;
+  error_code ec;
   if (config_.upstream_proxy) {
     const std::string why = co_await dial_through_proxy(s, out.decision.host, port);
     if (!why.empty()) {
@@ -245,15 +245,16 @@ awaitable<Dialed> SessionRunner::decide_and_dial(Session& s, const std::string& 
       co_return out;
     }
     out.address = config_.upstream_proxy->host + ":" + std::to_string(config_.upstream_proxy->port);
-  }
-  // Only the addresses we checked, in order, each within the connect timeout.
-  error_code ec = config_.upstream_proxy ? error_code() : asio::error::host_unreachable;
-  for (const auto& ip : config_.upstream_proxy ? std::vector<IpAddress>() : dial) {
-    if (s.closed) break;
-    ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), port));
-    if (!ec) {
-      out.address = to_string(ip);
-      break;
+  } else {
+    // Only the addresses we checked, in order, each within the connect timeout.
+    ec = asio::error::host_unreachable;
+    for (const auto& ip : dial) {
+      if (s.closed) break;
+      ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), port));
+      if (!ec) {
+        out.address = to_string(ip);
+        break;
+      }
     }
   }
   if (ec) {
@@ -327,7 +328,6 @@ awaitable<std::string> SessionRunner::dial_through_proxy(Session& s, const std::
     co_return named + " refused CONNECT " + authority + ": " + std::to_string(status);
   co_return "";
 }
-
 
 // Whatever the client sends first (TLS ClientHello, an HTTP head), up to the peek deadline.
 awaitable<std::string> SessionRunner::read_initial(Session& s, std::string already) {

@@ -105,14 +105,14 @@ struct Dialed {
 
 // One HTTP request's head as the proxy judges it (inspect.cpp).
 struct RequestCheck {
-  int status = 0;        // 0: forward it; else the status of the refusal
-  bool close = false;    // its framing cannot be trusted: nothing after it is read
-  std::string error;     // the refusal's class: "policy_denied", "bad_request", ...
+  int status = 0;      // 0: forward it; else the status of the refusal
+  bool close = false;  // its framing cannot be trusted: nothing after it is read
+  std::string error;   // the refusal's class: "policy_denied", "bad_request", ...
   std::string method;
-  std::string path;    // canonical, without the query
-  std::string target;  // canonical, what goes upstream
-  std::string policy;  // the network_policies entry
-  l7::Decision l7;     // what the endpoint's rules said (l7.rule empty: none were consulted)
+  std::string path;        // canonical, without the query
+  std::string target;      // canonical, what goes upstream
+  std::string policy;      // the network_policies entry
+  l7::Decision l7;         // what the endpoint's rules said (l7.rule empty: none were consulted)
   bool inspected = false;  // the endpoint's rules were consulted: an HTTP Activity event
 };
 
@@ -182,8 +182,7 @@ class SessionRunner {
   void reevaluate();
 
  private:
-  std::vector<std::string> identify(Session& s, const tcp::endpoint& server,
-                                    std::string* problem);
+  std::vector<std::string> identify(Session& s, const tcp::endpoint& server, std::string* problem);
   awaitable<std::vector<IpAddress>> resolve(const std::string& host);
   awaitable<Dialed> decide_and_dial(Session& s, const std::string& host, uint16_t port);
   // Through the operator's proxy (ProxyConfig::upstream_proxy): CONNECT host:port on a new
@@ -202,8 +201,7 @@ class SessionRunner {
   awaitable<std::string> read_initial(Session& s, std::string already);
   ocsf::ConnectionInfo connection_info(const Session& s, const egress::Decision& d,
                                        const std::string& address, bool allowed) const;
-  void emit(const Session& s, const egress::Decision& d, const std::string& address,
-            bool allowed);
+  void emit(const Session& s, const egress::Decision& d, const std::string& address, bool allowed);
   void arm_deadline(std::shared_ptr<Session> s, std::chrono::milliseconds after);
 
   // --- inspect.cpp: L7 ---

@@ -161,8 +161,8 @@ Result<std::vector<Certificate>> load_roots(const std::vector<std::string>& file
   return roots;
 }
 
-Result<std::shared_ptr<Termination>> Termination::make(const std::string& sandbox,
-                                                      const std::vector<std::string>& extra_ca_files) {
+Result<std::shared_ptr<Termination>> Termination::make(
+    const std::string& sandbox, const std::vector<std::string>& extra_ca_files) {
   auto roots = load_roots(extra_ca_files);
   if (!roots) return roots.error();
   auto ca = SandboxCa::create(sandbox);

@@ -39,17 +39,26 @@ bool unescape(const char* in, std::string* out) {
       continue;
     }
     switch (*++p) {
-      case 'r': out->push_back('\r'); break;
-      case 'n': out->push_back('\n'); break;
-      case 't': out->push_back('\t'); break;
-      case '\\': out->push_back('\\'); break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
       case 'x': {
         if (p[1] == '\0' || hex(p[1]) < 0 || p[2] == '\0' || hex(p[2]) < 0) return false;
         out->push_back(static_cast<char>(hex(p[1]) * 16 + hex(p[2])));
         p += 2;
         break;
       }
-      default: return false;
+      default:
+        return false;
     }
   }
   return true;

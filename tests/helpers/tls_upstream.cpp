@@ -118,8 +118,8 @@ awaitable<void> pipe(tcp::socket& from, tcp::socket& to) {
   char buf[16384];
   for (;;) {
     error_code ec;
-    const size_t n = co_await from.async_read_some(asio::buffer(buf),
-                                                   asio::redirect_error(use_awaitable, ec));
+    const size_t n =
+        co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     co_await asio::async_write(to, asio::buffer(buf, n), asio::redirect_error(use_awaitable, ec));
     if (ec) break;

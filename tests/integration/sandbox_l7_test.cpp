@@ -33,8 +33,8 @@ struct Sandbox {
   std::string events_file;
   std::vector<std::string> extra;
   Outcome run(const std::string& script) {
-    std::vector<std::string> argv = {supervisor_bin(), "run",  "--policy-file", policy_file,
-                                     "--name",         name,   "--events",      events_file};
+    std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", policy_file,
+                                     "--name",         name,  "--events",      events_file};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
     return run_process(argv, 180);
@@ -63,7 +63,8 @@ struct Setup {
     up.start_tls_upstream(port, mode == "https" ? "https upstream.test " + ca : mode);
     sb.policy_file = dir.write("p.toml", test_policy("", rules));
     sb.events_file = dir.path() + "/events.jsonl";
-    for (const auto& host : hosts) sb.extra.insert(sb.extra.end(), {"--resolve", host + "=" + up.address()});
+    for (const auto& host : hosts)
+      sb.extra.insert(sb.extra.end(), {"--resolve", host + "=" + up.address()});
     if (mode == "https" && trust_ca) sb.extra.insert(sb.extra.end(), {"--upstream-ca", ca});
   }
   UpstreamHost up;
@@ -104,7 +105,8 @@ nlohmann::json http_event(const std::vector<nlohmann::json>& events, const std::
 }  // namespace
 
 TEST_CASE("TLS is terminated with the sandbox's own CA: curl https works without -k") {
-  Setup t("https", 8443, rule("api", "upstream.test", 8443, "protocol = \"rest\"\naccess = \"full\""),
+  Setup t("https", 8443,
+          rule("api", "upstream.test", 8443, "protocol = \"rest\"\naccess = \"full\""),
           {"upstream.test"});
   auto& [up, dir, ca, sb] = t;
   // Through the explicit proxy (CONNECT, curl honours HTTPS_PROXY) and captured (--noproxy).
@@ -163,7 +165,8 @@ TEST_CASE("tls = \"skip\" relays the TLS bytes untouched: the agent sees the ups
 }
 
 TEST_CASE("an upstream certificate the proxy cannot verify gets the client a 502, never bytes") {
-  Setup t("https", 8443, rule("api", "upstream.test", 8443, "protocol = \"rest\"\naccess = \"full\""),
+  Setup t("https", 8443,
+          rule("api", "upstream.test", 8443, "protocol = \"rest\"\naccess = \"full\""),
           {"upstream.test"}, /*trust_ca=*/false);
   auto& [up, dir, ca, sb] = t;
   auto r = sb.run(std::string(kCurl) +
@@ -216,11 +219,13 @@ TEST_CASE("REST rules decide every request: access, globs, deny rules, queries, 
       {"audit post", "-X POST https://audit.test:8443/x"},
       {"fronting", "-H 'Host: evil.test' https://ro.test:8443/x"},
       // A denial leaves the connection usable: the second URL reuses it (no new connect).
-      {"reuse", "-w ' %{http_code} %{num_connects}\\n' https://repos.test:8443/user "
-                "https://repos.test:8443/repos/z"},
+      {"reuse",
+       "-w ' %{http_code} %{num_connects}\\n' https://repos.test:8443/user "
+       "https://repos.test:8443/repos/z"},
   };
   std::string script;
-  for (const auto& [label, args] : steps) script += "echo '== " + label + "'; " + curl + args + "; ";
+  for (const auto& [label, args] : steps)
+    script += "echo '== " + label + "'; " + curl + args + "; ";
   auto r = sb.run(script);
   INFO(r.out << r.err << up.server_output());
   REQUIRE(r.exit_code == 0);
@@ -235,7 +240,8 @@ TEST_CASE("REST rules decide every request: access, globs, deny rules, queries, 
   CHECK(s["ro post"].find("X-OpenShell-Policy: ro\r") != std::string::npos);
   {
     const std::string& text = s["ro post"];
-    const auto body = nlohmann::json::parse(text.substr(text.find('{'), text.rfind('}') - text.find('{') + 1));
+    const auto body =
+        nlohmann::json::parse(text.substr(text.find('{'), text.rfind('}') - text.find('{') + 1));
     CHECK(body["error"] == "policy_denied");
     CHECK(body["policy"] == "ro");
     CHECK(body["rule"] == "access read-only");
@@ -266,9 +272,9 @@ TEST_CASE("REST rules decide every request: access, globs, deny rules, queries, 
 
   // What was denied never reached the upstream; what was allowed (and audited) did.
   const std::string seen = up.server_output();
-  for (const char* never : {"request POST /x host=ro.test", "request GET /user",
-                            "request GET /one/a/b", "request DELETE", "tag=v3",
-                            "request GET /releases host", "host=evil.test", "%2F"})
+  for (const char* never :
+       {"request POST /x host=ro.test", "request GET /user", "request GET /one/a/b",
+        "request DELETE", "tag=v3", "request GET /releases host", "host=evil.test", "%2F"})
     CHECK(seen.find(never) == std::string::npos);
   for (const char* reached : {"request GET /x host=ro.test", "request GET /repos/a/b",
                               "request PUT /x host=deny.test", "request GET /releases?tag=v1.2",
@@ -291,19 +297,20 @@ TEST_CASE("REST rules decide every request: access, globs, deny rules, queries, 
 }
 
 TEST_CASE("hostile HTTP is refused and closed, and the upstream receives nothing of it") {
-  Setup t("http", 8080, rule("plain", "h.test", 8080, "protocol = \"rest\"\naccess = \"read-only\""),
-          {"h.test"});
+  Setup t("http", 8080,
+          rule("plain", "h.test", 8080, "protocol = \"rest\"\naccess = \"read-only\""), {"h.test"});
   auto& [up, dir, ca, sb] = t;
   const std::string host = "Host: h.test:8080\\r\\n";
   const std::string big(20000, 'a');
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"cl and te", "POST /a HTTP/1.1\\r\\n" + host +
                         "Content-Length: 5\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n"
-                        "GET /smuggled HTTP/1.1\\r\\n" + host + "\\r\\n"},
-      {"two equal lengths", "GET /a HTTP/1.1\\r\\n" + host +
-                                "Content-Length: 3\\r\\nContent-Length: 3\\r\\n\\r\\nabc"},
-      {"two lengths", "GET /a HTTP/1.1\\r\\n" + host +
-                          "Content-Length: 3\\r\\nContent-Length: 30\\r\\n\\r\\nabc"},
+                        "GET /smuggled HTTP/1.1\\r\\n" +
+                        host + "\\r\\n"},
+      {"two equal lengths",
+       "GET /a HTTP/1.1\\r\\n" + host + "Content-Length: 3\\r\\nContent-Length: 3\\r\\n\\r\\nabc"},
+      {"two lengths",
+       "GET /a HTTP/1.1\\r\\n" + host + "Content-Length: 3\\r\\nContent-Length: 30\\r\\n\\r\\nabc"},
       {"obs-fold", "GET /a HTTP/1.1\\r\\n" + host + "X-A: b\\r\\n c\\r\\n\\r\\n"},
       {"bare lf", "GET /a HTTP/1.1\\n" + std::string("Host: h.test:8080\\n\\n")},
       {"bare cr", "GET /a HTTP/1.1\\r\\n" + host + "X-A: b\\rc\\r\\n\\r\\n"},
@@ -319,8 +326,9 @@ TEST_CASE("hostile HTTP is refused and closed, and the upstream receives nothing
     script += "echo; echo '== " + label + "'; " + helper("send_raw") + " \"$addr\" 8080 '" + bytes +
               "' 3000; ";
   // After all that, a well-formed request still works.
-  script += "echo; echo '== fine'; " + helper("send_raw") + " \"$addr\" 8080 'GET /fine HTTP/1.1\\r\\n" +
-            host + "Connection: close\\r\\n\\r\\n' 3000";
+  script += "echo; echo '== fine'; " + helper("send_raw") +
+            " \"$addr\" 8080 'GET /fine HTTP/1.1\\r\\n" + host +
+            "Connection: close\\r\\n\\r\\n' 3000";
   auto r = sb.run(script);
   INFO(r.out << r.err << up.server_output());
   REQUIRE(r.exit_code == 0);
@@ -346,20 +354,21 @@ TEST_CASE("hostile HTTP is refused and closed, and the upstream receives nothing
 }
 
 TEST_CASE("WebSocket: the upgrade is judged like a request, then frames pass both ways") {
-  Setup t("http", 8080,
-          rule("ws", "ws.test", 8080,
-               "protocol = \"websocket\"\nrules = [{ allow = { method = \"GET\", path = \"/ws\" } }]"),
-          {"ws.test"});
+  Setup t(
+      "http", 8080,
+      rule("ws", "ws.test", 8080,
+           "protocol = \"websocket\"\nrules = [{ allow = { method = \"GET\", path = \"/ws\" } }]"),
+      {"ws.test"});
   auto& [up, dir, ca, sb] = t;
   const std::string upgrade =
       " HTTP/1.1\\r\\nHost: ws.test:8080\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n";
   // "hello", masked with 01 02 03 04, as a client must send it.
   const std::string frame = "\\x81\\x85\\x01\\x02\\x03\\x04\\x69\\x67\\x6f\\x68\\x6e";
-  const std::string script =
-      "addr=$(getent hosts ws.test | cut -d' ' -f1); echo '== allowed'; " + helper("send_raw") +
-      " \"$addr\" 8080 'GET /ws" + upgrade + frame + "' 2000; echo; echo '== denied'; " +
-      helper("send_raw") + " \"$addr\" 8080 'GET /other" + upgrade + frame + "' 2000";
+  const std::string script = "addr=$(getent hosts ws.test | cut -d' ' -f1); echo '== allowed'; " +
+                             helper("send_raw") + " \"$addr\" 8080 'GET /ws" + upgrade + frame +
+                             "' 2000; echo; echo '== denied'; " + helper("send_raw") +
+                             " \"$addr\" 8080 'GET /other" + upgrade + frame + "' 2000";
   auto r = sb.run(script);
   INFO(r.out << r.err << up.server_output());
   REQUIRE(r.exit_code == 0);
@@ -403,9 +412,9 @@ TEST_CASE("an operator's upstream proxy carries what the policy allowed, nothing
   Sandbox sb;
   sb.policy_file = dir.write("p.toml", test_policy("", rule("api", "upstream.test", 8080, "")));
   sb.events_file = dir.path() + "/events.jsonl";
-  sb.extra = {"--resolve", "upstream.test=" + up.address(), "--resolve",
-              "other.test=" + up.address(), "--upstream-proxy",
-              "http://" + up.address() + ":3128"};
+  sb.extra = {"--resolve",        "upstream.test=" + up.address(),
+              "--resolve",        "other.test=" + up.address(),
+              "--upstream-proxy", "http://" + up.address() + ":3128"};
   auto r = sb.run(std::string("echo '== allowed'; ") + kCurl +
                   " -sS -m 20 http://upstream.test:8080/a; echo '== denied'; " + kCurl +
                   " -sS -m 20 -w ' %{http_code}' http://other.test:8080/b");
@@ -427,16 +436,24 @@ TEST_CASE("policy-examples/github-readonly.toml: GitHub read-only, enforced requ
   sb.policy_file = policy_examples_dir() + "/github-readonly.toml";
   const std::string curl = std::string(kCurl) + " -sS -m 20 -w ' %{http_code}\\n' ";
   const std::string git = "/usr/bin/git -c http.lowSpeedTime=20 ";
-  auto r = sb.run(
-      "echo '== api read'; " + curl + "https://api.github.com/repos/o/r; "
-      "echo '== api write'; " + curl + "-X POST https://api.github.com/repos/o/r/issues; "
-      "echo '== api delete'; " + curl + "-X DELETE https://api.github.com/repos/o/r; "
-      "echo '== fetch'; " + git + "ls-remote https://github.com/o/r.git 2>&1; "
-      "echo '== push'; cd /tmp && " + git + "init -q r && cd r && " + git +
-      "-c user.email=a@example.com -c user.name=a commit -q --allow-empty -m x && " + git +
-      "push https://github.com/o/r.git HEAD:main 2>&1; "
-      "echo '== curl to git'; " + curl +
-      "'https://github.com/o/r.git/info/refs?service=git-upload-pack' 2>&1; true");
+  auto r =
+      sb.run("echo '== api read'; " + curl +
+             "https://api.github.com/repos/o/r; "
+             "echo '== api write'; " +
+             curl +
+             "-X POST https://api.github.com/repos/o/r/issues; "
+             "echo '== api delete'; " +
+             curl +
+             "-X DELETE https://api.github.com/repos/o/r; "
+             "echo '== fetch'; " +
+             git +
+             "ls-remote https://github.com/o/r.git 2>&1; "
+             "echo '== push'; cd /tmp && " +
+             git + "init -q r && cd r && " + git +
+             "-c user.email=a@example.com -c user.name=a commit -q --allow-empty -m x && " + git +
+             "push https://github.com/o/r.git HEAD:main 2>&1; "
+             "echo '== curl to git'; " +
+             curl + "'https://github.com/o/r.git/info/refs?service=git-upload-pack' 2>&1; true");
   INFO(r.out << r.err << up.server_output());
   REQUIRE(r.exit_code == 0);
   auto s = sections(r.out);
@@ -470,15 +487,16 @@ TEST_CASE("a reload that makes an endpoint REST is enforced in the running sandb
   const std::string curl = std::string(kCurl) + " -s -m 20 -w ' %{http_code}\\n' ";
   const pid_t supervisor = spawn_process(
       [&] {
-        std::vector<std::string> argv = {supervisor_bin(), "run", "--policy-file", sb.policy_file,
-                                         "--name", sb.name, "--events", sb.events_file,
-                                         "--workdir", work.path()};
+        std::vector<std::string> argv = {
+            supervisor_bin(), "run",      "--policy-file", sb.policy_file, "--name",
+            sb.name,          "--events", sb.events_file,  "--workdir",    work.path()};
         argv.insert(argv.end(), sb.extra.begin(), sb.extra.end());
         argv.insert(argv.end(),
                     {"--", "/bin/sh", "-c",
                      // L4: the upstream's own certificate reaches curl, which does not trust it.
-                     curl + "https://upstream.test:8443/a; echo ready; "
-                            "while [ ! -e /sandbox/go ]; do sleep 0.1; done; " +
+                     curl +
+                         "https://upstream.test:8443/a; echo ready; "
+                         "while [ ! -e /sandbox/go ]; do sleep 0.1; done; " +
                          curl + "-X POST https://upstream.test:8443/b"});
         return argv;
       }(),

@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string method(request_line.substr(0, sp1));
   const std::string_view target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
   l7::Fields fields;
-  for (size_t at = line_end == std::string_view::npos ? head.size() : line_end + 2; at < head.size();) {
+  for (size_t at = line_end == std::string_view::npos ? head.size() : line_end + 2;
+       at < head.size();) {
     size_t end = head.find("\r\n", at);
     if (end == std::string_view::npos) end = head.size();
     const std::string_view line = head.substr(at, end - at);

@@ -9,9 +9,10 @@ namespace {
 
 // The first endpoint of rule "r" in a policy made of `endpoint` (TOML lines of one endpoint).
 policy::Endpoint endpoint(const std::string& lines) {
-  const std::string text = "version = 1\n[network_policies.r]\n[[network_policies.r.endpoints]]\n"
-                           "host = \"api.example.com\"\nport = 443\nprotocol = \"rest\"\n" +
-                           lines + "\n";
+  const std::string text =
+      "version = 1\n[network_policies.r]\n[[network_policies.r.endpoints]]\n"
+      "host = \"api.example.com\"\nport = 443\nprotocol = \"rest\"\n" +
+      lines + "\n";
   auto parsed = policy::parse_policy_string(text, "t.toml", policy::ParseOptions{.l7 = true});
   INFO(text);
   for (const auto& d : parsed.diagnostics) INFO(d.to_string());
@@ -41,16 +42,16 @@ TEST_CASE("l7: paths are canonical before any rule sees them") {
   CHECK(canon("//a///b/./c") == "/a/b/c");
   CHECK(canon("/a/b/") == "/a/b/");
   CHECK(canon("/a/b/..") == "/a/");
-  CHECK(canon("/%61%7Ei") == "/a~i");                    // unreserved escapes decoded
-  CHECK(canon("/a%2e%2e/x") == "/a../x");                // "%2e%2e" inside a segment is a name
-  CHECK(canon("/%2e%2e/secret") == "/secret");           // alone it is a dot segment
-  CHECK(canon("/a%20b%3f") == "/a%20b%3F");              // others kept, hex upper-cased
-  CHECK(canon("/repos;jsessionid=1/x") == "/repos/x");   // ;params stripped
+  CHECK(canon("/%61%7Ei") == "/a~i");                   // unreserved escapes decoded
+  CHECK(canon("/a%2e%2e/x") == "/a../x");               // "%2e%2e" inside a segment is a name
+  CHECK(canon("/%2e%2e/secret") == "/secret");          // alone it is a dot segment
+  CHECK(canon("/a%20b%3f") == "/a%20b%3F");             // others kept, hex upper-cased
+  CHECK(canon("/repos;jsessionid=1/x") == "/repos/x");  // ;params stripped
   CHECK(canon("/a?x=1&y") == "/a?x=1&y");
-  CHECK(canon("/a%2Fb").starts_with("!"));               // an escaped slash is refused...
-  CHECK(canon("/a%2fb", true) == "/a%2Fb");              // ...unless allowed, and then kept
-  for (const char* bad : {"", "a", "http://x/a", "/a#frag", "/a b", "/%zz", "/%4", "/%00",
-                          "/caf\xc3\xa9", "/a\x01"})
+  CHECK(canon("/a%2Fb").starts_with("!"));   // an escaped slash is refused...
+  CHECK(canon("/a%2fb", true) == "/a%2Fb");  // ...unless allowed, and then kept
+  for (const char* bad :
+       {"", "a", "http://x/a", "/a#frag", "/a b", "/%zz", "/%4", "/%00", "/caf\xc3\xa9", "/a\x01"})
     CHECK(canon(bad).starts_with("!"));
   CHECK(canon("/" + std::string(kMaxTargetBytes, 'a')).starts_with("!"));
 }
@@ -109,7 +110,8 @@ deny_rules = [{ method = "*", path = "/repos/secret/**" }, { method = "GET", pat
   CHECK(decide(ep, "GET", "/repos/a?debug=0").allowed);
   CHECK(decide(ep, "GET", "/repos/a").allowed);
   // Deny beats the widest access.
-  const auto full = endpoint("access = \"full\"\ndeny_rules = [{ method = \"DELETE\", path = \"/**\" }]");
+  const auto full =
+      endpoint("access = \"full\"\ndeny_rules = [{ method = \"DELETE\", path = \"/**\" }]");
   CHECK_FALSE(decide(full, "DELETE", "/anything").allowed);
   CHECK(decide(full, "PUT", "/anything").allowed);
 }
@@ -127,12 +129,12 @@ TEST_CASE("l7: the head's bytes frame one request, or none") {
   CHECK(check_head_bytes("GET / HTTP/1.1\r\nHost: a\r\n\r\n").ok());
   CHECK(check_head_bytes("GET / HTTP/1.1\r\nHost: a\r\nX: b\tc\r\n\r\n").ok());
   for (const char* bad : {
-           "GET / HTTP/1.1\nHost: a\r\n\r\n",              // bare LF
-           "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",       // bare CR
+           "GET / HTTP/1.1\nHost: a\r\n\r\n",                  // bare LF
+           "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",          // bare CR
            "GET / HTTP/1.1\r\nHost: a\r\n X: folded\r\n\r\n",  // obs-fold
            "GET / HTTP/1.1\r\nHost: a\r\n\tX: folded\r\n\r\n",
-           "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n",         // control byte
-           "GET / HTTP/1.1\r\nHost: a\r\n",                 // no blank line
+           "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n",                     // control byte
+           "GET / HTTP/1.1\r\nHost: a\r\n",                             // no blank line
            "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\n\r\n",  // a second request
        })
     CHECK_FALSE(check_head_bytes(bad).ok());
@@ -147,7 +149,9 @@ TEST_CASE("l7: Content-Length and Transfer-Encoding cannot be read two ways") {
   CHECK(check_framing({{"Host", "a"}}).ok());
   CHECK(check_framing({{"host", "a"}, {"Content-Length", " 12 "}}).ok());
   CHECK(check_framing({{"Host", "a"}, {"Transfer-Encoding", "gzip, chunked"}}).ok());
-  CHECK(check_framing({{"Host", "a"}, {"Transfer-Encoding", "gzip"}, {"transfer-encoding", "Chunked"}}).ok());
+  CHECK(check_framing(
+            {{"Host", "a"}, {"Transfer-Encoding", "gzip"}, {"transfer-encoding", "Chunked"}})
+            .ok());
   const std::vector<Fields> bad = {
       {{"Host", "a"}, {"Content-Length", "3"}, {"Transfer-Encoding", "chunked"}},
       {{"Host", "a"}, {"Content-Length", "3"}, {"Content-Length", "3"}},

@@ -58,13 +58,15 @@ struct Fixture {
     driver = fake.get();
     manager = std::make_unique<Manager>(config, event, std::move(fake));
     manager->set_listener(
-        {.changed = [this](const SandboxRecord& r) {
-           changes.push_back(r.name + " " + std::string(to_string(r.phase)));
-         },
+        {.changed =
+             [this](const SandboxRecord& r) {
+               changes.push_back(r.name + " " + std::string(to_string(r.phase)));
+             },
          .removed = [this](const SandboxRecord& r) { changes.push_back(r.name + " removed"); },
-         .revised = [this](const SandboxRecord& r) {
-           changes.push_back(r.name + " revision " + std::to_string(r.revision));
-         }});
+         .revised =
+             [this](const SandboxRecord& r) {
+               changes.push_back(r.name + " revision " + std::to_string(r.revision));
+             }});
     return manager->start();
   }
   // Runs the loop until `done` (bounded: 2000 turns of at most 10 ms).
@@ -246,8 +248,7 @@ TEST_CASE("manager: policy set on a running sandbox: only network_policies, each
   CHECK(f.changes.back() == "pol revision 2");
   // A static change is refused while it runs, naming the key.
   revised.reset();
-  f.manager->set_policy("pol", "version = 1\n[resources]\nmemory_max = \"1G\"\n", "mem.toml",
-                        done);
+  f.manager->set_policy("pol", "version = 1\n[resources]\nmemory_max = \"1G\"\n", "mem.toml", done);
   REQUIRE(f.until([&] { return revised.has_value(); }));
   REQUIRE_FALSE(revised->ok());
   CHECK(revised->error().code == std::errc::operation_not_supported);

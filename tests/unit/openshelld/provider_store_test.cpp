@@ -13,9 +13,9 @@ using namespace openshell::daemon;
 namespace {
 
 struct Dir {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("osh-providers-" + std::to_string(::getpid())))
-                         .string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("osh-providers-" + std::to_string(::getpid())))
+          .string();
   Dir() { std::filesystem::create_directories(path); }
   ~Dir() { std::filesystem::remove_all(path); }
 };

@@ -94,7 +94,7 @@ TEST_CASE("sandbox CA: leaves are cached, at most kMaxLeaves, least recently use
   }
   CHECK((*ca)->cached() == SandboxCa::kMaxLeaves);
   CHECK((*ca)->leaf_for("h0.example").value() == *first);  // kept: used recently
-  auto h1 = (*ca)->leaf_for("h1.example");                   // went: the least recently used
+  auto h1 = (*ca)->leaf_for("h1.example");                 // went: the least recently used
   REQUIRE(h1.ok());
   CHECK((*ca)->cached() == SandboxCa::kMaxLeaves);
 }
