@@ -109,7 +109,7 @@ Status check_exec(const ExecRequest& e) {
 
 Result<Op> op_of(std::string_view name) {
   for (Op op : {Op::kStatus, Op::kPolicyUpdate, Op::kShutdown, Op::kExec, Op::kOpenPty,
-                Op::kSignal})
+                Op::kSignal, Op::kServicesUpdate})
     if (to_string(op) == name) return op;
   return Error::invalid("unknown op '" + std::string(name.substr(0, 64)) + "'");
 }
@@ -146,6 +146,8 @@ std::string_view to_string(Op op) {
       return "open_pty";
     case Op::kSignal:
       return "signal";
+    case Op::kServicesUpdate:
+      return "services_update";
   }
   return "unknown";
 }
@@ -153,6 +155,7 @@ std::string_view to_string(Op op) {
 Result<std::string> encode_request(const Request& request) {
   json j = {{"op", to_string(request.op)}};
   if (request.op == Op::kPolicyUpdate) j["policy_toml"] = request.policy_toml;
+  if (request.op == Op::kServicesUpdate) j["services"] = request.services;
   if (request.op == Op::kSignal) {
     j["signal"] = request.signal;
     j["main"] = request.main;
@@ -223,6 +226,14 @@ Result<Request> parse_request(std::string_view frame) {
       auto toml = text_field(*j, "policy_toml", kMaxFrame, true);
       if (!toml) return toml.error();
       r.policy_toml = std::move(*toml);
+      break;
+    }
+    case Op::kServicesUpdate: {
+      if (auto st = only_keys(*j, {"op", "services"}); !st) return st.error();
+      const auto it = j->find("services");
+      if (it == j->end() || !it->is_object())
+        return Error::invalid("'services' must be an object");
+      r.services = *it;
       break;
     }
     case Op::kExec: {

@@ -33,6 +33,8 @@ enum class Op {
   kOpenPty,       // -> {} with one descriptor: a pty master of the sandbox's own devpts
   kSignal,        // signal (1..64) to the commands exec'd over this connection, or with
                   // main = true to the sandbox's main process (through its init)
+  kServicesUpdate,  // services: the sandbox's providers and inference routes, whole
+                    // (core/services); they replace the running ones
 };
 
 struct ExecRequest {
@@ -48,6 +50,7 @@ struct Request {
   ExecRequest exec;         // kExec
   int signal = 0;           // kSignal
   bool main = false;        // kSignal: the main process, not this connection's execs
+  nlohmann::json services;  // kServicesUpdate: an object, checked by services::from_json
 };
 
 struct Reply {

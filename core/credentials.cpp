@@ -154,4 +154,30 @@ Result<Resolved> resolve_target(std::string_view target, const Lookup& lookup) {
   return substitute(target, lookup, percent_encode);
 }
 
+BodyKind body_kind(std::string_view content_type) {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  const auto is = [&type](std::string_view what) {
+    return type.size() == what.size() && iequals_at(type, 0, what);
+  };
+  if (is("application/json") ||
+      (type.size() > 5 && iequals_at(type, type.size() - 5, "+json")))
+    return BodyKind::kJson;
+  if (is("application/x-www-form-urlencoded")) return BodyKind::kForm;
+  return BodyKind::kText;
+}
+
+Result<Resolved> resolve_body(std::string_view body, BodyKind kind, const Lookup& lookup) {
+  if (kind == BodyKind::kForm) return substitute(body, lookup, percent_encode);
+  if (kind == BodyKind::kText) return substitute(body, lookup, [](const std::string& s) { return s; });
+  return substitute(body, lookup, [](const std::string& s) {
+    std::string out;
+    for (const char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c == '\t' ? std::string("\\t") : std::string(1, c);
+    }
+    return out;
+  });
+}
+
 }  // namespace openshell::credentials

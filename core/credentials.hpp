@@ -54,4 +54,14 @@ struct Resolved {
 // or a query name or value, becomes its secret, percent-encoded (all but A-Z a-z 0-9 - . _ ~).
 [[nodiscard]] Result<Resolved> resolve_target(std::string_view target, const Lookup& lookup);
 
+// A request body of an endpoint with request_body_credential_rewrite: each placeholder becomes
+// its secret, written for the body's type: JSON-escaped in a JSON body, percent-encoded in a
+// form body (application/x-www-form-urlencoded), as it is in any other text. The caller bounds
+// the body (kMaxRewriteBody) and fixes its Content-Length.
+enum class BodyKind { kJson, kForm, kText };
+[[nodiscard]] BodyKind body_kind(std::string_view content_type);
+inline constexpr size_t kMaxRewriteBody = 256 * 1024;
+[[nodiscard]] Result<Resolved> resolve_body(std::string_view body, BodyKind kind,
+                                            const Lookup& lookup);
+
 }  // namespace openshell::credentials

@@ -1,8 +1,11 @@
 #include "core/inference.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "core/names.hpp"
+#include "core/net_guard.hpp"
 #include "core/path_glob.hpp"
 
 namespace openshell::inference {
@@ -136,6 +139,111 @@ std::string models_list(const std::vector<const Route*>& routes) {
   for (const Route* route : routes)
     data.push_back({{"id", route->model}, {"object", "model"}, {"owned_by", route->name}});
   return json{{"object", "list"}, {"data", data}}.dump();
+}
+
+Result<BaseUrl> parse_base_url(std::string_view url) {
+  BaseUrl out;
+  std::string_view rest = url;
+  if (rest.size() > kMaxTextBytes) return Error::invalid("base_url is too long");
+  if (rest.substr(0, 8) == "https://") {
+    rest.remove_prefix(8);
+  } else if (rest.substr(0, 7) == "http://") {
+    out.tls = false;
+    rest.remove_prefix(7);
+  } else {
+    return Error::invalid("base_url must start with https:// or http://");
+  }
+  const size_t slash = rest.find('/');
+  const std::string_view authority = rest.substr(0, slash);
+  std::string_view prefix = slash == std::string_view::npos ? "" : rest.substr(slash);
+  while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  if (authority.find('@') != std::string_view::npos)
+    return Error::invalid("base_url may not hold credentials (give the route a provider)");
+  if (!net::split_authority(authority, &out.host, &out.port, out.tls ? 443 : 80) ||
+      out.host.empty())
+    return Error::invalid("base_url has no valid host[:port]");
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
+    out.host = out.host.substr(1, out.host.size() - 2);
+  for (char& c : out.host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char c : prefix) {
+    if (c <= ' ' || c == 0x7f || c == '?' || c == '#')
+      return Error::invalid("base_url path may hold no space, control byte, query or fragment");
+  }
+  out.prefix = std::string(prefix);
+  return out;
+}
+
+Status validate(const Route& route) {
+  if (!valid_sandbox_name(route.name))
+    return Error::invalid("route name '" + route.name.substr(0, 64) +
+                          "': use 1-63 of a-z, 0-9 and '-', starting with a letter or digit");
+  if (auto url = parse_base_url(route.base_url); !url)
+    return url.error().wrap("route " + route.name);
+  if (!valid_sandbox_name(route.provider))
+    return Error::invalid("route " + route.name + " needs a provider (--provider NAME)");
+  const auto printable = [](const std::string& s) {
+    return !s.empty() && s.size() <= kMaxTextBytes &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c != 0x7f; });
+  };
+  if (!printable(route.model))
+    return Error::invalid("route " + route.name + " needs a model (printable, no space)");
+  if (route.models.size() > kMaxModels)
+    return Error::invalid("route " + route.name + ": at most " + std::to_string(kMaxModels) +
+                          " model globs");
+  for (const auto& glob : route.models)
+    if (!printable(glob))
+      return Error::invalid("route " + route.name + ": a model glob must be printable, no space");
+  return {};
+}
+
+json to_json(const Route& route) {
+  return json{{"name", route.name},
+              {"base_url", route.base_url},
+              {"api", std::string(to_string(route.api))},
+              {"provider", route.provider},
+              {"model", route.model},
+              {"locality", std::string(to_string(route.locality))},
+              {"cost", route.cost},
+              {"models", route.models}};
+}
+
+Result<Route> route_from_json(const json& j) {
+  if (!j.is_object()) return Error::invalid("a route is a JSON object");
+  const auto text = [&j](const char* key) -> std::optional<std::string> {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  Route r;
+  const auto name = text("name");
+  const auto base = text("base_url");
+  const auto api = text("api");
+  const auto provider = text("provider");
+  const auto model = text("model");
+  const auto locality = text("locality");
+  const auto cost = j.find("cost");
+  const auto models = j.find("models");
+  if (!name || !base || !api || !provider || !model || !locality || cost == j.end() ||
+      !cost->is_number_unsigned() || cost->get<uint64_t>() > UINT32_MAX || models == j.end() ||
+      !models->is_array() || models->size() > kMaxModels)
+    return Error::invalid("a route needs name, base_url, api, provider, model, locality, cost "
+                          "and models");
+  r.name = *name;
+  r.base_url = *base;
+  r.provider = *provider;
+  r.model = *model;
+  r.cost = static_cast<uint32_t>(cost->get<uint64_t>());
+  const auto a = parse_api(*api);
+  const auto l = parse_locality(*locality);
+  if (!a || !l) return Error::invalid("route " + r.name + ": unknown api or locality");
+  r.api = *a;
+  r.locality = *l;
+  for (const auto& m : *models) {
+    if (!m.is_string()) return Error::invalid("route " + r.name + ": models are strings");
+    r.models.push_back(m.get<std::string>());
+  }
+  if (auto st = validate(r); !st) return st.error();
+  return r;
 }
 
 }  // namespace openshell::inference

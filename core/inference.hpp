@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/result.hpp"
 
 namespace openshell::inference {
@@ -38,6 +40,27 @@ struct Route {
   uint32_t cost = 0;
   std::vector<std::string> models;  // globs of the requested models it serves; empty: any
 };
+
+// A route's base_url taken apart: "http(s)://host[:port][/prefix]" (prefix without a trailing
+// '/'; the call's path, "/v1/...", follows it).
+struct BaseUrl {
+  bool tls = true;
+  std::string host;  // lower case; an IPv6 address without brackets
+  uint16_t port = 443;
+  std::string prefix;
+};
+[[nodiscard]] Result<BaseUrl> parse_base_url(std::string_view url);
+
+inline constexpr size_t kMaxModels = 32;     // a route's model globs
+inline constexpr size_t kMaxTextBytes = 512;  // a model, glob or base_url
+
+// Every rule a route must meet before the daemon stores it: its name and provider's name (the
+// sandbox-name rule), a base_url parse_base_url takes, a model, at most kMaxModels globs.
+[[nodiscard]] Status validate(const Route& route);
+// As the daemon stores and sends it: {"name", "base_url", "api", "provider", "model",
+// "locality", "cost", "models"}. Parsing validates.
+[[nodiscard]] nlohmann::json to_json(const Route& route);
+[[nodiscard]] Result<Route> route_from_json(const nlohmann::json& j);
 
 // The calls inference.local takes, by method and path (without the query).
 enum class Call { kChatCompletions, kCompletions, kResponses, kEmbeddings, kModels, kMessages };

@@ -14,8 +14,10 @@
 //   access/rules/deny_rules: on an L4 endpoint they could not be enforced and would only suggest
 //   a restriction that does not exist.
 // - What this version cannot enforce is refused unless ParseOptions::l7 (the grammar's own
-//   tests): protocols graphql, mcp and json-rpc, an endpoint's `path`, and
-//   request_body_credential_rewrite = true.
+//   tests): protocols graphql, mcp and json-rpc, and an endpoint's `path`.
+// - `credential_binding` names a provider by the provider-name rule only: providers are the
+//   daemon's, and a policy may name one before it exists (its placeholders then fail closed).
+// - [inference] is dynamic like [network_policies]: a running sandbox takes a change to it.
 // - An L7 rule without `method` allows any method; without `path`, any path. A rule path must
 //   start with '/' or '*' (a canonical request path always starts with '/').
 // - "max" is accepted by every [resources] limit, meaning "no limit" (cgroup spelling); it is kept
@@ -45,6 +47,7 @@
 
 #include "core/cidr.hpp"
 #include "core/host_glob.hpp"
+#include "core/names.hpp"
 #include "core/path_glob.hpp"
 #include "core/unique_fd.hpp"
 
@@ -366,7 +369,8 @@ class Validator {
     policy.source = file_;
     const Picked top = pick(
         root, "",
-        {"version", "filesystem_policy", "landlock", "process", "resources", "network_policies"});
+        {"version", "filesystem_policy", "landlock", "process", "resources", "network_policies",
+         "inference"});
 
     if (const toml::node* v = top.get("version")) {
       if (auto n = want_int(*v, "version")) {
@@ -400,6 +404,9 @@ class Validator {
       if (const toml::table* t = want_table(*n, "network_policies")) {
         network_policies(*t, policy.network_policies);
       }
+    }
+    if (const toml::node* n = top.get("inference")) {
+      if (const toml::table* t = want_table(*n, "inference")) inference_section(*t, policy.inference);
     }
     return policy;
   }
@@ -449,6 +456,44 @@ class Validator {
       }
     }
     return picked;
+  }
+
+  // --- [inference] ---------------------------------------------------------------------------
+
+  static constexpr size_t kMaxRoutes = 32;
+
+  void inference_section(const toml::table& t, InferencePolicy& out) {
+    const std::string parent = "inference";
+    const Picked p = pick(t, parent, {"routes", "privacy"});
+    if (const toml::node* n = p.get("routes")) {
+      if (const toml::array* a = want_array(*n, parent + ".routes")) {
+        if (a->size() > kMaxRoutes)
+          report(*n, parent + ".routes",
+                 "at most " + std::to_string(kMaxRoutes) + " routes, found " +
+                     std::to_string(a->size()));
+        for (size_t i = 0; i < a->size() && i < kMaxRoutes; ++i) {
+          const std::string k = index_key(parent + ".routes", i);
+          auto s = want_string(*a->get(i), k);
+          if (!s) continue;
+          if (!valid_sandbox_name(*s)) {
+            report(*a->get(i), k, "bad route name " + quote(*s));
+          } else if (std::find(out.routes.begin(), out.routes.end(), *s) == out.routes.end()) {
+            out.routes.push_back(*s);
+          }
+        }
+      }
+    }
+    if (const toml::node* n = p.get("privacy")) {
+      if (auto s = want_string(*n, parent + ".privacy")) {
+        if (auto privacy = inference::parse_privacy(*s)) {
+          out.privacy = *privacy;
+          out.privacy_set = true;
+        } else {
+          report(*n, parent + ".privacy",
+                 "unknown privacy " + quote(*s) + " (local-only, prefer-local or any)");
+        }
+      }
+    }
   }
 
   // --- static sections -----------------------------------------------------------------------
@@ -922,7 +967,8 @@ class Validator {
     const Picked p = pick(
         t, parent,
         {"host", "port", "ports", "path", "protocol", "tls", "enforcement", "access", "rules",
-         "deny_rules", "allowed_ips", "allow_encoded_slash", "request_body_credential_rewrite"});
+         "deny_rules", "allowed_ips", "allow_encoded_slash", "request_body_credential_rewrite",
+         "credential_binding"});
     auto key = [&parent](std::string_view k) { return parent + "." + std::string(k); };
 
     const toml::node* host = p.get("host");
@@ -1052,6 +1098,16 @@ class Validator {
         ep.request_body_credential_rewrite = *b;
       }
     }
+    const toml::node* binding = p.get("credential_binding");
+    if (binding != nullptr) {
+      if (auto s = want_string(*binding, key("credential_binding"))) {
+        if (valid_sandbox_name(*s)) {
+          ep.credential_binding = *s;
+        } else {
+          report(*binding, key("credential_binding"), "bad provider name " + quote(*s));
+        }
+      }
+    }
 
     // --- how the fields fit together ---
     const bool has_allowed_ips = ips != nullptr && ips->is_array() && !ips->as_array()->empty();
@@ -1084,6 +1140,7 @@ class Validator {
       l7_only(path, "path", true);
       l7_only(encoded_slash, "allow_encoded_slash", ep.allow_encoded_slash);
       l7_only(body_rewrite, "request_body_credential_rewrite", ep.request_body_credential_rewrite);
+      l7_only(binding, "credential_binding", true);
       return ep;
     }
 
@@ -1108,14 +1165,12 @@ class Validator {
         unavailable(p.get("tls"), "tls", later);
         unavailable(encoded_slash, "allow_encoded_slash", later);
         unavailable(body_rewrite, "request_body_credential_rewrite", later);
+        unavailable(binding, "credential_binding", later);
         return ep;
       }
       unavailable(path, "path",
                   "(choosing among endpoints by request path) is not enforced in this version; "
                   "put the path in rules instead");
-      if (ep.request_body_credential_rewrite)
-        unavailable(body_rewrite, "request_body_credential_rewrite",
-                    "needs credential providers, not available in this version");
     }
     if (access != nullptr && rules != nullptr) {
       report(*access, key("access"), "access and rules are exclusive: use one or the other");

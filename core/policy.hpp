@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cidr.hpp"
+#include "core/inference.hpp"
 
 namespace openshell::policy {
 
@@ -119,6 +120,9 @@ struct Endpoint {
   std::vector<Cidr> allowed_ips;
   bool allow_encoded_slash = false;
   bool request_body_credential_rewrite = false;
+  // The provider whose credentials this endpoint takes, and no other's (its profile's hosts
+  // notwithstanding). A provider name; needs an L7 protocol (the proxy must see the requests).
+  std::optional<std::string> credential_binding;
   SourcePos pos;
 };
 
@@ -134,6 +138,15 @@ struct NetworkRule {
   SourcePos pos;
 };
 
+// [inference] (dynamic, like network_policies): which of the daemon's inference routes the
+// sandbox's https://inference.local uses, and the privacy rule that picks among them.
+struct InferencePolicy {
+  std::vector<std::string> routes;  // route names, in order; empty: the daemon decides
+  inference::Privacy privacy = inference::Privacy::kAny;
+  bool privacy_set = false;  // the section said it (else the daemon's default applies)
+  friend bool operator==(const InferencePolicy&, const InferencePolicy&) = default;
+};
+
 struct Policy {
   uint32_t version = 1;
   FilesystemPolicy filesystem;
@@ -141,6 +154,7 @@ struct Policy {
   ProcessPolicy process;
   Resources resources;
   std::map<std::string, NetworkRule> network_policies;  // dynamic section
+  InferencePolicy inference;                            // dynamic section
   std::string source;  // file name the policy was read from ("<memory>" for strings)
 };
 
@@ -152,10 +166,10 @@ struct ParseResult {
 
 struct ParseOptions {
   // L7 endpoints are part of the language, but this version enforces only protocol rest and
-  // websocket (access, rules, deny_rules, enforcement, tls, allow_encoded_slash): unless set, a
-  // policy that uses the rest (graphql, mcp, json-rpc, an endpoint's path,
-  // request_body_credential_rewrite) is refused, field by field. Only the grammar's own tests
-  // set it.
+  // websocket (access, rules, deny_rules, enforcement, tls, allow_encoded_slash,
+  // credential_binding, request_body_credential_rewrite): unless set, a policy that uses the rest
+  // (graphql, mcp, json-rpc, an endpoint's path) is refused, field by field. Only the grammar's
+  // own tests set it.
   bool l7 = false;
 };
 

@@ -75,3 +75,26 @@ TEST_CASE("credentials: path segments and query values, raw or percent-encoded")
   REQUIRE(none.ok());
   CHECK(none->text == "/plain?q=1");
 }
+
+TEST_CASE("credentials: bodies, written for their type") {
+  CHECK(body_kind("application/json") == BodyKind::kJson);
+  CHECK(body_kind("application/vnd.api+json; charset=utf-8") == BodyKind::kJson);
+  CHECK(body_kind("Application/X-WWW-Form-Urlencoded") == BodyKind::kForm);
+  CHECK(body_kind("text/plain") == BodyKind::kText);
+  CHECK(body_kind("   ") == BodyKind::kText);
+  CHECK(body_kind("") == BodyKind::kText);
+
+  const std::string json = R"({"token":"openshell:resolve:env:PASSWORD"})";
+  CHECK(resolve_body(json, BodyKind::kJson, kBound)->text == R"({"token":"p@ss word/+"})");
+  const Lookup quoting = [](std::string_view) -> std::optional<std::string> {
+    return std::string("a\"b\\c");
+  };
+  CHECK(resolve_body(json, BodyKind::kJson, quoting)->text == R"({"token":"a\"b\\c"})");
+  CHECK(resolve_body("pw=openshell%3Aresolve%3Aenv%3APASSWORD&x=1", BodyKind::kForm, kBound)
+            ->text == "pw=p%40ss%20word%2F%2B&x=1");
+  CHECK(resolve_body("key openshell:resolve:env:API_TOKEN", BodyKind::kText, kBound)->text ==
+        "key s3cret");
+  auto refused = resolve_body("openshell:resolve:env:OTHER", BodyKind::kText, kBound);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message() == "credential OTHER is not bound to this endpoint");
+}

@@ -121,3 +121,41 @@ TEST_CASE("inference: the request's model, read and rewritten; usage; the models
   CHECK(list["data"][0]["owned_by"] == "llama");
   CHECK(list["data"][1]["id"] == "gpt-model");
 }
+
+TEST_CASE("inference: base URLs and routes as the daemon stores them") {
+  auto url = parse_base_url("http://127.0.0.1:8080/openai/");
+  REQUIRE(url);
+  CHECK_FALSE(url->tls);
+  CHECK(url->host == "127.0.0.1");
+  CHECK(url->port == 8080);
+  CHECK(url->prefix == "/openai");
+  url = parse_base_url("https://API.Example.com");
+  REQUIRE(url);
+  CHECK(url->tls);
+  CHECK(url->host == "api.example.com");
+  CHECK(url->port == 443);
+  CHECK(url->prefix.empty());
+  CHECK(parse_base_url("https://[::1]:9/")->host == "::1");
+  for (const char* bad : {"ftp://x", "https://", "https://u:p@x/", "https://x/a b", "https://x/?q",
+                          "https://x:99999"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_base_url(bad));
+  }
+
+  Route r = route("local-llama", Api::kOpenAi, Locality::kLocal, 0, {"llama-*"});
+  auto back = route_from_json(to_json(r));
+  REQUIRE(back);
+  CHECK(back->name == r.name);
+  CHECK(back->base_url == r.base_url);
+  CHECK(back->locality == Locality::kLocal);
+  CHECK(back->models == r.models);
+  nlohmann::json j = to_json(r);
+  j["model"] = "";
+  CHECK_THAT(route_from_json(j).error().message(), Catch::Contains("needs a model"));
+  j = to_json(r);
+  j["provider"] = "";
+  CHECK_THAT(route_from_json(j).error().message(), Catch::Contains("needs a provider"));
+  j = to_json(r);
+  j.erase("cost");
+  CHECK_FALSE(route_from_json(j));
+}

@@ -1000,6 +1000,8 @@ TEST_CASE("L7 fields pass where enforced and are refused, each at its position, 
            "protocol = \"rest\"\nrules = [{ allow = { method = \"GET\", path = \"/a/*\", query = { "
            "tag = { any = [\"v1.*\"] } } } }]\n",
            "protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = false\n",
+           "protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = true\n",
+           "protocol = \"rest\"\naccess = \"full\"\ncredential_binding = \"my-api\"\n",
        }) {
     const ParseResult r = parse_policy_string(head + enforced, "t.toml");
     INFO(enforced << "\n" << dump(r));
@@ -1020,8 +1022,9 @@ TEST_CASE("L7 fields pass where enforced and are refused, each at its position, 
        {{6, "protocol"}, {7, "rules"}}, later},
       {"protocol = \"rest\"\naccess = \"full\"\npath = \"/v1/**\"\n", {{8, "path"}},
        "(choosing among endpoints by request path) is not enforced in this version"},
-      {"protocol = \"rest\"\naccess = \"full\"\nrequest_body_credential_rewrite = true\n",
-       {{8, "request_body_credential_rewrite"}}, "needs credential providers"},
+      {"protocol = \"graphql\"\nrules = [{ allow = { method = \"POST\" } }]\n"
+       "credential_binding = \"my-api\"\n",
+       {{6, "protocol"}, {7, "rules"}, {8, "credential_binding"}}, later},
   };
   for (const Case& c : cases) {
     const ParseResult r = parse_policy_string(head + c.fields, "t.toml");
@@ -1089,4 +1092,48 @@ TEST_CASE("with_static_sections_of keeps what a policy set leaves out", "[policy
   // Nothing to take from a running text without those sections, or from one that does not parse.
   CHECK(with_static_sections_of(own_process, "version = 1\n") == own_process);
   CHECK(with_static_sections_of(own_process, "[broken") == own_process);
+}
+
+TEST_CASE("[inference] names routes and a privacy rule, and is checked", "[policy][inference]") {
+  const ParseResult ok = parse_policy_string(
+      "version = 1\n[inference]\nroutes = [\"local-llama\", \"claude\", \"local-llama\"]\n"
+      "privacy = \"local-only\"\n",
+      "t.toml");
+  INFO(dump(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.policy->inference.routes == std::vector<std::string>{"local-llama", "claude"});
+  CHECK(ok.policy->inference.privacy == openshell::inference::Privacy::kLocalOnly);
+  CHECK(ok.policy->inference.privacy_set);
+
+  const ParseResult none = parse_policy_string("version = 1\n", "t.toml");
+  REQUIRE(none.ok());
+  CHECK(none.policy->inference.routes.empty());
+  CHECK_FALSE(none.policy->inference.privacy_set);
+
+  const ParseResult bad = parse_policy_string(
+      "version = 1\n[inference]\nroutes = [\"ok\", \"Not/A/Name\"]\nprivacy = \"cheapest\"\n"
+      "model = \"x\"\n",
+      "t.toml");
+  INFO(dump(bad));
+  REQUIRE(bad.diagnostics.size() == 3);
+  CHECK(bad.diagnostics[0].key == "inference.routes[1]");
+  CHECK(bad.diagnostics[1].key == "inference.privacy");
+  CHECK_THAT(bad.diagnostics[1].reason, Catch::Contains("local-only, prefer-local or any"));
+  CHECK(bad.diagnostics[2].key == "inference.model");
+}
+
+TEST_CASE("credential_binding names a provider on an L7 endpoint only", "[policy][inference]") {
+  const std::string head = "version = 1\n[network_policies.api]\n[[network_policies.api.endpoints]]\n"
+                           "host = \"api.example.com\"\nport = 443\n";
+  const ParseResult l4 = parse_policy_string(head + "credential_binding = \"my-api\"\n", "t.toml");
+  REQUIRE(l4.diagnostics.size() == 1);
+  CHECK_THAT(l4.diagnostics[0].reason, Catch::Contains("needs an L7 protocol"));
+  const ParseResult bad = parse_policy_string(
+      head + "protocol = \"rest\"\naccess = \"full\"\ncredential_binding = \"../x\"\n", "t.toml");
+  REQUIRE(bad.diagnostics.size() == 1);
+  CHECK_THAT(bad.diagnostics[0].reason, Catch::Contains("bad provider name"));
+  const ParseResult good = parse_policy_string(
+      head + "protocol = \"rest\"\naccess = \"full\"\ncredential_binding = \"my-api\"\n", "t.toml");
+  REQUIRE(good.ok());
+  CHECK(good.policy->network_policies.at("api").endpoints[0].credential_binding == "my-api");
 }
