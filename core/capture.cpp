@@ -28,6 +28,9 @@ std::string ruleset() {
          "    meta l4proto udp udp dport 53 dnat ip to " +
          addr + ":" + dns +
          "\n"
+         "    ip daddr " +
+         std::string(kInferenceAddressText) + " meta l4proto tcp dnat ip to " + addr + ":" + proxy +
+         "\n"
          "    ip daddr @pinned4 meta l4proto tcp dnat ip to " +
          addr + ":" + proxy +
          "\n"

@@ -13,6 +13,13 @@ namespace openshell::capture {
 // namespace; the agent's explicit proxy variables point here.
 inline constexpr std::array<uint8_t, 4> kSandboxAddress = {10, 200, 0, 1};
 inline constexpr const char* kSandboxAddressText = "10.200.0.1";
+// https://inference.local and http://inference.local (issue 16): a name the sandbox's
+// /etc/hosts and policy DNS give this address, which is captured to the proxy on every TCP port
+// like an address the DNS answered; the proxy serves it itself (the privacy router), before
+// any policy.
+inline constexpr std::array<uint8_t, 4> kInferenceAddress = {10, 200, 0, 2};
+inline constexpr const char* kInferenceAddressText = "10.200.0.2";
+inline constexpr const char* kInferenceHost = "inference.local";
 inline constexpr uint16_t kExplicitProxyPort = 3128;
 inline constexpr uint16_t kTransparentPort = 15001;
 inline constexpr uint16_t kDnsPort = 53;

@@ -239,6 +239,52 @@ Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c) {
   return e;
 }
 
+Event credential_finding(std::string_view sandbox, const ConnectionInfo& c,
+                         const std::vector<std::string>& keys, std::string_view method,
+                         std::string_view path) {
+  Event e = base(ClassUid::kDetectionFinding, sandbox, 1, "Create");
+  e.fields = connection_fields(c);
+  e.fields["finding_info"] = {{"title", "credential placeholder outside its endpoint"},
+                              {"uid", "openshell.credential_endpoint_mismatch"}};
+  const std::string shown(path.substr(0, std::min(path.find('?'), size_t{4096})));
+  e.fields["http_request"] = {{"http_method", std::string(method.substr(0, 32))},
+                              {"url", {{"hostname", c.host}, {"port", c.port}, {"path", shown}}}};
+  e.fields["unmapped"]["credential_keys"] = keys;
+  e.severity = Severity::kHigh;
+  e.status = StatusId::kFailure;
+  e.status_detail = "credential_endpoint_mismatch";
+  e.message = "credential placeholder for " + c.host + ":" + std::to_string(c.port) +
+              " refused (not bound there)";
+  return e;
+}
+
+Event inference_activity(std::string_view sandbox, const InferenceInfo& i) {
+  Event e = base(ClassUid::kApiActivity, sandbox, i.call == "models" ? 2 : 1,
+                 i.call == "models" ? "Read" : "Create");
+  e.fields = connection_fields(i.connection);
+  e.fields["api"] = {{"operation", i.call}, {"service", {{"name", "inference.local"}}}};
+  nlohmann::json u = {{"route", i.route},
+                      {"locality", i.locality},
+                      {"requested_model", i.requested_model},
+                      {"sent_model", i.sent_model},
+                      {"status", i.status},
+                      {"latency_ms", i.latency_ms}};
+  if (i.first_byte_ms >= 0) u["time_to_first_byte_ms"] = i.first_byte_ms;
+  if (i.input_tokens) u["input_tokens"] = *i.input_tokens;
+  if (i.output_tokens) u["output_tokens"] = *i.output_tokens;
+  if (!i.failed_over.empty()) u["failed_over"] = i.failed_over;
+  if (!i.error.empty()) u["error"] = i.error;
+  e.fields["unmapped"]["inference"] = std::move(u);
+  e.fields["http_response"] = {{"code", i.status}};
+  const bool ok = i.status >= 200 && i.status < 400;
+  e.status = ok ? StatusId::kSuccess : StatusId::kFailure;
+  e.severity = ok ? Severity::kInformational : Severity::kLow;
+  e.status_detail = i.reason;
+  e.message = "inference " + i.call + " -> " + (i.route.empty() ? "no route" : i.route) + " " +
+              std::to_string(i.status) + (i.failed_over.empty() ? "" : " (after failover)");
+  return e;
+}
+
 Event http_activity(std::string_view sandbox, const HttpInfo& h) {
   // OCSF 1.7's HTTP Activity ids and captions, by method; anything else is Other, named by the
   // method itself.

@@ -102,6 +102,32 @@ Event dns_denied(std::string_view sandbox, std::string_view name, uint16_t qtype
 // A bypass attempt (Detection Finding 2004): a connection that ignored the proxy and was refused.
 Event bypass_finding(std::string_view sandbox, const ConnectionInfo& c);
 
+// A credential placeholder sent where its provider is not bound (Detection Finding 2004): the
+// request was refused and nothing of it went upstream. `keys` names the placeholders (never a
+// value); method and path as HttpInfo's.
+Event credential_finding(std::string_view sandbox, const ConnectionInfo& c,
+                         const std::vector<std::string>& keys, std::string_view method,
+                         std::string_view path);
+
+// One call to https://inference.local (API Activity 6003; issue 16 item 9).
+struct InferenceInfo {
+  std::string call;             // "chat_completions", "messages", "models", ...
+  std::string route;            // the route that answered ("" when none could)
+  std::string locality;         // its backend's: "local", "remote"
+  std::string requested_model;  // what the agent asked for ("" when nothing)
+  std::string sent_model;       // what the backend got
+  int status = 0;               // what the agent got
+  std::string error;            // the refusal's class when the router answered itself
+  std::string reason;
+  std::vector<std::string> failed_over;  // routes tried before `route`, each "name: why"
+  int64_t latency_ms = 0;                // to the response's end
+  int64_t first_byte_ms = -1;            // to its first body byte; -1 when none came
+  std::optional<uint64_t> input_tokens;  // as the backend reported in `usage`
+  std::optional<uint64_t> output_tokens;
+  ConnectionInfo connection;  // the caller's connection to inference.local
+};
+Event inference_activity(std::string_view sandbox, const InferenceInfo& i);
+
 // One inspected HTTP request (HTTP Activity 4002; issue 15 item 8): who sent it where (the
 // connection's fields), its method, its canonical path without the query, the status answered
 // (0 when none yet), the L7 rule that decided and the enforcement. Nothing of headers, query or

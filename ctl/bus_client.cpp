@@ -144,11 +144,15 @@ Result<int> append_options(sd_bus_message* m, const NewSandbox& options, bool wi
     rc = sd_bus_message_append(m, "{sv}", "workdir", "s", workdir.c_str());
   if (rc >= 0 && options.workdir_readonly)
     rc = sd_bus_message_append(m, "{sv}", "workdir_readonly", "b", 1);
-  if (rc >= 0 && with_env && !options.env.empty()) {
+  for (const auto& [key, list] : {std::pair<const char*, const std::vector<std::string>*>{
+                                       "env", &options.env},
+                                   {"providers", &options.providers},
+                                   {"inference", &options.routes}}) {
+    if (rc < 0 || !with_env || list->empty()) continue;
     rc = sd_bus_message_open_container(m, 'e', "sv");
-    if (rc >= 0) rc = sd_bus_message_append(m, "s", "env");
+    if (rc >= 0) rc = sd_bus_message_append(m, "s", key);
     if (rc >= 0) rc = sd_bus_message_open_container(m, 'v', "as");
-    if (rc >= 0) rc = append_strings(m, options.env);
+    if (rc >= 0) rc = append_strings(m, *list);
     if (rc >= 0) rc = sd_bus_message_close_container(m);
     if (rc >= 0) rc = sd_bus_message_close_container(m);
   }

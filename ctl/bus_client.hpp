@@ -48,6 +48,8 @@ struct NewSandbox {
   std::string workdir;  // as given; sent as its real path, resolved with our own rights
   bool workdir_readonly = false;
   std::vector<std::string> env;  // create only: RunSandbox takes its env apart
+  std::vector<std::string> providers;  // create only: attached providers (--provider)
+  std::vector<std::string> routes;     // create only: inference routes (--inference)
 };
 // Appends the options; an error for a workdir we cannot resolve.
 Result<int> append_options(sd_bus_message* m, const NewSandbox& options, bool with_env);

@@ -22,13 +22,14 @@ struct Options {
   unsigned lines = 20;
   bool follow = false;
   std::string since;  // 30s, 10m, 2h, 1d
-  std::string klass;  // a class uid or network, http, dns, process, finding, config
+  std::string klass;  // a class uid or network, http, dns, process, finding, config, inference
   bool denied = false;
 };
 
 const std::map<std::string, uint32_t> kClasses = {{"network", 4001}, {"http", 4002},
                                                    {"dns", 4003},     {"process", 1007},
-                                                   {"finding", 2004}, {"config", 5019}};
+                                                   {"finding", 2004}, {"config", 5019},
+                                                   {"inference", 6003}};
 
 bool parse_class(const std::string& text, uint32_t* out) {
   if (text.empty()) return true;
@@ -90,7 +91,7 @@ int logs(const Global& global, const Options& o) {
   int64_t since = 0;
   if (!parse_class(o.klass, &klass)) {
     std::cerr << "openshellctl: logs: --class takes a number or one of network, http, dns, "
-                 "process, finding, config\n";
+                 "process, finding, config, inference\n";
     return kExitUsage;
   }
   if (!parse_since(o.since, &since)) {
@@ -151,7 +152,7 @@ void add_logs(CLI::App& app, const Global& global, Action* run) {
   cmd->add_flag("-f,--follow", options->follow, "Keep printing new events");
   cmd->add_option("--since", options->since, "Only events newer than this (30s, 10m, 2h, 1d)");
   cmd->add_option("--class", options->klass,
-                  "Only this class: network, http, dns, process, finding, config, or a uid");
+                  "Only this class: network, http, dns, process, finding, config, inference, or a uid");
   cmd->add_flag("--denied", options->denied, "Only blocked connections and queries");
   cmd->callback([&global, run, options] { *run = [&global, options] { return logs(global, *options); }; });
 }

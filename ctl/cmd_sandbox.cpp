@@ -290,6 +290,14 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
               "Mount --workdir read-only");
   c->add_option("--env", options->sandbox.env, "KEY=VALUE for the main process (repeatable)")
       ->allow_extra_args(false);
+  c->add_option("--provider", options->sandbox.providers,
+                "Attach a provider: its keys are placeholders in the sandbox, its values put in "
+                "by the proxy (repeatable; root)")
+      ->allow_extra_args(false);
+  c->add_option("--inference", options->sandbox.routes,
+                "The inference routes of https://inference.local, instead of the policy's "
+                "(repeatable; root)")
+      ->allow_extra_args(false);
   c->add_option("command", options->command, "-- CMD ARGS... (default: sleep infinity)");
   c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
 

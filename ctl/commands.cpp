@@ -37,6 +37,8 @@ int ctl_main(int argc, char** argv) {
   add_policy(app, global, &run);
   add_run(app, global, &run);
   add_logs(app, global, &run);
+  add_provider(app, global, &run);
+  add_inference(app, global, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -36,6 +36,8 @@ void add_download(CLI::App& app, const Global& global, Action* run);
 void add_policy(CLI::App& app, const Global& global, Action* run);
 void add_run(CLI::App& app, const Global& global, Action* run);
 void add_logs(CLI::App& app, const Global& global, Action* run);
+void add_provider(CLI::App& app, const Global& global, Action* run);
+void add_inference(CLI::App& app, const Global& global, Action* run);
 
 int ctl_main(int argc, char** argv);
 

@@ -153,9 +153,10 @@ int read_options(sd_bus_message* m, bool env_allowed, SandboxOptions* out, sd_bu
       int b = 0;
       if ((rc = sd_bus_message_read(m, "v", "b", &b)) < 0) return rc;
       out->workdir_readonly = b != 0;
-    } else if (k == "env" && env_allowed) {
+    } else if ((k == "env" || k == "providers" || k == "inference") && env_allowed) {
+      auto* list = k == "env" ? &out->env : k == "providers" ? &out->providers : &out->routes;
       if ((rc = sd_bus_message_enter_container(m, 'v', "as")) < 0) return rc;
-      if ((rc = read_strings(m, &out->env, error)) < 0) return rc;
+      if ((rc = read_strings(m, list, error)) < 0) return rc;
       if ((rc = sd_bus_message_exit_container(m)) < 0) return rc;
     } else {
       return sd_bus_error_setf(error, kErrorInvalid, "unknown option '%.64s'", key);
@@ -694,6 +695,136 @@ int method_open_workspace(sd_bus_message* m, void* userdata, sd_bus_error* error
 
 // WatchSandboxes: SandboxChanged and PolicyGenerationChanged for the caller's own sandboxes
 // (every sandbox for root), sent to it alone until it leaves the bus.
+// --- providers and inference routes (issue 16): root changes them; anyone may look ---
+
+int only_root(sd_bus_message* m, sd_bus_error* error, const char* what) {
+  Caller caller;
+  if (int rc = identify(m, &caller, error); rc < 0) return rc;
+  if (!caller.root) return sd_bus_error_setf(error, kErrorAccessDenied, "only root may %s", what);
+  return 0;
+}
+
+int reply_json(sd_bus_message* m, sd_bus_error* error, const Result<nlohmann::json>& j) {
+  if (!j) return fail(error, j.error());
+  return sd_bus_reply_method_return(m, "s", j->dump().c_str());
+}
+
+// SetProvider(s name, s type, a{ss} credentials, b create): the values travel only here.
+int method_set_provider(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    if (int rc = only_root(m, error, "change providers"); rc < 0) return rc;
+    const char* name = nullptr;
+    const char* type = nullptr;
+    if (int rc = sd_bus_message_read(m, "ss", &name, &type); rc < 0) return rc;
+    providers::Provider p;
+    p.name = name;
+    int rc = sd_bus_message_enter_container(m, 'a', "{ss}");
+    if (rc < 0) return rc;
+    const char* key = nullptr;
+    const char* value = nullptr;
+    while ((rc = sd_bus_message_read(m, "{ss}", &key, &value)) > 0) {
+      if (p.credentials.size() >= providers::kMaxCredentials)
+        return sd_bus_error_set(error, kErrorInvalid, "too many credentials");
+      p.credentials[key] = value;
+    }
+    if (rc < 0) return rc;
+    if ((rc = sd_bus_message_exit_container(m)) < 0) return rc;
+    int create = 0;
+    if ((rc = sd_bus_message_read(m, "b", &create)) < 0) return rc;
+    auto& manager = service_of(userdata)->manager();
+    const bool keep_type = type[0] == '\0';
+    if (keep_type && create != 0)
+      return sd_bus_error_set(error, kErrorInvalid, "a new provider needs a type");
+    if (!keep_type) {
+      auto t = providers::parse_type(type);
+      if (!t)
+        return sd_bus_error_setf(error, kErrorInvalid,
+                                 "unknown provider type '%.32s' (generic, github, openai, "
+                                 "anthropic, nvidia)",
+                                 type);
+      p.type = *t;
+    }
+    if (auto st = manager.set_provider(p, create != 0, keep_type); !st)
+      return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_delete_provider(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    if (int rc = only_root(m, error, "change providers"); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    if (auto st = service_of(userdata)->manager().delete_provider(name); !st)
+      return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_get_provider(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    return reply_json(m, error, service_of(userdata)->manager().provider_info(name));
+  });
+}
+
+int method_list_providers(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    return reply_json(m, error, service_of(userdata)->manager().provider_list());
+  });
+}
+
+// SetRoute(s route): the route as JSON (core/inference's to_json).
+int method_set_route(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    if (int rc = only_root(m, error, "change inference routes"); rc < 0) return rc;
+    const char* text = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &text); rc < 0) return rc;
+    if (std::strlen(text) > 64 * 1024)
+      return sd_bus_error_set(error, kErrorInvalid, "route too large");
+    auto route = inference::route_from_json(
+        nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false));
+    if (!route) return fail(error, route.error());
+    if (auto st = service_of(userdata)->manager().set_route(*route); !st)
+      return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_delete_route(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    if (int rc = only_root(m, error, "change inference routes"); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    if (auto st = service_of(userdata)->manager().delete_route(name); !st)
+      return fail(error, st.error());
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int method_get_route(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    const char* name = nullptr;
+    if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
+    return reply_json(m, error, service_of(userdata)->manager().route_info(name));
+  });
+}
+
+int method_list_routes(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return guarded(error, [&] {
+    Caller caller;
+    if (int rc = identify(m, &caller, error); rc < 0) return rc;
+    return reply_json(m, error, service_of(userdata)->manager().route_list());
+  });
+}
+
 int method_watch(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return guarded(error, [&] {
     Caller caller;
@@ -787,6 +918,24 @@ const sd_bus_vtable kVtable[] = {
                              method_open_pty, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("OpenWorkspace", "s", SD_BUS_PARAM(name), "h",
                              SD_BUS_PARAM(workspace), method_open_workspace,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("SetProvider", "ssa{ss}b",
+                             SD_BUS_PARAM(name) SD_BUS_PARAM(type) SD_BUS_PARAM(credentials)
+                                 SD_BUS_PARAM(create),
+                             "", , method_set_provider, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("DeleteProvider", "s", SD_BUS_PARAM(name), "", ,
+                             method_delete_provider, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("GetProvider", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(json),
+                             method_get_provider, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListProviders", "", , "s", SD_BUS_PARAM(json),
+                             method_list_providers, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("SetRoute", "s", SD_BUS_PARAM(route), "", , method_set_route,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("DeleteRoute", "s", SD_BUS_PARAM(name), "", , method_delete_route,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("GetRoute", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(json),
+                             method_get_route, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListRoutes", "", , "s", SD_BUS_PARAM(json), method_list_routes,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("WatchSandboxes", "", "", method_watch, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_NAMES("SandboxChanged", "sss",

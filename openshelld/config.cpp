@@ -4,9 +4,12 @@
 
 #include <toml++/toml.h>
 
+#include "core/names.hpp"
 #include "core/net_guard.hpp"
+#include "sys/file_util.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 namespace openshell::daemon {
@@ -140,6 +143,72 @@ Result<Config> load_config(const std::string& path, bool must_exist) {
         r.problem(node.source(), k + ": " + parsed.error().message());
       else
         config.upstream_proxy = url;
+    } else if (k == "default_routes") {
+      const toml::array* names = node.as_array();
+      if (names == nullptr) {
+        r.problem(node.source(), k + ": must be an array of route names");
+        continue;
+      }
+      for (auto&& n : *names) {
+        const auto* name = n.as_string();
+        if (name == nullptr || !valid_sandbox_name(name->get()))
+          r.problem(n.source(), k + ": route names are 1-63 of a-z, 0-9 and '-'");
+        else
+          config.default_routes.push_back(name->get());
+      }
+    } else if (k == "providers") {
+      const toml::table* all = node.as_table();
+      if (all == nullptr) {
+        r.problem(node.source(), k + ": must be a table of [providers.NAME] tables");
+        continue;
+      }
+      for (auto&& [pname, pnode] : *all) {
+        const std::string where = k + "." + std::string(pname.str());
+        const toml::table* t = pnode.as_table();
+        const auto* type = t != nullptr ? t->get_as<std::string>("type") : nullptr;
+        const auto* creds = t != nullptr ? t->get_as<toml::table>("credentials") : nullptr;
+        if (t == nullptr || type == nullptr || creds == nullptr || t->size() != 2) {
+          r.problem(pnode.source(), where + ": needs type and credentials = { KEY = \"file\" }, "
+                                            "nothing else");
+          continue;
+        }
+        providers::Provider p;
+        p.name = std::string(pname.str());
+        const auto parsed = providers::parse_type(type->get());
+        if (!parsed) {
+          r.problem(type->source(), where + ".type: generic, github, openai, anthropic or nvidia");
+          continue;
+        }
+        p.type = *parsed;
+        const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+        for (auto&& [ckey, cnode] : *creds) {
+          const auto* file = cnode.as_string();
+          const std::string name = file != nullptr ? file->get() : "";
+          if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+            r.problem(cnode.source(), where + ".credentials: a systemd credential's name");
+            continue;
+          }
+          if (dir == nullptr) {
+            r.problem(cnode.source(), where + ": $CREDENTIALS_DIRECTORY is not set (give the "
+                                              "unit LoadCredential=" + name + ":...)");
+            continue;
+          }
+          auto value = sys::read_file(std::string(dir) + "/" + name, providers::kMaxValueBytes);
+          if (!value) {
+            r.problem(cnode.source(), where + ": systemd credential " + name + ": " +
+                                          value.error().message());
+            continue;
+          }
+          while (!value->empty() && (value->back() == '\n' || value->back() == '\r'))
+            value->pop_back();
+          p.credentials[std::string(ckey.str())] = std::move(*value);
+        }
+        if (auto st = providers::validate(p); !st) {
+          r.problem(pnode.source(), where + ": " + st.error().message());
+          continue;
+        }
+        config.providers.push_back(std::move(p));
+      }
     } else if (k == "sandbox_defaults") {
       const toml::table* defaults = node.as_table();
       if (defaults == nullptr) {

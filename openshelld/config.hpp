@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/policy.hpp"
+#include "core/providers.hpp"
 #include "core/result.hpp"
 
 namespace openshell::daemon {
@@ -37,6 +38,15 @@ struct Config {
   // The operator's egress proxy, "http://HOST:PORT" (checked), or "" for none: every
   // supervisor gets --upstream-proxy and dials allowed destinations through it.
   std::string upstream_proxy;
+  // The inference routes (openshellctl inference route set) a sandbox uses when neither it
+  // (create --inference) nor its policy ([inference] routes) names any; a non-root owner's
+  // sandbox uses these alone.
+  std::vector<std::string> default_routes;
+  // Providers the operator defines here, their values from systemd credentials
+  // ([providers.NAME] type = "openai", credentials = { OPENAI_API_KEY = "openai-key" }: the
+  // file openai-key of $CREDENTIALS_DIRECTORY, LoadCredential= in the unit). Read at load, held
+  // in memory only; `provider update` and `delete` leave them be.
+  std::vector<providers::Provider> providers;
 };
 
 // Reads the file; unknown keys and wrong types are errors with file:line:col, every one of them

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -177,6 +179,12 @@ Result<std::vector<std::string>> Manager::start() {
         config_.log_dir + "/sandboxes"})
     if (auto st = make_dir(dir, 0700); !st) return st.error();
   if (auto st = registry_.init(); !st) return st.error();
+  auto provider_store = ProviderStore::open(config_.state_dir);
+  if (!provider_store) return provider_store.error();
+  providers_.emplace(std::move(*provider_store));
+  auto route_store = RouteStore::open(config_.state_dir);
+  if (!route_store) return route_store.error();
+  routes_.emplace(std::move(*route_store));
   auto loaded = registry_.load_all();
   std::vector<std::string> ended_runs;
   for (auto& record : loaded.records) {
@@ -310,6 +318,14 @@ Result<Manager::Sandbox*> Manager::admit(const std::string& name, const NewPolic
   if (!options.workdir.empty())
     if (auto dir = open_workdir(options.workdir, owner); !dir) return dir.error();
   if (auto st = control::check_env(options.env); !st) return st.error();
+  if (owner != 0 && (!options.providers.empty() || !options.routes.empty()))
+    return Error::from_errno("only root attaches providers and inference routes to a sandbox; "
+                             "the operator's default_routes apply to others",
+                             EPERM);
+  for (const auto& p : options.providers)
+    if (auto found = find_provider(p); !found) return found.error();
+  for (const auto& r : options.routes)
+    if (auto found = routes_->get(r); !found) return found.error();
   logs_.retire(name);  // of an earlier sandbox of this name whose removal did not get that far
   auto sandbox = std::make_unique<Sandbox>();
   SandboxRecord& record = sandbox->record;
@@ -317,6 +333,8 @@ Result<Manager::Sandbox*> Manager::admit(const std::string& name, const NewPolic
   record.workdir = std::move(options.workdir);
   record.workdir_readonly = options.workdir_readonly;
   record.env = std::move(options.env);
+  record.providers = std::move(options.providers);
+  record.routes = std::move(options.routes);
   record.name = name;
   record.policy = np.name;
   record.pinned = np.name.empty();  // its own policy: reloads have nothing to give it
@@ -374,6 +392,13 @@ Status Manager::launch(Sandbox& sandbox, std::vector<UniqueFd> stdio,
             "--control",        supervisors_.socket(name),
             "--events",         logs_.events_file(name)};
   if (own_workspace) l.args.emplace_back("--workdir-from-daemon");
+  // Its providers and routes go down the status channel once the supervisor is started (never
+  // on its command line, never in a file).
+  auto services = services_of(sandbox);
+  if (!services) return services.error();
+  auto services_json = services::to_json(*services);
+  if (!services_json) return services_json.error();
+  l.args.emplace_back("--services-on-status");
   if (record.workdir_readonly) l.args.emplace_back("--workdir-readonly");
   for (const auto& kv : record.env) l.args.insert(l.args.end(), {"--env", kv});
   for (const auto& kv : run_env) l.args.insert(l.args.end(), {"--env", kv});
@@ -402,6 +427,20 @@ Status Manager::launch(Sandbox& sandbox, std::vector<UniqueFd> stdio,
   });
   // Our copy of the supervisor's end is gone with `l`: its end of file is the supervisor's.
   if (!process) return process.error();
+  {
+    std::string message = services_json->dump();
+    const auto n = static_cast<uint32_t>(message.size());
+    message.insert(0, std::string{static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                                  static_cast<char>(n >> 8), static_cast<char>(n)});
+    // A fresh socket's buffer holds it whole (it is at most services::kMaxBytes).
+    const ssize_t sent =
+        ::send(status.get(), message.data(), message.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    OPENSSL_cleanse(message.data(), message.size());
+    if (sent != static_cast<ssize_t>(message.size())) {
+      (void)process->signal(SIGKILL);
+      return Error::from_errno("sending the supervisor its providers and routes");
+    }
+  }
   auto watch = Watch::readable(event_, status.get(), [this, name] { on_status(name); });
   auto deadline = Watch::after(event_, kStartTimeout, [this, name] {
     end_launch(name, {Error::from_errno("the supervisor did not come up; see " +
@@ -1093,6 +1132,172 @@ std::vector<std::string> Manager::static_changes(Sandbox& sandbox,
   return policy::static_differences(**running, next);
 }
 
+Result<providers::Provider> Manager::find_provider(const std::string& name) const {
+  for (const auto& p : config_.providers)
+    if (p.name == name) return p;
+  return providers_->get(name);
+}
+
+Result<services::Services> Manager::services_of(const Sandbox& sandbox) const {
+  const SandboxRecord& r = sandbox.record;
+  services::Services out;
+  for (const auto& name : r.providers) {
+    auto p = find_provider(name);
+    if (!p) {
+      // Deleted since it was attached: its placeholders fail closed.
+      log::warn(kComponent, "sandbox " + r.name + ": " + p.error().message());
+      continue;
+    }
+    out.attached.push_back(std::move(*p));
+  }
+  const auto policy = sandbox.policy ? sandbox.policy : policy::default_policy();
+  std::vector<std::string> names = r.routes;
+  if (names.empty()) names = policy->inference.routes;
+  if (names.empty()) names = config_.default_routes;
+  if (r.owner_uid != 0) {
+    // A member's sandbox spends the operator's keys only as the operator said.
+    std::erase_if(names, [this](const std::string& n) {
+      return std::find(config_.default_routes.begin(), config_.default_routes.end(), n) ==
+             config_.default_routes.end();
+    });
+  }
+  for (const auto& name : names) {
+    auto route = routes_->get(name);
+    if (!route) {
+      log::warn(kComponent, "sandbox " + r.name + ": " + route.error().message());
+      continue;
+    }
+    if (!services::find_provider(out, route->provider)) {
+      if (auto p = find_provider(route->provider); p)
+        out.routing.push_back(std::move(*p));
+      else
+        log::warn(kComponent, "route " + name + ": " + p.error().message());
+    }
+    out.routes.push_back(std::move(*route));
+  }
+  if (policy->inference.privacy_set) out.privacy = policy->inference.privacy;
+  return out;
+}
+
+void Manager::push_services(const std::string& only) {
+  for (auto& [name, sandbox] : sandboxes_) {
+    if ((!only.empty() && name != only) || sandbox->record.phase != Phase::kRunning ||
+        sandbox->launching)
+      continue;
+    (void)policy_of(*sandbox);  // its [inference] section
+    auto services = services_of(*sandbox);
+    auto j = services ? services::to_json(*services) : Result<nlohmann::json>(services.error());
+    if (!j) {
+      log::warn(kComponent, "sandbox " + name + ": " + j.error().message());
+      continue;
+    }
+    control::Request update;
+    update.op = control::Op::kServicesUpdate;
+    update.services = std::move(*j);
+    supervisors_.call(name, update,
+                      [name](Result<control::Reply> reply, std::vector<UniqueFd>) {
+      if (!reply || !reply->ok)
+        log::warn(kComponent, "sandbox " + name + ": providers and routes not updated: " +
+                                  (reply ? reply->error : reply.error().message()));
+    });
+  }
+}
+
+Status Manager::set_provider(const providers::Provider& given, bool create, bool keep_type) {
+  for (const auto& p : config_.providers)
+    if (p.name == given.name)
+      return Error::from_errno("provider " + given.name + " is defined in openshelld.toml",
+                               EPERM);
+  providers::Provider next = given;
+  if (create) {
+    if (providers_->exists(given.name))
+      return Error::from_errno("provider " + given.name + " exists: use provider update", EEXIST);
+  } else {
+    auto current = providers_->get(given.name);
+    if (!current) return current.error();
+    next = std::move(*current);
+    if (!keep_type) next.type = given.type;
+    for (const auto& [key, value] : given.credentials) next.credentials[key] = value;
+  }
+  if (auto st = providers_->put(next); !st) return st;
+  log::info(kComponent, "provider " + next.name + (create ? " created" : " updated"));
+  push_services();
+  return {};
+}
+
+Status Manager::delete_provider(const std::string& name) {
+  for (const auto& p : config_.providers)
+    if (p.name == name)
+      return Error::from_errno("provider " + name + " is defined in openshelld.toml", EPERM);
+  if (auto st = providers_->remove(name); !st) return st;
+  log::info(kComponent, "provider " + name + " deleted");
+  push_services();
+  return {};
+}
+
+Result<nlohmann::json> Manager::provider_info(const std::string& name) const {
+  auto p = find_provider(name);
+  if (!p) return p.error();
+  nlohmann::json j = providers::describe(*p);
+  j["source"] = providers_->exists(name) ? "store" : "openshelld.toml";
+  nlohmann::json attached = nlohmann::json::array();
+  nlohmann::json bindings = nlohmann::json::array();
+  for (const auto& [sandbox_name, sandbox] : sandboxes_) {
+    const auto& r = sandbox->record;
+    if (std::find(r.providers.begin(), r.providers.end(), name) == r.providers.end()) continue;
+    attached.push_back(sandbox_name);
+    if (!sandbox->policy) continue;
+    for (const auto& [rule_name, rule] : sandbox->policy->network_policies)
+      for (const auto& ep : rule.endpoints)
+        if (ep.credential_binding == name && ep.host)
+          for (const auto port : ep.ports)
+            bindings.push_back(sandbox_name + ": " + *ep.host + ":" + std::to_string(port));
+  }
+  j["sandboxes"] = std::move(attached);
+  j["bindings"] = std::move(bindings);
+  return j;
+}
+
+nlohmann::json Manager::provider_list() const {
+  nlohmann::json out = nlohmann::json::array();
+  std::vector<std::string> names;
+  for (const auto& p : config_.providers) names.push_back(p.name);
+  for (auto& n : providers_->names()) names.push_back(std::move(n));
+  for (const auto& n : names)
+    if (auto info = provider_info(n); info) out.push_back(std::move(*info));
+  return out;
+}
+
+Status Manager::set_route(const inference::Route& route) {
+  if (auto st = routes_->put(route); !st) return st;
+  log::info(kComponent, "inference route " + route.name + " set");
+  push_services();
+  return {};
+}
+
+Status Manager::delete_route(const std::string& name) {
+  if (auto st = routes_->remove(name); !st) return st;
+  log::info(kComponent, "inference route " + name + " deleted");
+  push_services();
+  return {};
+}
+
+Result<nlohmann::json> Manager::route_info(const std::string& name) const {
+  auto route = routes_->get(name);
+  if (!route) return route.error();
+  nlohmann::json j = inference::to_json(*route);
+  j["default"] = std::find(config_.default_routes.begin(), config_.default_routes.end(), name) !=
+                 config_.default_routes.end();
+  return j;
+}
+
+nlohmann::json Manager::route_list() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& route : routes_->all())
+    if (auto info = route_info(route.name); info) out.push_back(std::move(*info));
+  return out;
+}
+
 Status Manager::record_revision(Sandbox& sandbox, const std::string& text,
                                 std::shared_ptr<const policy::Policy> parsed,
                                 const std::string& origin, sys::Durability durability) {
@@ -1104,6 +1309,7 @@ Status Manager::record_revision(Sandbox& sandbox, const std::string& text,
   sandbox.policy = std::move(parsed);
   auto st = registry_.save(r, durability_of(r, durability));
   if (listener_.revised) listener_.revised(r);
+  push_services(r.name);  // its [inference] section may have changed
   return st;
 }
 

@@ -19,11 +19,13 @@
 #include <vector>
 
 #include "core/policy.hpp"
+#include "core/services.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "openshelld/config.hpp"
 #include "openshelld/driver.hpp"
 #include "openshelld/policies.hpp"
+#include "openshelld/provider_store.hpp"
 #include "openshelld/registry.hpp"
 #include "openshelld/sandbox_logs.hpp"
 #include "openshelld/supervisor_client.hpp"
@@ -47,6 +49,8 @@ struct SandboxOptions {
   std::string workdir;  // a host directory of the caller's at /sandbox; "": a workspace of its own
   bool workdir_readonly = false;
   std::vector<std::string> env;  // K=V for the main process (create; run passes its own)
+  std::vector<std::string> providers;  // attached providers (root's sandboxes only)
+  std::vector<std::string> routes;     // inference routes, overriding the policy's (root only)
 };
 
 class Manager {
@@ -163,6 +167,19 @@ class Manager {
                                           bool denied_only, int64_t since_unix_ms) const;
   Result<std::string> policy_text(const std::string& name) const;
 
+  // --- providers and inference routes (issue 16); the bus lets only root change them ---
+  // A new provider (create) or, with `create` false, new values for some of an existing one's
+  // keys (and its type unless `keep_type`); every running sandbox gets the change at once.
+  Status set_provider(const providers::Provider& provider, bool create, bool keep_type = false);
+  Status delete_provider(const std::string& name);
+  // What may be shown of a provider (never a value), with the sandboxes it is attached to.
+  Result<nlohmann::json> provider_info(const std::string& name) const;
+  [[nodiscard]] nlohmann::json provider_list() const;
+  Status set_route(const inference::Route& route);
+  Status delete_route(const std::string& name);
+  Result<nlohmann::json> route_info(const std::string& name) const;
+  [[nodiscard]] nlohmann::json route_list() const;
+
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] const char* driver() const { return driver_->name(); }
 
@@ -243,12 +260,23 @@ class Manager {
                          std::shared_ptr<const policy::Policy> parsed, const std::string& origin,
                          sys::Durability durability);
 
+  // A provider by name: the config's (systemd credentials), else the store's.
+  Result<providers::Provider> find_provider(const std::string& name) const;
+  // What the sandbox's proxy holds: its attached providers, its routes (its own, else its
+  // policy's, else default_routes; a non-root owner's only among default_routes) and their
+  // providers, its policy's privacy.
+  Result<services::Services> services_of(const Sandbox& sandbox) const;
+  // Sends each running sandbox (or only `name`) its services; failures are logged.
+  void push_services(const std::string& name = "");
+
   Config config_;
   sd_event* event_;
   std::unique_ptr<Driver> driver_;
   Registry registry_;
   SandboxLogs logs_;
   SupervisorClient supervisors_;
+  std::optional<ProviderStore> providers_;  // opened by start()
+  std::optional<RouteStore> routes_;
   Listener listener_;
   bool journal_ = false;  // journald listens: events go there too
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;

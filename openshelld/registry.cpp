@@ -83,7 +83,9 @@ json to_json(const SandboxRecord& r) {
             {"source", r.source},
             {"workdir", r.workdir},
             {"workdir_readonly", r.workdir_readonly},
-            {"env", r.env}};
+            {"env", r.env},
+            {"providers", r.providers},
+            {"routes", r.routes}};
   j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
   return j;
 }
@@ -118,6 +120,8 @@ Result<SandboxRecord> record_from_json(const json& j) {
     if (!r.workdir.empty() && r.workdir.front() != '/') return Error::invalid("relative workdir");
     r.workdir_readonly = j.value("workdir_readonly", false);
     r.env = j.value("env", std::vector<std::string>());
+    r.providers = j.value("providers", std::vector<std::string>());  // absent before issue 16
+    r.routes = j.value("routes", std::vector<std::string>());
     return r;
   } catch (const json::exception& e) {
     return Error::invalid(std::string("malformed record: ") + e.what());

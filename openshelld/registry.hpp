@@ -44,6 +44,8 @@ struct SandboxRecord {
   std::string workdir;
   bool workdir_readonly = false;
   std::vector<std::string> env;    // K=V for the main process (sandbox create --env)
+  std::vector<std::string> providers;  // attached (create --provider): names, never values
+  std::vector<std::string> routes;     // inference routes (create --inference); empty: policy's
   // Its supervisor's pid while it runs: for display, and for a restarted daemon to find it
   // again through its driver (Driver::adopt checks it is still that supervisor); never
   // signalled as such.

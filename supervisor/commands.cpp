@@ -1,6 +1,7 @@
 #include "supervisor/commands.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "core/event_sink.hpp"
 #include "core/log.hpp"
 #include "core/policy.hpp"
+#include "core/services.hpp"
 #include "sys/file_util.hpp"
 #include "sys/journal.hpp"
 #include "sys/netns.hpp"
@@ -61,6 +63,7 @@ struct RunArgs {
   int status_fd = -1;
   int netns_fd = -1;
   bool netns_on_status = false;
+  bool services_on_status = false;
   std::vector<std::string> env;
   std::vector<std::string> resolve;
   std::vector<std::string> defaults;  // --default KEY=VALUE
@@ -71,6 +74,47 @@ struct RunArgs {
 };
 
 int run_sandbox_command(const RunArgs& args, StatusReporter& status);
+
+// --services-on-status: the daemon writes the sandbox's providers and routes on the status
+// channel right after starting us: a 4-byte big-endian length, then that much JSON
+// (core/services). Waited for at most kServicesWait.
+constexpr int kServicesWaitMs = 10'000;
+
+Status read_exactly(int fd, char* out, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, kServicesWaitMs);
+    if (ready == 0) return Error::from_errno("waiting for them", ETIMEDOUT);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return Error::from_errno("poll");
+    }
+    const ssize_t r = ::read(fd, out + got, n - got);
+    if (r == 0) return Error::invalid("the status channel closed before they came");
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return Error::from_errno("read");
+    }
+    got += static_cast<size_t>(r);
+  }
+  return {};
+}
+
+Result<services::Services> read_services(int fd) {
+  if (fd < 0) return Error::invalid("--services-on-status needs --status-fd");
+  unsigned char length[4];
+  if (auto st = read_exactly(fd, reinterpret_cast<char*>(length), 4); !st) return st.error();
+  const size_t n = (size_t{length[0]} << 24) | (size_t{length[1]} << 16) |
+                   (size_t{length[2]} << 8) | size_t{length[3]};
+  if (n > services::kMaxBytes) return Error::invalid("larger than " + std::to_string(services::kMaxBytes) + " bytes");
+  std::string text(n, '\0');
+  if (auto st = read_exactly(fd, text.data(), n); !st) return st.error();
+  const auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // The text holds secrets: it is wiped, and never quoted in an error.
+  OPENSSL_cleanse(text.data(), text.size());
+  return services::from_json(parsed);
+}
 
 int run_command(const RunArgs& args) {
   // Whoever started us may have blocked signals (openshelld blocks SIGTERM, SIGINT and SIGCHLD
@@ -142,6 +186,15 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
     auto sent = sys::receive_message(status.fd(), 1, 1);
     if (sent && sent->has_value() && (*sent)->fds.size() == 1) spare = std::move((*sent)->fds[0]);
   }
+  std::shared_ptr<const services::Services> services;
+  if (args.services_on_status) {
+    auto got = read_services(status.fd());
+    if (!got) {
+      log::error("supervisor", got.error().wrap("the daemon's providers and routes").message());
+      return kExitSetupFailed;
+    }
+    services = std::make_shared<const services::Services>(std::move(*got));
+  }
   if (spare && !sys::is_netns(spare.get())) {
     log::warn("supervisor", "the network namespace given is none: making one");
     spare.reset();
@@ -178,6 +231,12 @@ int run_sandbox_command(const RunArgs& args, StatusReporter& status) {
   options.workdir_readonly = args.workdir_readonly;
   options.workdir_trusted = args.workdir_from_daemon;
   options.env = args.env;
+  // The agent holds placeholders, never values; what it set itself comes after and wins.
+  if (services) {
+    auto placeholders = services::placeholder_env(*services);
+    options.env.insert(options.env.begin(), placeholders.begin(), placeholders.end());
+    options.services = services;
+  }
   options.command = args.command;
 
   options.cgroup_delegated = args.cgroup_delegated;
@@ -301,6 +360,9 @@ int supervisor_main(int argc, char** argv) {
                       "Descriptor N is a network namespace already set up as a sandbox's "
                       "(lo, routes, capture ruleset: openshelld's spare); use it instead of "
                       "making one");
+  run_cmd->add_flag("--services-on-status", run.services_on_status,
+                    "read the sandbox's providers and inference routes from the status channel "
+                    "(openshelld writes them there)");
   run_cmd->add_flag("--netns-on-status", run.netns_on_status,
                     "The same, sent down the --status-fd socket before we start (how "
                     "openshelld gives it to a systemd unit)");

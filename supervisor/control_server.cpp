@@ -120,6 +120,12 @@ void ControlServer::answer(const std::shared_ptr<Client>& client) {
       case control::Op::kPolicyUpdate:
         reply = handlers_.update_policy(request->policy_toml);
         break;
+      case control::Op::kServicesUpdate:
+        if (handlers_.update_services)
+          reply = handlers_.update_services(request->services);
+        else
+          reply.error = "this supervisor takes no providers";
+        break;
       case control::Op::kShutdown:
         reply.ok = true;
         shut_down = true;

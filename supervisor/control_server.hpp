@@ -25,6 +25,7 @@ using ReplySink = std::function<void(const control::Reply&)>;
 struct ControlHandlers {
   std::function<nlohmann::json()> status;
   std::function<control::Reply(const std::string& policy_toml)> update_policy;
+  std::function<control::Reply(const nlohmann::json& services)> update_services;
   std::function<void()> shutdown;  // after the reply went out
   // A pty master of the sandbox's own devpts, sent with the reply.
   std::function<Result<UniqueFd>()> open_pty;

@@ -230,6 +230,7 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
   if (!options.upstream_proxy.empty())
     if (auto parsed = net::parse_upstream_proxy(options.upstream_proxy); parsed)
       inspection.upstream_proxy = *parsed;  // checked with the arguments
+  inspection.services = options.services;
   proxy::EgressService egress(
       io, options.name, proxy::prepare_policy(policy), events, launched->init.pid(),
       cgroup->procs_file(), options.static_hosts,
@@ -296,6 +297,27 @@ Result<int> run_sandbox(const policy::Policy& policy, const RunOptions& options,
     };
     handlers.update_policy = [&](const std::string& text) {
       return apply(policy::parse_policy_string(text, "control socket"), "control socket");
+    };
+    // The daemon's providers and routes, whole: swapped in for the next request. Their
+    // placeholders are in the agent's environment from its start; a key added since resolves
+    // where the agent names it. Nothing of a value is logged.
+    handlers.update_services = [&](const nlohmann::json& j) {
+      control::Reply reply;
+      auto parsed = services::from_json(j);
+      if (!parsed) {
+        reply.error = parsed.error().wrap("providers and routes rejected").message();
+        return reply;
+      }
+      const size_t providers = parsed->attached.size() + parsed->routing.size();
+      const size_t routes = parsed->routes.size();
+      egress.set_services(std::make_shared<const services::Services>(std::move(*parsed)));
+      events.emit(ocsf::config_change(
+          options.name, "Reloaded", ocsf::Severity::kInformational, ocsf::StatusId::kSuccess,
+          "providers and inference routes updated",
+          {{"services", {{"providers", providers}, {"routes", routes}}}}));
+      reply.ok = true;
+      reply.data = {{"providers", providers}, {"routes", routes}};
+      return reply;
     };
     // As a service manager stops things: SIGTERM (init passes it to the agent), then SIGKILL.
     handlers.signal_main = [&](int sig) { (void)launched->init.signal(sig); };

@@ -274,7 +274,8 @@ Result<LaunchPlan> build_launch_plan(const policy::Policy& policy, const RunOpti
   std::vector<std::pair<std::string, std::string>> generated = {
       {"/etc/passwd", passwd_content(plan.inside_uid, plan.inside_gid, home)},
       {"/etc/group", group_content(plan.inside_gid)},
-      {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n"},
+      {"/etc/hosts", "127.0.0.1\tlocalhost " + plan.hostname + "\n::1\tlocalhost ip6-localhost\n" +
+                         capture::kInferenceAddressText + "\t" + capture::kInferenceHost + "\n"},
       {"/etc/resolv.conf", std::string("# openshell: the sandbox's policy DNS\nnameserver ") +
                                capture::kSandboxAddressText + "\n"},
   };

@@ -16,6 +16,7 @@
 #include "core/event_sink.hpp"
 #include "core/names.hpp"
 #include "core/policy.hpp"
+#include "core/services.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "sys/caps.hpp"
@@ -84,6 +85,9 @@ struct RunOptions {
   std::function<Result<std::shared_ptr<proxy::Termination>>()> tls;
   // --upstream-proxy, checked: http://HOST:PORT, or "" for none.
   std::string upstream_proxy;
+  // --services-on-status: the providers (their placeholders are in `env` already) and the
+  // inference routes the daemon sent; null when it sent none.
+  std::shared_ptr<const services::Services> services;
 };
 
 inline constexpr const char* kTlsDir = "/etc/openshell-tls";

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <span>
 
+#include "core/capture.hpp"
 #include "core/host_glob.hpp"
 #include "core/log.hpp"
 #include "core/net_guard.hpp"
@@ -67,10 +68,13 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
                              pid_t sandbox_init, std::string procs_file, StaticHosts static_hosts,
                              Sockets sockets, SandboxNetwork& network, Inspection inspection)
     : policy_(std::move(policy)),
+      services_(inspection.services ? std::move(inspection.services)
+                                    : std::make_shared<const services::Services>()),
       network_(network),
       pins_(std::make_shared<PinTable>()),
       sandbox_(sandbox),
       events_(events) {
+  static_hosts[capture::kInferenceHost] = {*parse_ip(capture::kInferenceAddressText)};
   auto hosts = std::make_shared<StaticHosts>(std::move(static_hosts));
   auto cache = std::make_shared<NameCache>();
   auto lookup = [hosts, cache](const std::string& name) -> std::optional<std::vector<IpAddress>> {
@@ -104,6 +108,7 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   ProxyConfig config;
   config.sandbox = sandbox;
   config.policy = [this] { return this->policy(); };
+  config.services = [this] { return this->services(); };
   config.pins = pins_;
   config.events = &events;
   config.sandbox_init = sandbox_init;
@@ -127,7 +132,9 @@ EgressService::EgressService(boost::asio::io_context& io, std::string sandbox,
   EventSink* sink = &events;
   dns_ = std::make_unique<DnsServer>(
       io, sockets.dns.release(),
-      [this](const std::string& name) { return name_allowed(*this->policy(), name); },
+      [this](const std::string& name) {
+        return name == capture::kInferenceHost || name_allowed(*this->policy(), name);
+      },
       answer_sandbox, pins_,
       [sink, sandbox](const std::string& name, uint16_t qtype) {
         sink->emit(ocsf::dns_denied(sandbox, name, qtype));
@@ -192,6 +199,16 @@ void EgressService::set_policy(std::shared_ptr<const policy::Policy> policy) {
     policy_ = std::move(policy);
   }
   proxy_->policy_changed();
+}
+
+void EgressService::set_services(std::shared_ptr<const services::Services> services) {
+  std::lock_guard lock(mu_);
+  services_ = std::move(services);
+}
+
+std::shared_ptr<const services::Services> EgressService::services() const {
+  std::lock_guard lock(mu_);
+  return services_;
 }
 
 std::shared_ptr<const policy::Policy> EgressService::policy() const {

@@ -15,6 +15,7 @@
 #include "core/cidr.hpp"
 #include "core/event_sink.hpp"
 #include "core/policy.hpp"
+#include "core/services.hpp"
 #include "core/unique_fd.hpp"
 #include "supervisor/network/sandbox_network.hpp"
 #include "supervisor/proxy/connect_tracker.hpp"
@@ -51,6 +52,8 @@ class EgressService {
   struct Inspection {
     std::shared_ptr<Termination> tls;
     std::optional<UpstreamProxy> upstream_proxy;
+    // Providers and inference routes (core/services): none until the daemon sends them.
+    std::shared_ptr<const services::Services> services;
   };
   EgressService(boost::asio::io_context& io, std::string sandbox,
                 std::shared_ptr<const policy::Policy> policy, EventSink& events, pid_t sandbox_init,
@@ -64,10 +67,15 @@ class EgressService {
   // Swaps in a new policy (validated by the caller) and closes connections it refuses.
   void set_policy(std::shared_ptr<const policy::Policy> policy);
   [[nodiscard]] std::shared_ptr<const policy::Policy> policy() const;
+  // Swaps in the sandbox's providers and routes (validated by the caller): the next request
+  // sees them.
+  void set_services(std::shared_ptr<const services::Services> services);
+  [[nodiscard]] std::shared_ptr<const services::Services> services() const;
 
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const policy::Policy> policy_;
+  std::shared_ptr<const services::Services> services_;
   SandboxNetwork& network_;
   std::shared_ptr<PinTable> pins_;
   std::shared_ptr<ProxyServer> proxy_;

@@ -35,50 +35,13 @@ using beast::iequals;
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
-// The connected socket with the bytes already taken from it (the ClientHello we peeked at)
-// given back first: what the TLS server side reads from.
-class Replayed {
- public:
-  using executor_type = tcp::socket::executor_type;
-  using lowest_layer_type = tcp::socket::lowest_layer_type;
-
-  Replayed(tcp::socket& socket, std::string prefix) : socket_(socket), prefix_(std::move(prefix)) {}
-  executor_type get_executor() { return socket_.get_executor(); }
-  lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
-
-  template <class Buffers, class Token>
-  auto async_read_some(const Buffers& buffers, Token&& token) {
-    return asio::async_initiate<Token, void(error_code, size_t)>(
-        [this](auto handler, const Buffers& b) {
-          if (offset_ == prefix_.size()) {
-            socket_.async_read_some(b, std::move(handler));
-            return;
-          }
-          const size_t n = asio::buffer_copy(
-              b, asio::buffer(prefix_.data() + offset_, prefix_.size() - offset_));
-          offset_ += n;
-          asio::post(socket_.get_executor(),
-                     [h = std::move(handler), n]() mutable { h(error_code{}, n); });
-        },
-        token, buffers);
-  }
-  template <class Buffers, class Token>
-  auto async_write_some(const Buffers& buffers, Token&& token) {
-    return socket_.async_write_some(buffers, std::forward<Token>(token));
-  }
-
- private:
-  tcp::socket& socket_;
-  std::string prefix_;
-  size_t offset_ = 0;
-};
-
 }  // namespace
 
 std::string refusal_response(const RequestCheck& c, bool keep_alive) {
   static constexpr std::pair<int, std::string_view> kPhrases[] = {
       {400, "Bad Request"},
       {403, "Forbidden"},
+      {413, "Payload Too Large"},
       {431, "Request Header Fields Too Large"},
       {502, "Bad Gateway"}};
   std::string_view phrase = "Error";
@@ -150,6 +113,8 @@ RequestCheck SessionRunner::check_request(const Session& s, std::string_view hea
                   "policy changed: " + decision.reason_text, true);
   const policy::Endpoint* endpoint = decision.endpoint;
   if (!inspects(endpoint)) return c;  // an L4 endpoint now: its requests pass as they are
+  c.binding = endpoint->credential_binding;
+  c.body_rewrite = endpoint->request_body_credential_rewrite;
   c.inspected = true;
   auto canonical = l7::canonicalize(target, endpoint->allow_encoded_slash);
   if (!canonical) {
@@ -195,6 +160,81 @@ void SessionRunner::emit_http(const Session& s, const RequestCheck& check, int s
   config_.events->emit(ocsf::http_activity(config_.sandbox, h));
 }
 
+credentials::Lookup SessionRunner::secrets_for(
+    const Session& s, const RequestCheck& check,
+    std::shared_ptr<const services::Services>& held) const {
+  held = config_.services ? config_.services() : nullptr;
+  if (!held) held = std::make_shared<const services::Services>();
+  return services::lookup_for(*held, net::check_host(s.host).host, s.port, check.binding);
+}
+
+void SessionRunner::credential_refused(const Session& s, RequestCheck& check,
+                                       std::vector<std::string> keys, const std::string& why) {
+  check.status = 403;
+  check.error = "credential_endpoint_mismatch";
+  check.l7.reason = why + " (a provider's placeholder goes only to its endpoints)";
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  if (config_.events != nullptr) {
+    egress::Decision d;
+    d.rule = check.policy;
+    d.host = net::check_host(s.host).host;
+    d.reason_text = check.l7.reason;
+    auto c = connection_info(s, d, s.address, false);
+    c.reason = check.error;
+    config_.events->emit(
+        ocsf::credential_finding(config_.sandbox, c, keys, check.method, check.path));
+  }
+  emit_http(s, check, 403);
+}
+
+void SessionRunner::resolve_credentials(const Session& s, http::request_header<>& req,
+                                        RequestCheck& check) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::vector<std::string> keys;
+  bool changed = false;
+  for (const auto& f : req) {
+    std::string value(sv(f.value()));
+    for (auto& key : credentials::keys_in(value)) keys.push_back(std::move(key));
+    fields.emplace_back(std::string(sv(f.name_string())), std::move(value));
+  }
+  std::string target(sv(req.target()));
+  for (auto& key : credentials::keys_in(target)) keys.push_back(std::move(key));
+  if (keys.empty()) return;  // the common case: nothing to look up
+  std::shared_ptr<const services::Services> held;
+  const auto lookup = secrets_for(s, check, held);
+  std::optional<Error> refused;
+  for (auto& [name, value] : fields) {
+    if (credentials::keys_in(value).empty()) continue;
+    auto resolved = credentials::resolve_header(value, lookup);
+    if (!resolved) {
+      refused = resolved.error();
+      break;
+    }
+    value = std::move(resolved->text);
+    changed = true;
+  }
+  if (!refused && !credentials::keys_in(target).empty()) {
+    if (auto resolved = credentials::resolve_target(target, lookup); resolved) {
+      target = std::move(resolved->text);
+      changed = true;
+    } else {
+      refused = resolved.error();
+    }
+  }
+  if (refused) return credential_refused(s, check, std::move(keys), refused->message());
+  if (!changed) return;
+  // The secrets are in `req` only now, on their way upstream; nothing of them is kept.
+  const std::vector<std::string> names = [&] {
+    std::vector<std::string> n;
+    for (const auto& f : req) n.emplace_back(sv(f.name_string()));
+    return n;
+  }();
+  for (const auto& name : names) req.erase(name);
+  for (const auto& [name, value] : fields) req.insert(name, value);
+  req.target(target);
+}
+
 namespace {
 
 // Answers a refused request. The connection stays for the next request when its framing
@@ -227,6 +267,45 @@ awaitable<bool> answer_refusal(Stream& client, beast::flat_buffer& cbuf,
 }
 
 }  // namespace
+
+template <class Client, class Upstream>
+awaitable<bool> SessionRunner::send_rewritten_body(std::shared_ptr<Session> s, Client& client,
+                                                   beast::flat_buffer& cbuf,
+                                                   http::request_parser<http::buffer_body>& parser,
+                                                   Upstream& upstream, std::span<char> body,
+                                                   RequestCheck& check) {
+  auto& req = parser.get();
+  error_code ec;
+  std::string response;
+  if (iequals(req[http::field::expect], "100-continue")) {
+    // The client waits for a go-ahead before it sends the body: ours, as we read it whole.
+    response = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(client, asio::buffer(response),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return false;
+    req.erase(http::field::expect);
+  }
+  std::shared_ptr<const services::Services> held;
+  auto refused =
+      co_await send_rewritten(client, cbuf, parser, upstream, body, secrets_for(*s, check, held));
+  if (!refused) co_return true;
+  if (refused->status == 403) {
+    credential_refused(*s, check, std::move(refused->keys), refused->why);
+  } else {
+    check.status = refused->status;
+    check.error = refused->status == 413 ? "payload_too_large" : "bad_gateway";
+    check.l7.reason = refused->why;
+    emit_http(*s, check, check.status);
+  }
+  response = refusal_response(check, false);
+  co_await asio::async_write(client, asio::buffer(response),
+                             asio::redirect_error(use_awaitable, ec));
+  co_return false;
+}
+
+template awaitable<bool> SessionRunner::send_rewritten_body<tcp::socket, tcp::socket>(
+    std::shared_ptr<Session>, tcp::socket&, beast::flat_buffer&,
+    http::request_parser<http::buffer_body>&, tcp::socket&, std::span<char>, RequestCheck&);
 
 template <class Client, class Upstream>
 awaitable<void> SessionRunner::exchange(std::shared_ptr<Session> s, Client& client,
@@ -271,21 +350,29 @@ awaitable<void> SessionRunner::exchange(std::shared_ptr<Session> s, Client& clie
     }
     auto& req = parser.get();
     check = check_request(*s, head, req, sv(req.target()));
-    if (check.status != 0) {
+    if (check.status == 0) {
+      if (check.inspected) req.target(check.target);
+      resolve_credentials(*s, req, check);  // its refusal has its events
+    } else {
       emit_http(*s, check, check.status);
+    }
+    if (check.status != 0) {
       arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
       const bool keep = co_await answer_refusal(client, cbuf, parser, check, body);
       s->timer.cancel();
       if (!keep) break;
       continue;
     }
-    if (check.inspected) req.target(check.target);
     const bool upgrade = beast::websocket::is_upgrade(req);
     const bool head_request = req.method() == http::verb::head;
     const bool client_keeps = req.keep_alive();
     http::serializer<true, http::buffer_body> sr{req};
     arm_deadline(s, idle);
-    if (!parser.is_done() && iequals(req[http::field::expect], "100-continue")) {
+    bool rewritten = false;
+    if (check.body_rewrite && !parser.is_done()) {
+      rewritten = true;
+      if (!co_await send_rewritten_body(s, client, cbuf, parser, upstream, body, check)) break;
+    } else if (!parser.is_done() && iequals(req[http::field::expect], "100-continue")) {
       // The client waits for the upstream's go-ahead before it sends the body.
       co_await http::async_write_header(upstream, sr, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
@@ -307,8 +394,10 @@ awaitable<void> SessionRunner::exchange(std::shared_ptr<Session> s, Client& clie
                                  asio::redirect_error(use_awaitable, ec));
       if (ec) break;
     }
-    ec = co_await relay_message(client, cbuf, parser, upstream, sr, body);
-    if (ec) break;
+    if (!rewritten) {
+      ec = co_await relay_message(client, cbuf, parser, upstream, sr, body);
+      if (ec) break;
+    }
     // The answer; interim ones (103 Early Hints) pass before it.
     std::optional<http::response_parser<http::buffer_body>> rp;
     for (;;) {

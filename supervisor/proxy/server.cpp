@@ -29,6 +29,7 @@
 #include <span>
 #include <nlohmann/json.hpp>
 
+#include "core/capture.hpp"
 #include "core/egress.hpp"
 #include "core/log.hpp"
 #include "core/net_guard.hpp"
@@ -247,15 +248,7 @@ awaitable<Dialed> SessionRunner::decide_and_dial(Session& s, const std::string& 
     out.address = config_.upstream_proxy->host + ":" + std::to_string(config_.upstream_proxy->port);
   } else {
     // Only the addresses we checked, in order, each within the connect timeout.
-    ec = asio::error::host_unreachable;
-    for (const auto& ip : dial) {
-      if (s.closed) break;
-      ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), port));
-      if (!ec) {
-        out.address = to_string(ip);
-        break;
-      }
-    }
+    ec = co_await connect_any(s, dial, port, &out.address);
   }
   if (ec) {
     out.status = 502;
@@ -282,6 +275,20 @@ void SessionRunner::cancel_upstream_at(Session& s, asio::steady_timer& deadline)
   });
 }
 
+awaitable<error_code> SessionRunner::connect_any(Session& s, const std::vector<IpAddress>& addresses,
+                                                uint16_t port, std::string* connected) {
+  error_code ec = asio::error::host_unreachable;
+  for (const auto& ip : addresses) {
+    if (s.closed) break;
+    ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), port));
+    if (!ec) {
+      if (connected != nullptr) *connected = to_string(ip);
+      break;
+    }
+  }
+  co_return ec;
+}
+
 awaitable<error_code> SessionRunner::connect_within(Session& s, tcp::endpoint to) {
   s.upstream = tcp::socket(io_);
   asio::steady_timer deadline(io_);
@@ -297,12 +304,7 @@ awaitable<std::string> SessionRunner::dial_through_proxy(Session& s, const std::
   const UpstreamProxy& proxy = *config_.upstream_proxy;
   const std::string named = "upstream proxy " + proxy.host + ":" + std::to_string(proxy.port);
   const auto addresses = co_await resolve(proxy.host);
-  error_code ec = asio::error::host_not_found;
-  for (const auto& ip : addresses) {
-    if (s.closed) break;
-    ec = co_await connect_within(s, tcp::endpoint(to_asio(ip), proxy.port));
-    if (!ec) break;
-  }
+  error_code ec = co_await connect_any(s, addresses, proxy.port, nullptr);
   if (ec) co_return named + " unreachable: " + ec.message();
   const std::string authority =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -510,6 +512,20 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<Session> s) {
       }
       error_code ignored;
       s->upstream.close(ignored);
+      if (net::check_host(host).host == capture::kInferenceHost) {
+        // The privacy router, before any policy.
+        response = "HTTP/1.1 200 Connection Established\r\n\r\n";
+        co_await asio::async_write(s->client, asio::buffer(response),
+                                   asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+          s->close();
+          co_return;
+        }
+        std::string leftover(static_cast<const char*>(buffer.data().data()), buffer.size());
+        std::string initial = co_await read_initial(*s, std::move(leftover));
+        co_await serve_inference(s, std::move(initial));
+        co_return;
+      }
       co_await tunnel(s, host, port, buffer, problem);
       co_return;
     }
@@ -537,6 +553,13 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<Session> s) {
       co_await send_and_close(s, std::move(response));
       co_return;
     }
+    if (net::check_host(host).host == capture::kInferenceHost && upstream_key.empty()) {
+      // The privacy router takes the connection, this request first.
+      std::string initial = head + std::string(static_cast<const char*>(buffer.data().data()),
+                                               buffer.size());
+      co_await serve_inference(s, std::move(initial));
+      co_return;
+    }
     const std::string key = host + ":" + std::to_string(port);
     if (key != upstream_key || !s->upstream.is_open()) {
       error_code ignored;
@@ -553,25 +576,36 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<Session> s) {
       upstream_key = key;
     }
     // Framing, Host and (on an inspected endpoint) the rules, as for a terminated connection.
-    const RequestCheck check = check_request(*s, head, req, path);
-    if (check.status != 0) emit_http(*s, check, check.status);
+    RequestCheck check = check_request(*s, head, req, path);
+    if (check.status == 0) {
+      req.target(check.target);
+      resolve_credentials(*s, req, check);  // its refusal has its events
+    } else {
+      emit_http(*s, check, check.status);
+    }
     if (check.status != 0) {
       response = refusal_response(check, false);
       co_await send_and_close(s, std::move(response));
       co_return;
     }
     // On in origin form, without the headers that were for us.
-    req.target(check.target);
     req.erase(http::field::proxy_authorization);
     req.erase("Proxy-Connection");
     req.erase(http::field::keep_alive);
     const bool client_keeps = req.keep_alive();
     const bool head_request = req.method() == http::verb::head;
-    http::serializer<true, http::buffer_body> sr{req};
-    ec = co_await relay_message(s->client, buffer, parser, s->upstream, sr, body);
-    if (ec) {
-      s->close();
-      co_return;
+    if (check.body_rewrite && !parser.is_done()) {
+      if (!co_await send_rewritten_body(s, s->client, buffer, parser, s->upstream, body, check)) {
+        s->close();
+        co_return;
+      }
+    } else {
+      http::serializer<true, http::buffer_body> sr{req};
+      ec = co_await relay_message(s->client, buffer, parser, s->upstream, sr, body);
+      if (ec) {
+        s->close();
+        co_return;
+      }
     }
     http::response_parser<http::buffer_body> rp;
     rp.header_limit(static_cast<std::uint32_t>(config_.limits.max_header_bytes));
@@ -681,6 +715,12 @@ awaitable<void> SessionRunner::run_transparent(std::shared_ptr<Session> s) {
   // sandbox this address was. When both exist they must agree.
   std::string nothing_yet;
   std::string initial = co_await read_initial(*s, std::move(nothing_yet));
+  if (to_string(original_ip) == capture::kInferenceAddressText) {
+    std::string problem;
+    s->chain = identify(*s, original_ep, &problem);
+    co_await serve_inference(s, std::move(initial));
+    co_return;
+  }
   std::string said;
   auto peek = tls::peek_client_hello(
       std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));

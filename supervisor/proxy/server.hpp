@@ -22,6 +22,7 @@
 #include "core/net_guard.hpp"
 #include "core/policy.hpp"
 #include "core/result.hpp"
+#include "core/services.hpp"
 #include "supervisor/proxy/connect_tracker.hpp"
 #include "supervisor/proxy/dns_server.hpp"
 
@@ -44,6 +45,9 @@ struct ProxyConfig {
   std::string sandbox;
   // The policy in force; swapped on reload. Read once per decision.
   std::function<std::shared_ptr<const policy::Policy>()> policy;
+  // The providers and inference routes in force (core/services); swapped when the daemon
+  // sends new ones. Read once per request.
+  std::function<std::shared_ptr<const services::Services>()> services;
   std::shared_ptr<PinTable> pins;
   EventSink* events = nullptr;
   pid_t sandbox_init = -1;  // host pid of the sandbox's init (its /proc/net view)

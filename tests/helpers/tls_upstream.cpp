@@ -12,10 +12,17 @@
 //                        whose certificate (PEM) is written to CA_FILE
 //   connect-proxy NAME=ADDR...  an HTTP CONNECT proxy that opens tunnels to NAME:PORT (the
 //                        names given, or numeric addresses) and relays bytes
+//   openai NAME GO_FILE  a model backend (issue 16), plain HTTP: POST /v1/chat/completions,
+//                        /v1/messages... answer JSON {"backend": NAME, "model": the model asked,
+//                        "usage": ...}; with "stream": true, SSE: a first event, then (once
+//                        GO_FILE exists, at most 10 s later) the last ones, and
+//                        "sse last after go" or "sse last without go"
+//   fail                 every request: 503
 //
 // Prints "listening ADDR:PORT" once it accepts, then one line per event: "request METHOD
-// TARGET host=HOST conn=N body=LEN", "websocket TARGET conn=N", "message TEXT", "connect
-// TARGET"; every line flushed. Exits 0 after SECONDS, 1 when it cannot listen or set up TLS,
+// TARGET host=HOST conn=N body=LEN[ auth=VALUE][ model=MODEL]" (auth: Authorization or
+// x-api-key as received), "websocket TARGET conn=N", "message TEXT", "connect TARGET"; every
+// line flushed. Exits 0 after SECONDS, 1 when it cannot listen or set up TLS,
 // 2 on bad arguments.
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
 
@@ -35,6 +42,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "supervisor/proxy/sandbox_ca.hpp"
@@ -52,6 +60,14 @@ using asio::use_awaitable;
 using boost::system::error_code;
 
 constexpr size_t kMaxBody = 8UL << 20;
+
+// What the model backend modes answer with (openai, fail).
+struct Backend {
+  std::string mode;  // "" (http/https: echo), "openai", "fail"
+  std::string name;
+  std::string go_file;
+};
+Backend g_backend;
 
 void say(const std::string& line) {
   std::printf("%s\n", line.c_str());
@@ -73,6 +89,62 @@ awaitable<void> echo_websocket(Stream& stream, http::request<http::empty_body> r
     co_await ws.async_write(message.data(), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
   }
+}
+
+template <class Stream>
+awaitable<void> send_chunk(Stream& stream, std::string data) {
+  error_code ec;
+  co_await asio::async_write(stream, http::make_chunk(asio::buffer(data)),
+                             asio::redirect_error(use_awaitable, ec));
+}
+
+// A model backend's answer; false when the connection is done.
+template <class Stream>
+awaitable<bool> answer_model_call(Stream& stream, const http::request<http::string_body>& req,
+                                  const std::string& model, bool sse) {
+  error_code ec;
+  if (g_backend.mode == "fail") {
+    http::response<http::string_body> res{http::status::service_unavailable, 11};
+    res.body() = "{\"error\":\"down\"}";
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+    co_return !ec && req.keep_alive();
+  }
+  if (!sse) {
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = nlohmann::json{{"backend", g_backend.name},
+                                {"model", model},
+                                {"choices", {{{"message", {{"content", "hello"}}}}}},
+                                {"usage", {{"prompt_tokens", 5}, {"completion_tokens", 7}}}}
+                     .dump();
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+    co_return !ec && req.keep_alive();
+  }
+  // Server-sent events, chunk by chunk: the last ones only once the client saw the first.
+  http::response<http::empty_body> head{http::status::ok, 11};
+  head.set(http::field::content_type, "text/event-stream");
+  head.chunked(true);
+  head.keep_alive(false);
+  http::response_serializer<http::empty_body> sr{head};
+  co_await http::async_write_header(stream, sr, asio::redirect_error(use_awaitable, ec));
+  co_await send_chunk(stream, "data: {\"backend\":\"" + g_backend.name + "\",\"delta\":\"first\"}\n\n");
+  bool went = false;
+  asio::steady_timer wait(stream.get_executor());
+  for (int i = 0; i < 1000 && !went; ++i) {  // at most 10 s
+    went = std::ifstream(g_backend.go_file).good();
+    if (went) break;
+    wait.expires_after(std::chrono::milliseconds(10));
+    co_await wait.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  say(went ? "sse last after go" : "sse last without go");
+  co_await send_chunk(stream, "data: {\"delta\":\"last\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n");
+  co_await send_chunk(stream, "data: [DONE]\n\n");
+  co_await asio::async_write(stream, http::make_chunk_last(), asio::redirect_error(use_awaitable, ec));
+  co_return false;
 }
 
 template <class Stream>
@@ -101,8 +173,21 @@ awaitable<void> serve_http(Stream& stream, long conn) {
     co_await http::async_read(stream, buffer, full, asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
     const auto& req = full.get();
+    std::string auth(req[http::field::authorization]);
+    if (auth.empty()) auth = std::string(req["x-api-key"]);
+    const auto json = nlohmann::json::parse(req.body(), nullptr, false);
+    const std::string model =
+        json.is_object() && json.contains("model") && json["model"].is_string()
+            ? json["model"].get<std::string>()
+            : "";
     say("request " + std::string(req.method_string()) + " " + target + " host=" + host +
-        " conn=" + std::to_string(conn) + " body=" + std::to_string(req.body().size()));
+        " conn=" + std::to_string(conn) + " body=" + std::to_string(req.body().size()) +
+        (auth.empty() ? "" : " auth=" + auth) + (model.empty() ? "" : " model=" + model));
+    if (!g_backend.mode.empty()) {
+      const bool stream_asked = json.is_object() && json.value("stream", false);
+      if (!co_await answer_model_call(stream, req, model, stream_asked)) co_return;
+      continue;
+    }
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain");
     res.body() = "upstream ok: " + std::string(req.method_string()) + " " + target +
@@ -195,7 +280,8 @@ awaitable<void> accept_all(tcp::acceptor& acceptor, asio::ssl::context* tls,
 int main(int argc, char** argv) {
   using namespace openshell::supervisor::proxy;
   constexpr const char* kUsage =
-      "usage: tls_upstream ADDR PORT http|https NAME CA_FILE|connect-proxy NAME=ADDR... SECONDS\n";
+      "usage: tls_upstream ADDR PORT http|https NAME CA_FILE|connect-proxy NAME=ADDR...|"
+      "openai NAME GO_FILE|fail SECONDS\n";
   if (argc < 5) {
     std::fputs(kUsage, stderr);
     return 2;
@@ -237,6 +323,16 @@ int main(int argc, char** argv) {
     // SSL_CTX_set_tlsext_servername_callback, without the macro's C cast.
     SSL_CTX_callback_ctrl(tls->native_handle(), SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
                           reinterpret_cast<void (*)()>(pick));
+  } else if (mode == "openai" || mode == "fail") {
+    if ((mode == "openai" && argc != 7) || (mode == "fail" && argc != 5)) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    g_backend.mode = mode;
+    if (mode == "openai") {
+      g_backend.name = argv[4];
+      g_backend.go_file = argv[5];
+    }
   } else if (mode == "connect-proxy") {
     for (int i = 4; i < argc - 1; ++i) {
       const std::string entry = argv[i];
