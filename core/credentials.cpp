@@ -133,15 +133,37 @@ std::vector<std::string> keys_in(std::string_view text) {
   return keys;
 }
 
+namespace {
+
+constexpr std::string_view kBasic = "basic ";
+
+// A "Basic <base64>" value's credentials decoded, and where the base64 starts; nullopt when it
+// is none.
+std::optional<std::pair<std::string, size_t>> basic_credentials(std::string_view value) {
+  if (!iequals_at(value, 0, kBasic)) return std::nullopt;
+  size_t start = kBasic.size();
+  while (start < value.size() && value[start] == ' ') ++start;
+  auto decoded = base64_decode(value.substr(start));
+  if (!decoded) return std::nullopt;
+  return std::pair(std::move(*decoded), start);
+}
+
+}  // namespace
+
+std::vector<std::string> keys_in_header(std::string_view value) {
+  auto keys = keys_in(value);
+  if (auto basic = basic_credentials(value))
+    for (auto& key : keys_in(basic->first))
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
+  return keys;
+}
+
 Result<Resolved> resolve_header(std::string_view value, const Lookup& lookup) {
   const auto as_is = [](const std::string& s) { return s; };
-  constexpr std::string_view kBasic = "basic ";
-  if (iequals_at(value, 0, kBasic)) {
-    size_t start = kBasic.size();
-    while (start < value.size() && value[start] == ' ') ++start;
-    const std::string_view encoded = value.substr(start);
-    if (auto decoded = base64_decode(encoded); decoded && !keys_in(*decoded).empty()) {
-      auto inner = substitute(*decoded, lookup, as_is);
+  if (auto basic = basic_credentials(value)) {
+    const auto& [decoded, start] = *basic;
+    if (!keys_in(decoded).empty()) {
+      auto inner = substitute(decoded, lookup, as_is);
       if (!inner) return inner.error();
       inner->text = std::string(value.substr(0, start)) + base64_encode(inner->text);
       return inner;

@@ -45,6 +45,10 @@ struct Resolved {
 // each once, in order. Empty when there is none.
 [[nodiscard]] std::vector<std::string> keys_in(std::string_view text);
 
+// The keys of every placeholder in a header value: raw, percent-encoded, or inside a
+// "Basic <base64>" credential.
+[[nodiscard]] std::vector<std::string> keys_in_header(std::string_view value);
+
 // A header value: each raw placeholder becomes its secret; "Basic <base64>" is decoded, its
 // placeholders replaced, and encoded again. Error (naming the key) when a key's Lookup says no,
 // or when a secret could not go into a header.

@@ -95,9 +95,12 @@ std::vector<const Route*> candidates(const std::vector<Route>& routes, Privacy p
     out.push_back(&route);
   }
   const bool local_first = privacy == Privacy::kPreferLocal;
+  // A route whose globs name the model asked for is meant for it: before the catch-alls.
+  const auto named = [&requested](const Route* r) { return requested && !r->models.empty(); };
   // Stable: equal routes keep the sandbox's order.
-  std::stable_sort(out.begin(), out.end(), [local_first](const Route* a, const Route* b) {
+  std::stable_sort(out.begin(), out.end(), [&](const Route* a, const Route* b) {
     if (local_first && a->locality != b->locality) return a->locality == Locality::kLocal;
+    if (named(a) != named(b)) return named(a);
     return a->cost < b->cost;
   });
   return out;

@@ -71,8 +71,9 @@ enum class Call { kChatCompletions, kCompletions, kResponses, kEmbeddings, kMode
 //   1. those `privacy` allows (local-only: local routes only);
 //   2. of the API asked for, whose model globs match `requested` (no model asked: every route
 //      passes, and the sandbox's first route is its first choice among equals);
-//   3. prefer-local: local ones before remote ones; then the lowest cost; then the sandbox's
-//      order. The rest are the failover, in this order.
+//   3. prefer-local: local ones before remote ones; then those whose globs name the model
+//      asked for before catch-alls (no globs); then the lowest cost; then the sandbox's order.
+//      The rest are the failover, in this order.
 [[nodiscard]] std::vector<const Route*> candidates(const std::vector<Route>& routes,
                                                    Privacy privacy, Api api,
                                                    const std::optional<std::string>& requested);

@@ -195,7 +195,7 @@ void SessionRunner::resolve_credentials(const Session& s, http::request_header<>
   bool changed = false;
   for (const auto& f : req) {
     std::string value(sv(f.value()));
-    for (auto& key : credentials::keys_in(value)) keys.push_back(std::move(key));
+    for (auto& key : credentials::keys_in_header(value)) keys.push_back(std::move(key));
     fields.emplace_back(std::string(sv(f.name_string())), std::move(value));
   }
   std::string target(sv(req.target()));
@@ -205,7 +205,7 @@ void SessionRunner::resolve_credentials(const Session& s, http::request_header<>
   const auto lookup = secrets_for(s, check, held);
   std::optional<Error> refused;
   for (auto& [name, value] : fields) {
-    if (credentials::keys_in(value).empty()) continue;
+    if (credentials::keys_in_header(value).empty()) continue;
     auto resolved = credentials::resolve_header(value, lookup);
     if (!resolved) {
       refused = resolved.error();

@@ -76,6 +76,15 @@ TEST_CASE("credentials: path segments and query values, raw or percent-encoded")
   CHECK(none->text == "/plain?q=1");
 }
 
+TEST_CASE("credentials: a header's keys, inside Basic too") {
+  // "me:openshell:resolve:env:API_TOKEN", as curl -u sends it.
+  CHECK(keys_in_header("Basic bWU6b3BlbnNoZWxsOnJlc29sdmU6ZW52OkFQSV9UT0tFTg==") ==
+        std::vector<std::string>{"API_TOKEN"});
+  CHECK(keys_in_header("Bearer openshell:resolve:env:A") == std::vector<std::string>{"A"});
+  CHECK(keys_in_header("Basic bWU6cGFzcw==").empty());  // me:pass
+  CHECK(keys_in_header("Basic !!!").empty());
+}
+
 TEST_CASE("credentials: bodies, written for their type") {
   CHECK(body_kind("application/json") == BodyKind::kJson);
   CHECK(body_kind("application/vnd.api+json; charset=utf-8") == BodyKind::kJson);

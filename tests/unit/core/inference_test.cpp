@@ -75,6 +75,14 @@ TEST_CASE("inference: routes by privacy, API, model globs, then cost; the rest i
         std::vector<std::string>{"claude"});
   CHECK(names(candidates(routes, Privacy::kAny, Api::kOpenAi, std::nullopt)) ==
         std::vector<std::string>{"cheap", "gpt", "llama"});
+  // A route whose globs name the model goes before a cheaper catch-all.
+  const std::vector<Route> specific = {route("all", Api::kOpenAi, Locality::kRemote, 0),
+                                       route("claude", Api::kOpenAi, Locality::kRemote, 9,
+                                             {"claude-*"})};
+  CHECK(names(candidates(specific, Privacy::kAny, Api::kOpenAi, "claude-3")) ==
+        std::vector<std::string>{"claude", "all"});
+  CHECK(names(candidates(specific, Privacy::kAny, Api::kOpenAi, "gpt-4o")) ==
+        std::vector<std::string>{"all"});
   // Equal costs keep the sandbox's order: its first route first.
   const std::vector<Route> equal = {route("b", Api::kOpenAi, Locality::kRemote, 3),
                                     route("a", Api::kOpenAi, Locality::kRemote, 3)};
