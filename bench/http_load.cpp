@@ -3,11 +3,11 @@
 // sandbox that has nothing of the host's libraries.
 //
 //   http_load --proxy ADDR:PORT|--direct ADDR:PORT --url http://HOST[:PORT]/PATH
-//             [--connections C] [--requests N] [--seconds S] [--keepalive]
+//             [--connections C] [--requests N] [--seconds S] [--keepalive] [--post JSON]
 //   http_load --tunnel ADDR:PORT --target HOST:PORT --bytes MIB [--seconds S]
 //   http_load --direct ADDR:PORT --bytes MIB [--seconds S]
 //
-// Request mode sends N GETs (absolute-form through --proxy, origin-form with --direct) over C
+// Request mode sends N GETs (or POSTs of JSON with --post; absolute-form through --proxy, origin-form with --direct) over C
 // connections, each connection sending its next request once the previous answer is complete
 // (closed loop), from one thread with poll(). With --keepalive a connection is reused as long as
 // the server keeps it open and re-opened when it closes; without it every request says
@@ -54,7 +54,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: http_load --proxy ADDR:PORT|--direct ADDR:PORT --url http://HOST[:PORT]/PATH\n"
-    "                 [--connections C] [--requests N] [--seconds S] [--keepalive]\n"
+    "                 [--connections C] [--requests N] [--seconds S] [--keepalive] [--post JSON]\n"
     "       http_load --tunnel ADDR:PORT --target HOST:PORT --bytes MIB [--seconds S]\n"
     "       http_load --direct ADDR:PORT --bytes MIB [--seconds S]\n"
     "(ADDR numeric IPv4; C <= 256, N <= 1000000, S <= 60, MIB <= 4096)\n";
@@ -113,6 +113,7 @@ struct Options {
   long connections = 1;
   long requests = 1;
   bool keepalive = false;
+  std::string post;  // a JSON body: POST instead of GET
   long seconds = kMaxSeconds;
   std::string target;  // tunnel mode: CONNECT target
   long mib = 0;
@@ -140,6 +141,9 @@ Options parse_options(int argc, char** argv) {
       opts.seconds = parse_count(argv[++i], 1, kMaxSeconds);
     } else if (arg == "--keepalive") {
       opts.keepalive = true;
+    } else if (arg == "--post" && has_value) {
+      opts.post = argv[++i];
+      if (opts.post.size() > 65536) usage_exit();
     } else if (arg == "--target" && has_value) {
       opts.target = argv[++i];
     } else if (arg == "--bytes" && has_value) {
@@ -311,11 +315,14 @@ class Load {
  public:
   explicit Load(const Options& opts)
       : opts_(opts), conns_(static_cast<std::size_t>(opts.connections)) {
-    request_ = "GET " + (opts.via_proxy ? opts.url : opts.path) +
+    request_ = (opts.post.empty() ? "GET " : "POST ") + (opts.via_proxy ? opts.url : opts.path) +
                " HTTP/1.1\r\nHost: " + opts.authority +
                "\r\nUser-Agent: http_load\r\nAccept: */*\r\n";
     if (!opts.keepalive) request_ += "Connection: close\r\n";
-    request_ += "\r\n";
+    if (!opts.post.empty())
+      request_ += "Content-Type: application/json\r\nContent-Length: " +
+                  std::to_string(opts.post.size()) + "\r\n";
+    request_ += "\r\n" + opts.post;
     latencies_us_.reserve(static_cast<std::size_t>(opts.requests));
   }
 

@@ -256,8 +256,6 @@ awaitable<Dialed> SessionRunner::decide_and_dial(Session& s, const std::string& 
     emit(s, out.decision, dial.empty() ? "" : to_string(dial.front()), false);
     co_return out;
   }
-  error_code nodelay_ec;
-  s.upstream.set_option(tcp::no_delay(true), nodelay_ec);
   out.ok = true;
   s.established = true;
   s.address = out.address;
@@ -296,6 +294,10 @@ awaitable<error_code> SessionRunner::connect_within(Session& s, tcp::endpoint to
   error_code ec;
   co_await s.upstream.async_connect(to, asio::redirect_error(use_awaitable, ec));
   deadline.cancel();
+  // What we write is what came: a small write waiting for an ACK (Nagle against the peer's
+  // delayed ACK) would hold an SSE event or a response head for 40 ms.
+  error_code ignored;
+  if (!ec) s.upstream.set_option(tcp::no_delay(true), ignored);
   co_return ec;
 }
 
@@ -827,6 +829,8 @@ void ProxyServer::accept_loop(bool transparent) {
         socket.set_option(asio::socket_base::linger(true, 0), ignored);
         socket.close(ignored);
       } else {
+        error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);  // as connect_within's
         auto s = std::make_shared<Session>(std::move(socket));
         self->impl_->sessions.insert(s);
         auto runner = std::make_shared<SessionRunner>(*self->impl_, self->config_, self->io_);

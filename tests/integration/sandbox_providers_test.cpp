@@ -271,6 +271,18 @@ TEST_CASE("inference.local: privacy, model globs, failover, streaming, live rout
   REQUIRE(last["failed_over"].size() == 1);
   CHECK(last["failed_over"][0].get<std::string>().rfind("local: ", 0) == 0);
 
+  // A backend that answers 5xx before anything reached the agent gives way too.
+  Backend broken(port(3), {"fail"});
+  route("local", broken, "llama-3", "local", "5");
+  REQUIRE(eventually([&] {
+    chat(d, name, "x");
+    return broken.requests() > 0;
+  }));
+  const auto after_5xx = inference_events(d, name).back()["unmapped"]["inference"];
+  CHECK(after_5xx["route"] == "remote");
+  REQUIRE(after_5xx["failed_over"].size() == 1);
+  CHECK(after_5xx["failed_over"][0] == "local: answered 503");
+
   // A route changed while the sandbox runs: its next call goes by the new route.
   route("remote", remote, "gpt-5", "remote", "1");
   REQUIRE(eventually([&] {

@@ -29,6 +29,16 @@ TEST_CASE("control: every request survives encode and parse") {
   REQUIRE(u.ok());
   CHECK(u->policy_toml == "version = 1\n");
 
+  Request services;
+  services.op = Op::kServicesUpdate;
+  services.services = {{"attached", nlohmann::json::array()}, {"privacy", "any"}};
+  auto sv = parse_request(*encode_request(services));
+  REQUIRE(sv.ok());
+  CHECK(sv->services == services.services);
+  // Its services must be an object; what is in it is core/services' to judge.
+  CHECK_FALSE(parse_request(R"({"op":"services_update","services":[1]})").ok());
+  CHECK_FALSE(parse_request(R"({"op":"services_update"})").ok());
+
   for (Op op : {Op::kStatus, Op::kShutdown}) {
     Request r;
     r.op = op;

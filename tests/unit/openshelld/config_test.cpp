@@ -28,6 +28,44 @@ TEST_CASE("config: the shipped openshelld.toml is valid and says the defaults") 
   CHECK(shipped->user_caps == defaults.user_caps);
   CHECK(shipped->upstream_ca.empty());
   CHECK(shipped->upstream_proxy.empty());
+  CHECK(shipped->default_routes.empty());
+  CHECK(shipped->providers.empty());
+}
+
+TEST_CASE("config: default routes, and providers from systemd credentials (issue 16)") {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("osh-creds-" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/openai-key") << "sk-from-systemd\n";
+  const std::string path = dir + "/openshelld.toml";
+  std::ofstream(path) << "default_routes = [\"local\", \"claude\"]\n"
+                         "[providers.oai]\ntype = \"openai\"\n"
+                         "credentials = { OPENAI_API_KEY = \"openai-key\" }\n";
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  auto without = load_config(path, true);
+  REQUIRE_FALSE(without.ok());
+  CHECK(without.error().message().find("$CREDENTIALS_DIRECTORY is not set") != std::string::npos);
+  ::setenv("CREDENTIALS_DIRECTORY", dir.c_str(), 1);
+  auto c = load_config(path, true);
+  REQUIRE(c.ok());
+  CHECK(c->default_routes == std::vector<std::string>{"local", "claude"});
+  REQUIRE(c->providers.size() == 1);
+  CHECK(c->providers[0].name == "oai");
+  CHECK(c->providers[0].credentials.at("OPENAI_API_KEY") == "sk-from-systemd");
+  // A credential that is not there, a name with a slash, a bad route name: each said, no value.
+  std::ofstream(path) << "default_routes = [\"Bad/Name\"]\n"
+                         "[providers.oai]\ntype = \"openai\"\n"
+                         "credentials = { A = \"absent\", B = \"../x\" }\n";
+  auto bad = load_config(path, true);
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  REQUIRE_FALSE(bad.ok());
+  const std::string message = bad.error().message();
+  CHECK(message.find("default_routes: route names") != std::string::npos);
+  CHECK(message.find("systemd credential absent") != std::string::npos);
+  CHECK(message.find("a systemd credential's name") != std::string::npos);
+  CHECK(message.find("sk-from-systemd") == std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("config: upstream roots and an upstream proxy (issue 15.2)") {

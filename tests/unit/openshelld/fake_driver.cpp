@@ -1,5 +1,7 @@
 #include "fake_driver.hpp"
 
+#include <algorithm>
+#include <fstream>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -35,6 +37,26 @@ std::string option(const std::vector<std::string>& args, const std::string& name
     say(status, "exit 127");
     ::_exit(127);
   }
+  // The providers and routes the manager sends, as received, a JSON line each: at start (down
+  // the status channel) and in every services_update, in <events file>.services.
+  const std::string services_log = option(launch.args, "--events") + ".services";
+  const auto record = [&services_log](const std::string& line) {
+    std::ofstream(services_log, std::ios::app) << line << "\n";
+  };
+  if (std::find(launch.args.begin(), launch.args.end(), "--services-on-status") !=
+      launch.args.end()) {
+    unsigned char length[4];
+    if (::read(status, length, 4) != 4) ::_exit(124);
+    std::string text((size_t{length[0]} << 24) | (size_t{length[1]} << 16) |
+                         (size_t{length[2]} << 8) | length[3],
+                     '\0');
+    for (size_t got = 0; got < text.size();) {
+      const ssize_t n = ::read(status, text.data() + got, text.size() - got);
+      if (n <= 0) ::_exit(124);
+      got += static_cast<size_t>(n);
+    }
+    record(text);
+  }
   if (hold >= 0) {
     char c;
     (void)!::read(hold, &c, 1);
@@ -53,6 +75,7 @@ std::string option(const std::vector<std::string>& args, const std::string& name
     auto message = sys::receive_message(client, control::kMaxFrame, control::kMaxFds);
     if (message && message->has_value()) {
       auto request = control::parse_request((*message)->frame);
+      if (request && request->op == control::Op::kServicesUpdate) record(request->services.dump());
       control::Reply reply;
       reply.ok = request.ok();
       const std::string frame = control::encode_reply(reply);

@@ -5,7 +5,8 @@
 // Commands: {"sleep"} launches and serves its control socket until shut down ("exit 143");
 // {"exit", "N"} launches and ends with N at once (a run's command); {"fail"} ends with 125
 // before launching; {"missing"} ends with 127 before launching (command not found). A sandbox
-// named in hold() waits before launching until release().
+// named in hold() waits before launching until release(). The providers and routes each
+// receives (core/services) are appended to <its events file>.services, a JSON line each.
 #pragma once
 
 #include <map>

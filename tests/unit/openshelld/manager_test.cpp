@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -54,6 +55,7 @@ struct Fixture {
     config.runtime_dir = dir + "/run";
     config.log_dir = dir + "/log";
     config.supervisor = "/fake/openshell-supervisor";
+    config.default_routes = {"d"};
     auto fake = std::make_unique<FakeDriver>(world);
     driver = fake.get();
     manager = std::make_unique<Manager>(config, event, std::move(fake));
@@ -254,4 +256,102 @@ TEST_CASE("manager: policy set on a running sandbox: only network_policies, each
   CHECK(revised->error().code == std::errc::operation_not_supported);
   CHECK(revised->error().message().find("resources.memory_max") != std::string::npos);
   CHECK(f.manager->get("pol")->revision == 2);
+}
+
+namespace {
+
+// What the fake supervisor of `name` received, a JSON object per message, in order.
+std::vector<nlohmann::json> services_received(const Fixture& f, const std::string& name) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(f.dir + "/log/sandboxes/" + name + "/events.jsonl.services");
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::vector<std::string> route_names(const nlohmann::json& services) {
+  std::vector<std::string> out;
+  for (const auto& r : services["routes"]) out.push_back(r["name"].get<std::string>());
+  return out;
+}
+
+inference::Route test_route(const std::string& name) {
+  inference::Route r;
+  r.name = name;
+  r.base_url = "http://127.0.0.1:9";
+  r.provider = "oai";
+  r.model = name + "-model";
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("manager: a sandbox's providers and routes, at start and on every change") {
+  Fixture f;
+  REQUIRE(f.manager->set_provider({"oai", providers::Type::kOpenAi, {{"OPENAI_API_KEY", "sk-1"}}},
+                                  true)
+              .ok());
+  REQUIRE(f.manager->set_provider({"mine", providers::Type::kGeneric, {{"API_TOKEN", "s3cret"}}},
+                                  true)
+              .ok());
+  CHECK(f.manager->set_provider({"mine", providers::Type::kGeneric, {{"X", "y"}}}, true).error().code ==
+        std::errc::file_exists);
+  for (const auto* r : {"r1", "r2", "d"}) REQUIRE(f.manager->set_route(test_route(r)).ok());
+
+  // Its own routes (create --inference) first, and its attached providers.
+  std::optional<Result<SandboxRecord>> got;
+  SandboxOptions own;
+  own.routes = {"r1"};
+  own.providers = {"mine"};
+  f.manager->create("a", "", {}, 0, own, [&](Result<SandboxRecord> r) { got = std::move(r); });
+  REQUIRE(f.until([&] { return got.has_value(); }));
+  REQUIRE(got->ok());
+  auto a = services_received(f, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(route_names(a[0]) == std::vector<std::string>{"r1"});
+  CHECK(a[0]["attached"][0]["name"] == "mine");
+  CHECK(a[0]["routing"][0]["name"] == "oai");  // the route's key, not the agent's
+
+  // Else its policy's; else the daemon's default_routes.
+  got.reset();
+  f.manager->create_with_text("b", "version = 1\n[inference]\nroutes = [\"r2\"]\n"
+                                   "privacy = \"local-only\"\n",
+                              "b.toml", {}, 0, {}, [&](Result<SandboxRecord> r) { got = std::move(r); });
+  REQUIRE(f.until([&] { return got.has_value(); }));
+  REQUIRE(got->ok());
+  CHECK(route_names(services_received(f, "b")[0]) == std::vector<std::string>{"r2"});
+  CHECK(services_received(f, "b")[0]["privacy"] == "local-only");
+  REQUIRE(f.create("c").ok());
+  CHECK(route_names(services_received(f, "c")[0]) == std::vector<std::string>{"d"});
+
+  // A member attaches nothing and gets only the operator's default routes.
+  got.reset();
+  f.manager->create("m", "", {}, 4242, own, [&](Result<SandboxRecord> r) { got = std::move(r); });
+  REQUIRE(f.until([&] { return got.has_value(); }));
+  REQUIRE_FALSE(got->ok());
+  CHECK(got->error().code == std::errc::operation_not_permitted);
+  // An unknown provider or route is refused at create.
+  SandboxOptions unknown;
+  unknown.providers = {"nope"};
+  got.reset();
+  f.manager->create("u", "", {}, 0, unknown, [&](Result<SandboxRecord> r) { got = std::move(r); });
+  REQUIRE(f.until([&] { return got.has_value(); }));
+  CHECK(got->error().message().find("no provider nope") != std::string::npos);
+
+  // A provider's new value reaches every running sandbox that holds it, at once.
+  REQUIRE(f.manager->set_provider({"mine", providers::Type::kGeneric, {{"API_TOKEN", "n3w"}}},
+                                  false)
+              .ok());
+  REQUIRE(f.until([&] { return services_received(f, "a").size() == 2; }));
+  CHECK(services_received(f, "a")[1]["attached"][0]["credentials"]["API_TOKEN"] == "n3w");
+  // So does a route's change; and a deleted route is gone from them.
+  REQUIRE(f.manager->delete_route("d").ok());
+  REQUIRE(f.until([&] { return services_received(f, "c").size() >= 3; }));
+  CHECK(services_received(f, "c").back()["routes"].empty());
+  // What the bus shows of a provider: never a value.
+  auto shown = f.manager->provider_info("mine");
+  REQUIRE(shown.ok());
+  CHECK(shown->dump().find("n3w") == std::string::npos);
+  CHECK((*shown)["sandboxes"] == nlohmann::json::array({"a"}));
+  CHECK(f.manager->delete_provider("mine").ok());
+  CHECK(f.manager->provider_info("mine").error().code == std::errc::no_such_file_or_directory);
 }
