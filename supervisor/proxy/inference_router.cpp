@@ -31,7 +31,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kDropped[] = {
     "authorization", "x-api-key",  "api-key",  "proxy-authorization", "host",
     "connection",    "keep-alive", "te",       "trailer",             "transfer-encoding",
-    "upgrade",       "proxy-connection",       "content-length",      "accept-encoding"};
+    "upgrade",       "proxy-connection",       "content-length",      "accept-encoding",
+    "expect"};
 
 bool dropped(std::string_view name) {
   for (const auto d : kDropped)
@@ -223,7 +224,16 @@ awaitable<void> SessionRunner::route_calls(std::shared_ptr<Session> s, Client& c
     parser.body_limit(inference::kMaxRequestBody);
     arm_deadline(s, std::chrono::seconds(config_.limits.idle_timeout_s));
     error_code ec;
-    co_await http::async_read(client, cbuf, parser, asio::redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(client, cbuf, parser, asio::redirect_error(use_awaitable, ec));
+    if (!ec && !parser.is_done() && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      // The body is ours to read whole: the client may send it now (curl waits a second
+      // otherwise).
+      response = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(client, asio::buffer(response),
+                                 asio::redirect_error(use_awaitable, ec));
+    }
+    if (!ec && !parser.is_done())
+      co_await http::async_read(client, cbuf, parser, asio::redirect_error(use_awaitable, ec));
     s->timer.cancel();
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::operation_aborted || (ec && cbuf.size() == 0 && !parser.got_some()))
@@ -402,11 +412,11 @@ awaitable<SessionRunner::Attempt> SessionRunner::try_route(
     // in either arm of ?: twice.
     Attempt a;
     if (backend.tls)
-      a = co_await call_backend(s, client, *backend.tls, backend, out_req, route, last,
-                                client_keeps, started);
+      a = co_await call_backend(s, client, *backend.tls, backend, out_req, last, client_keeps,
+                                started);
     else
-      a = co_await call_backend(s, client, s->upstream, backend, out_req, route, last,
-                                client_keeps, started);
+      a = co_await call_backend(s, client, s->upstream, backend, out_req, last, client_keeps,
+                                started);
     // A kept connection the backend closed meanwhile: once more on a new one.
     if (!a.answered && reused && a.failure.empty()) continue;
     if (!a.answered && a.failure.empty()) a.failure = "the backend closed the connection";
@@ -419,8 +429,8 @@ awaitable<SessionRunner::Attempt> SessionRunner::try_route(
 template <class Client, class Upstream>
 awaitable<SessionRunner::Attempt> SessionRunner::call_backend(
     std::shared_ptr<Session> s, Client& client, Upstream& upstream, Backend& backend,
-    http::request<http::string_body>& out_req, const inference::Route& route, bool last,
-    bool client_keeps, Clock::time_point started) {
+    http::request<http::string_body>& out_req, bool last, bool client_keeps,
+    Clock::time_point started) {
   Attempt a;
   error_code ec;
   arm_deadline(s, std::chrono::seconds(config_.limits.idle_timeout_s));
@@ -474,7 +484,6 @@ awaitable<SessionRunner::Attempt> SessionRunner::call_backend(
   a.usage = usage.finish();
   if (ec || !backend_keeps || !rp.is_done()) backend.key.clear();
   if (ec) a.keep = false;
-  (void)route;
   co_return a;
 }
 

@@ -377,7 +377,7 @@ class SessionRunner {
   template <class Client, class Upstream>
   awaitable<Attempt> call_backend(std::shared_ptr<Session> s, Client& client, Upstream& upstream,
                                   Backend& backend, http::request<http::string_body>& out_req,
-                                  const inference::Route& route, bool last, bool client_keeps,
+                                  bool last, bool client_keeps,
                                   std::chrono::steady_clock::time_point started);
   void emit_inference(const Session& s, ocsf::InferenceInfo info);
 

@@ -1,6 +1,7 @@
 // libFuzzer target: untrusted text from a sandbox -> credential placeholders resolved
 // (core/credentials.hpp) and an inference.local body read (core/inference.hpp). The first byte
-// picks where the rest goes: a header value, a request target, or a request/response body. It
+// picks where the rest goes: a header value, a request target, a body whose placeholders are
+// rewritten (JSON, form, text), or a request/response body of inference.local. It
 // must never crash; a key the lookup refuses fails the whole text; a text that resolved used
 // only keys it named; and a body whose model could be read can be rewritten, and reads back the
 // model it was given. (A resolved text may still look like it holds a placeholder: a key can
@@ -45,13 +46,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
   const credentials::Lookup lookup = bound;
-  switch (data[0] % 3) {
+  switch (data[0] % 6) {
     case 0:
       check_resolved(credentials::resolve_header(input, lookup), input);
       break;
     case 1:
       check_resolved(credentials::resolve_target(input, lookup), input);
       break;
+    case 2:
+    case 3:
+    case 4: {
+      const auto kind = static_cast<credentials::BodyKind>(data[0] % 6 - 2);
+      check_resolved(credentials::resolve_body(input, kind, lookup), input);
+      (void)credentials::body_kind(input);
+      (void)credentials::keys_in_header(input);
+      break;
+    }
     default: {
       (void)inference::usage_of(input);
       auto model = inference::requested_model(input);
