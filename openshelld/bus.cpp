@@ -767,7 +767,7 @@ int method_get_provider(sd_bus_message* m, void* userdata, sd_bus_error* error) 
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
     const char* name = nullptr;
     if (int rc = sd_bus_message_read(m, "s", &name); rc < 0) return rc;
-    return reply_json(m, error, service_of(userdata)->manager().provider_info(name));
+    return reply_json(m, error, service_of(userdata)->manager().provider_info(name, caller.uid));
   });
 }
 
@@ -775,7 +775,7 @@ int method_list_providers(sd_bus_message* m, void* userdata, sd_bus_error* error
   return guarded(error, [&] {
     Caller caller;
     if (int rc = identify(m, &caller, error); rc < 0) return rc;
-    return reply_json(m, error, service_of(userdata)->manager().provider_list());
+    return reply_json(m, error, service_of(userdata)->manager().provider_list(caller.uid));
   });
 }
 

@@ -224,6 +224,9 @@ Result<std::vector<std::string>> Manager::start() {
       else
         log::info(kComponent, "removed " + name + ": a run whose caller left with an earlier daemon");
     });
+  // What the adopted ones hold may have changed while no daemon ran (a provider of
+  // openshelld.toml reads its systemd credential anew): each gets its services again.
+  push_services();
   return loaded.problems;
 }
 
@@ -1235,7 +1238,8 @@ Status Manager::delete_provider(const std::string& name) {
   return {};
 }
 
-Result<nlohmann::json> Manager::provider_info(const std::string& name) const {
+Result<nlohmann::json> Manager::provider_info(const std::string& name,
+                                              std::optional<uid_t> viewer) const {
   auto p = find_provider(name);
   if (!p) return p.error();
   nlohmann::json j = providers::describe(*p);
@@ -1245,6 +1249,7 @@ Result<nlohmann::json> Manager::provider_info(const std::string& name) const {
   for (const auto& [sandbox_name, sandbox] : sandboxes_) {
     const auto& r = sandbox->record;
     if (std::find(r.providers.begin(), r.providers.end(), name) == r.providers.end()) continue;
+    if (viewer && *viewer != 0 && r.owner_uid != *viewer) continue;  // others' are not theirs
     attached.push_back(sandbox_name);
     if (!sandbox->policy) continue;
     for (const auto& [rule_name, rule] : sandbox->policy->network_policies)
@@ -1258,13 +1263,13 @@ Result<nlohmann::json> Manager::provider_info(const std::string& name) const {
   return j;
 }
 
-nlohmann::json Manager::provider_list() const {
+nlohmann::json Manager::provider_list(std::optional<uid_t> viewer) const {
   nlohmann::json out = nlohmann::json::array();
   std::vector<std::string> names;
   for (const auto& p : config_.providers) names.push_back(p.name);
   for (auto& n : providers_->names()) names.push_back(std::move(n));
   for (const auto& n : names)
-    if (auto info = provider_info(n); info) out.push_back(std::move(*info));
+    if (auto info = provider_info(n, viewer); info) out.push_back(std::move(*info));
   return out;
 }
 

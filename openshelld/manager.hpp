@@ -172,9 +172,11 @@ class Manager {
   // keys (and its type unless `keep_type`); every running sandbox gets the change at once.
   Status set_provider(const providers::Provider& provider, bool create, bool keep_type = false);
   Status delete_provider(const std::string& name);
-  // What may be shown of a provider (never a value), with the sandboxes it is attached to.
-  Result<nlohmann::json> provider_info(const std::string& name) const;
-  [[nodiscard]] nlohmann::json provider_list() const;
+  // What may be shown of a provider (never a value), with the sandboxes it is attached to
+  // (of those, only `viewer`'s own when that is not root).
+  Result<nlohmann::json> provider_info(const std::string& name,
+                                       std::optional<uid_t> viewer = std::nullopt) const;
+  [[nodiscard]] nlohmann::json provider_list(std::optional<uid_t> viewer = std::nullopt) const;
   Status set_route(const inference::Route& route);
   Status delete_route(const std::string& name);
   Result<nlohmann::json> route_info(const std::string& name) const;

@@ -149,6 +149,18 @@ CallPlan plan_call(std::string_view method, const std::string& path, const std::
   return plan;
 }
 
+// One call in flight, counted while it lives.
+class CallSlot {
+ public:
+  explicit CallSlot(size_t& count) : count_(count) { ++count_; }
+  ~CallSlot() { --count_; }
+  CallSlot(const CallSlot&) = delete;
+  CallSlot& operator=(const CallSlot&) = delete;
+
+ private:
+  size_t& count_;
+};
+
 }  // namespace
 
 // One call's try at one route: what the agent got from it, or why the next route is tried.
@@ -225,6 +237,18 @@ awaitable<void> SessionRunner::route_calls(std::shared_ptr<Session> s, Client& c
     arm_deadline(s, std::chrono::seconds(config_.limits.idle_timeout_s));
     error_code ec;
     co_await http::async_read_header(client, cbuf, parser, asio::redirect_error(use_awaitable, ec));
+    if (!ec && impl_.inference_calls >= ProxyServer::Impl::kMaxInferenceCalls) {
+      // Each call in flight holds its whole request: a bounded number of them.
+      response = http_response(503, "Service Unavailable",
+                               error_body("busy", "too many inference.local calls at once (" +
+                                                      std::to_string(ProxyServer::Impl::kMaxInferenceCalls) +
+                                                      "); try again"),
+                               "");
+      co_await asio::async_write(client, asio::buffer(response),
+                                 asio::redirect_error(use_awaitable, ec));
+      break;
+    }
+    const CallSlot slot(impl_.inference_calls);
     if (!ec && !parser.is_done() && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       // The body is ours to read whole: the client may send it now (curl waits a second
       // otherwise).

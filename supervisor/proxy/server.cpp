@@ -555,7 +555,7 @@ awaitable<void> SessionRunner::run_explicit(std::shared_ptr<Session> s) {
       co_await send_and_close(s, std::move(response));
       co_return;
     }
-    if (net::check_host(host).host == capture::kInferenceHost && upstream_key.empty()) {
+    if (net::check_host(host).host == capture::kInferenceHost) {
       // The privacy router takes the connection, this request first.
       std::string initial = head + std::string(static_cast<const char*>(buffer.data().data()),
                                                buffer.size());

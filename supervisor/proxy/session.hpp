@@ -97,6 +97,10 @@ struct ProxyServer::Impl {
   tcp::acceptor transparent_acceptor;
   LazyPool resolver_pool;  // name resolution blocks: never on the io thread
   std::set<std::shared_ptr<Session>> sessions;
+  // inference.local calls being read or answered: each holds its request (up to
+  // inference::kMaxRequestBody) in memory, so there are at most kMaxInferenceCalls at once.
+  static constexpr size_t kMaxInferenceCalls = 16;
+  size_t inference_calls = 0;
 };
 
 struct Dialed {
