@@ -145,20 +145,15 @@ int show(const Global& global, const char* method, const std::string& name, bool
   return kExitOk;
 }
 
+// The route as given; its api and locality as words until checked.
 struct RouteArgs {
-  std::string name, base_url, api = "openai", provider, model, locality = "remote";
-  uint32_t cost = 0;
-  std::vector<std::string> models;
+  inference::Route route;
+  std::string api = "openai";
+  std::string locality = "remote";
 };
 
-int set_route(const Global& global, const RouteArgs& a) {
-  inference::Route r;
-  r.name = a.name;
-  r.base_url = a.base_url;
-  r.provider = a.provider;
-  r.model = a.model;
-  r.cost = a.cost;
-  r.models = a.models;
+int set_route(const Global& global, RouteArgs a) {
+  inference::Route& r = a.route;
   const auto api = inference::parse_api(a.api);
   const auto where = inference::parse_locality(a.locality);
   if (!api) return fail("--api: openai or anthropic");
@@ -166,7 +161,7 @@ int set_route(const Global& global, const RouteArgs& a) {
   r.api = *api;
   r.locality = *where;
   if (auto st = inference::validate(r); !st) return fail(st.error().message());
-  return simple_call(global, "SetRoute", inference::to_json(r).dump(), "route " + a.name + " set");
+  return simple_call(global, "SetRoute", inference::to_json(r).dump(), "route " + r.name + " set");
 }
 
 }  // namespace
@@ -215,27 +210,31 @@ void add_inference(CLI::App& app, const Global& global, Action* run) {
   route->require_subcommand(1);
   auto a = std::make_shared<RouteArgs>();
   auto* s = route->add_subcommand("set", "Create or replace a route (root)");
-  s->add_option("name", a->name, "Route name")->required();
-  s->add_option("--base-url", a->base_url, "https://host[:port][/prefix] (or http:// for a local server)")
+  s->add_option("name", a->route.name, "Route name")->required();
+  s->add_option("--base-url", a->route.base_url, "https://host[:port][/prefix] (or http:// for a local server)")
       ->required();
   s->add_option("--api", a->api, "openai or anthropic (default: openai)");
-  s->add_option("--provider", a->provider, "The provider whose key the backend gets")->required();
-  s->add_option("--model", a->model, "The model the backend is asked for")->required();
+  s->add_option("--provider", a->route.provider, "The provider whose key the backend gets")
+      ->required();
+  s->add_option("--model", a->route.model, "The model the backend is asked for")->required();
   s->add_option("--locality", a->locality, "local or remote (default: remote)");
-  s->add_option("--cost", a->cost, "Lower is preferred (default: 0)");
-  s->add_option("--models", a->models, "Globs of the requested models it serves (repeatable)")
+  s->add_option("--cost", a->route.cost, "Lower is preferred (default: 0)");
+  s->add_option("--models", a->route.models, "Globs of the requested models it serves (repeatable)")
       ->allow_extra_args(false);
   s->callback([&global, run, a] { *run = [&global, a] { return set_route(global, *a); }; });
   auto* l = route->add_subcommand("list", "List the routes");
   l->callback([&global, run] { *run = [&global] { return show(global, "ListRoutes", "", false); }; });
   auto* g = route->add_subcommand("get", "Show a route");
-  g->add_option("name", a->name, "Route name")->required();
-  g->callback([&global, run, a] { *run = [&global, a] { return show(global, "GetRoute", a->name, false); }; });
+  g->add_option("name", a->route.name, "Route name")->required();
+  g->callback([&global, run, a] {
+    *run = [&global, a] { return show(global, "GetRoute", a->route.name, false); };
+  });
   auto* d = route->add_subcommand("delete", "Delete a route (root)");
-  d->add_option("name", a->name, "Route name")->required();
+  d->add_option("name", a->route.name, "Route name")->required();
   d->callback([&global, run, a] {
     *run = [&global, a] {
-      return simple_call(global, "DeleteRoute", a->name, "route " + a->name + " deleted");
+      return simple_call(global, "DeleteRoute", a->route.name,
+                         "route " + a->route.name + " deleted");
     };
   });
 }

@@ -206,19 +206,9 @@ awaitable<void> SessionRunner::serve_inference(std::shared_ptr<Session> s, std::
   }
   Replayed replayed(s->client, std::move(initial));
   ssl::stream<Replayed&> client(replayed, **context);
-  if (auto st = present_leaf(client.native_handle(), config_.tls->ca(), capture::kInferenceHost);
-      !st) {
-    log::warn("proxy", st.error().message());
+  const auto accepted = co_await accept_tls(s, client, capture::kInferenceHost);
+  if (!accepted || *accepted) {
     s->reset();
-    co_return;
-  }
-  error_code ec;
-  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
-  co_await client.async_handshake(ssl::stream_base::server,
-                                  asio::redirect_error(use_awaitable, ec));
-  s->timer.cancel();
-  if (ec) {
-    s->close();
     co_return;
   }
   beast::flat_buffer cbuf;

@@ -481,6 +481,20 @@ awaitable<void> SessionRunner::bridge(std::shared_ptr<Session> s, Client& client
   }
 }
 
+awaitable<std::optional<error_code>> SessionRunner::accept_tls(
+    std::shared_ptr<Session> s, asio::ssl::stream<Replayed&>& client, const std::string& host) {
+  if (auto st = present_leaf(client.native_handle(), config_.tls->ca(), host); !st) {
+    log::warn("proxy", st.error().message());
+    co_return std::nullopt;
+  }
+  error_code ec;
+  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
+  co_await client.async_handshake(ssl::stream_base::server,
+                                  asio::redirect_error(use_awaitable, ec));
+  s->timer.cancel();
+  co_return ec;
+}
+
 awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string initial) {
   const auto peek = tls::peek_client_hello(
       std::span(reinterpret_cast<const uint8_t*>(initial.data()), initial.size()));
@@ -511,19 +525,15 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
   }
   Replayed replayed(s->client, std::move(initial));
   ssl::stream<Replayed&> client(replayed, **agent_context);
-  if (auto st = present_leaf(client.native_handle(), config_.tls->ca(), host); !st) {
-    log::warn("proxy", st.error().message());
+  const auto accepted = co_await accept_tls(s, client, host);
+  if (!accepted) {
     s->reset();
     co_return;
   }
-  error_code ec;
-  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
-  co_await client.async_handshake(ssl::stream_base::server,
-                                  asio::redirect_error(use_awaitable, ec));
+  error_code ec = *accepted;
   if (ec) {
     // Most often a client that does not trust the sandbox CA (its own trust store, pinning):
     // an event says so, as the agent's own error rarely does.
-    s->timer.cancel();
     egress::Decision d;
     d.reason = egress::DenyReason::kTlsRefused;
     d.host = host;
@@ -543,6 +553,7 @@ awaitable<void> SessionRunner::inspect(std::shared_ptr<Session> s, std::string i
     s->close();
     co_return;
   }
+  arm_deadline(s, std::chrono::seconds(config_.limits.header_timeout_s));
   co_await upstream.async_handshake(ssl::stream_base::client,
                                     asio::redirect_error(use_awaitable, ec));
   s->timer.cancel();

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -319,6 +320,11 @@ class SessionRunner {
   // s's connection: framing, Host, the policy in force and, on an inspected endpoint, its rules.
   RequestCheck check_request(const Session& s, std::string_view head,
                              const http::request_header<>& req, std::string_view target);
+  // The agent's side of TLS, with the sandbox CA's leaf for `host`: the handshake's outcome,
+  // or nullopt when no leaf could be presented (logged).
+  awaitable<std::optional<error_code>> accept_tls(std::shared_ptr<Session> s,
+                                                  asio::ssl::stream<Replayed&>& client,
+                                                  const std::string& host);
   // An HTTP Activity event for a request checked; `status`: what the client got.
   void emit_http(const Session& s, const RequestCheck& check, int status);
   // Each credential placeholder in the head's fields and target replaced by its secret, where
