@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -40,6 +41,12 @@ int daemon_main(int argc, char** argv) {
     return 2;
   }
 
+  // Provider values pass through here (the bus, the store, systemd credentials): no core dump
+  // of ours may write them to disk, as none of a supervisor's may.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    log::error(kComponent, std::string("cannot make openshelld non-dumpable: ") + std::strerror(errno));
+    return 1;
+  }
   auto config = load_config(config_path, config_path != kDefaultConfig);
   if (!config) {
     log::error(kComponent, config.error().message());
