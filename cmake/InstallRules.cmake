@@ -9,8 +9,11 @@ install(CODE "file(CREATE_LINK ../libexec/openshell/openshell-supervisor
   \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/openshell-supervisor\" SYMBOLIC)")
 
 set(OPENSHELL_UNITS ${PROJECT_SOURCE_DIR}/units)
+# Debian 12's packaging helpers look for units in /lib/systemd/system (the deb sets it); other
+# distributions keep them under the prefix (/usr/lib/systemd/system).
+set(OPENSHELL_SYSTEMD_UNITDIR lib/systemd/system CACHE STRING "Where the systemd units go")
 install(FILES ${OPENSHELL_UNITS}/openshelld.service ${OPENSHELL_UNITS}/openshell.slice
-        DESTINATION lib/systemd/system)
+        DESTINATION ${OPENSHELL_SYSTEMD_UNITDIR})
 install(FILES ${OPENSHELL_UNITS}/org.openshell.Manager1.conf
         DESTINATION ${CMAKE_INSTALL_DATADIR}/dbus-1/system.d)
 install(FILES ${OPENSHELL_UNITS}/sysusers.d/openshell.conf DESTINATION lib/sysusers.d)
