@@ -1,9 +1,10 @@
 # What `cmake --install` puts where (and so what the packages ship). Install with --prefix /usr:
-# units/openshelld.service and the defaults in openshelld.toml name /usr/libexec/openshell. The
-# configuration goes to /etc/openshell whatever the prefix, where the daemon looks for it.
+# units/openshelld.service names /usr/bin/openshelld and the defaults in openshelld.toml name
+# /usr/libexec/openshell/openshell-supervisor. The configuration goes to /etc/openshell whatever
+# the prefix, where the daemon looks for it.
 set(OPENSHELL_LIBEXEC ${CMAKE_INSTALL_LIBEXECDIR}/openshell)
-install(TARGETS openshelld openshell-supervisor RUNTIME DESTINATION ${OPENSHELL_LIBEXEC})
-install(TARGETS openshellctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS openshell-supervisor RUNTIME DESTINATION ${OPENSHELL_LIBEXEC})
+install(TARGETS openshellctl openshelld RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # The supervisor also runs standalone (`openshell-supervisor run ...`): on the PATH as well.
 install(CODE "file(CREATE_LINK ../libexec/openshell/openshell-supervisor
   \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/openshell-supervisor\" SYMBOLIC)")
@@ -26,4 +27,13 @@ install(FILES ${PROJECT_SOURCE_DIR}/policy-examples/default.toml
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/policy-examples/
         DESTINATION ${CMAKE_INSTALL_DATADIR}/openshell/policy-examples FILES_MATCHING PATTERN "*.toml")
 install(FILES ${PROJECT_SOURCE_DIR}/docs/dbus-api.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(FILES ${PROJECT_SOURCE_DIR}/docs/openshellctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+# Shell completion (completions/): each asks `openshellctl __complete`. Debian's zsh looks in
+# vendor-completions (the deb sets it); elsewhere site-functions.
+set(OPENSHELL_ZSH_COMPLETIONDIR ${CMAKE_INSTALL_DATADIR}/zsh/site-functions
+    CACHE STRING "Where the zsh completion goes")
+install(FILES ${PROJECT_SOURCE_DIR}/completions/openshellctl.bash
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME openshellctl)
+install(FILES ${PROJECT_SOURCE_DIR}/completions/_openshellctl
+        DESTINATION ${OPENSHELL_ZSH_COMPLETIONDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/completions/openshellctl.fish
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/fish/vendor_completions.d)

@@ -9,7 +9,7 @@ namespace openshell::ctl {
 void add_connect(CLI::App& app, const Global& global, Action* run) {
   auto name = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("connect", "An interactive shell in a sandbox");
-  cmd->add_option("name", *name, "Sandbox name")->required();
+  cmd->add_option("name", *name, "Sandbox name")->type_name("SANDBOX")->required();
   cmd->callback([&global, run, name] {
     *run = [&global, name] {
       auto bus = connect(global.bus);

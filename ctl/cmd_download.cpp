@@ -24,9 +24,9 @@ int download_command(const Global& global, const Options& o) {
 void add_download(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("download", "Copy a file or directory out of a sandbox's /sandbox");
-  cmd->add_option("name", options->name, "Sandbox name")->required();
+  cmd->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
   cmd->add_option("remote", options->remote, "What in /sandbox")->required();
-  cmd->add_option("local", options->local, "Where on this host (default: here)");
+  cmd->add_option("local", options->local, "Where on this host (default: here)")->type_name("PATH");
   cmd->callback([&global, run, options] {
     *run = [&global, options] { return download_command(global, *options); };
   });

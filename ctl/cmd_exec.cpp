@@ -53,7 +53,7 @@ int exec(const Global& global, const Options& o) {
 void add_exec(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("exec", "Run a command in a sandbox with this terminal's stdio");
-  cmd->add_option("name", options->name, "Sandbox name")->required();
+  cmd->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
   cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment")
       ->allow_extra_args(false);
   cmd->add_option("--workdir", options->workdir, "Absolute directory inside the sandbox");

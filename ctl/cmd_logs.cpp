@@ -146,7 +146,7 @@ int logs(const Global& global, const Options& o) {
 void add_logs(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("logs", "Show a sandbox's events (OCSF)");
-  cmd->add_option("name", options->name, "Sandbox name")->required();
+  cmd->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
   cmd->add_option("-n,--lines", options->lines, "How many of the newest events (default 20)")
       ->check(CLI::Range(1, 10000));
   cmd->add_flag("-f,--follow", options->follow, "Keep printing new events");

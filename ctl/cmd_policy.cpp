@@ -201,10 +201,10 @@ void add_policy(CLI::App& app, const Global& global, Action* run) {
   auto* l = policy->add_subcommand("list", "List the named policies");
   l->callback([&global, run] { *run = [&global] { return list(global); }; });
   auto* s = policy->add_subcommand("show", "Print a named policy");
-  s->add_option("name", *name, "Policy name")->required();
+  s->add_option("name", *name, "Policy name")->type_name("POLICY")->required();
   s->callback([&global, run, name] { *run = [&global, name] { return show(global, *name); }; });
   auto* v = policy->add_subcommand("validate", "Check a policy file (file:line:col: reason)");
-  v->add_option("file", *name, "Policy TOML file")->required();
+  v->add_option("file", *name, "Policy TOML file")->type_name("FILE")->required();
   v->callback([&global, run, name] { *run = [&global, name] { return validate(global, *name); }; });
   auto* r = policy->add_subcommand(
       "reload", "Re-read all named policies and update running sandboxes (all or nothing)");
@@ -216,23 +216,23 @@ void add_policy(CLI::App& app, const Global& global, Action* run) {
   auto number = std::make_shared<uint64_t>(0);
   auto* st = policy->add_subcommand(
       "set", "Give a sandbox its own policy (a running one takes network_policies changes only)");
-  st->add_option("sandbox", *name, "Sandbox name")->required();
-  st->add_option("file", *file, "Policy TOML file, or - for standard input")->required();
+  st->add_option("sandbox", *name, "Sandbox name")->type_name("SANDBOX")->required();
+  st->add_option("file", *file, "Policy TOML file, or - for standard input")->type_name("FILE")->required();
   st->callback([&global, run, name, file] {
     *run = [&global, name, file] { return set(global, *name, *file); };
   });
   auto* g = policy->add_subcommand("get", "Print a sandbox's policy (its current revision)");
-  g->add_option("sandbox", *name, "Sandbox name")->required();
+  g->add_option("sandbox", *name, "Sandbox name")->type_name("SANDBOX")->required();
   g->add_option("--revision", *number, "An earlier revision instead");
   g->callback([&global, run, name, number] {
     *run = [&global, name, number] { return get(global, *name, *number); };
   });
   auto* h = policy->add_subcommand("history", "List a sandbox's policy revisions");
-  h->add_option("sandbox", *name, "Sandbox name")->required();
+  h->add_option("sandbox", *name, "Sandbox name")->type_name("SANDBOX")->required();
   h->callback([&global, run, name] { *run = [&global, name] { return history(global, *name); }; });
   auto* rb = policy->add_subcommand(
       "rollback", "Apply an earlier revision again, as a new one (default: the previous)");
-  rb->add_option("sandbox", *name, "Sandbox name")->required();
+  rb->add_option("sandbox", *name, "Sandbox name")->type_name("SANDBOX")->required();
   rb->add_option("--to", *number, "The revision to go back to");
   rb->callback([&global, run, name, number] {
     *run = [&global, name, number] { return rollback(global, *name, *number); };

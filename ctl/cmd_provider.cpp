@@ -177,25 +177,25 @@ void add_provider(CLI::App& app, const Global& global, Action* run) {
     c->add_option("--credential-stdin", a->from_stdin, "KEY: its value from standard input");
   };
   auto* c = provider->add_subcommand("create", "Store a provider (root)");
-  c->add_option("name", a->name, "Provider name")->required();
+  c->add_option("name", a->name, "Provider name")->type_name("PROVIDER")->required();
   c->add_option("--type", a->type, "generic, github, openai, anthropic or nvidia")->required();
   values(c);
   c->callback([&global, run, a] { *run = [&global, a] { return set_provider(global, *a, true); }; });
   auto* u = provider->add_subcommand(
       "update", "New values for some of a provider's keys; running sandboxes get them (root)");
-  u->add_option("name", a->name, "Provider name")->required();
+  u->add_option("name", a->name, "Provider name")->type_name("PROVIDER")->required();
   u->add_option("--type", a->type, "A new type");
   values(u);
   u->callback([&global, run, a] { *run = [&global, a] { return set_provider(global, *a, false); }; });
   auto* l = provider->add_subcommand("list", "List the providers (names and keys, never values)");
   l->callback([&global, run] { *run = [&global] { return show(global, "ListProviders", "", true); }; });
   auto* g = provider->add_subcommand("get", "A provider's type, keys, endpoints and sandboxes");
-  g->add_option("name", a->name, "Provider name")->required();
+  g->add_option("name", a->name, "Provider name")->type_name("PROVIDER")->required();
   g->callback([&global, run, a] {
     *run = [&global, a] { return show(global, "GetProvider", a->name, true); };
   });
   auto* d = provider->add_subcommand("delete", "Delete a provider (root)");
-  d->add_option("name", a->name, "Provider name")->required();
+  d->add_option("name", a->name, "Provider name")->type_name("PROVIDER")->required();
   d->callback([&global, run, a] {
     *run = [&global, a] {
       return simple_call(global, "DeleteProvider", a->name, "provider " + a->name + " deleted");
@@ -210,11 +210,12 @@ void add_inference(CLI::App& app, const Global& global, Action* run) {
   route->require_subcommand(1);
   auto a = std::make_shared<RouteArgs>();
   auto* s = route->add_subcommand("set", "Create or replace a route (root)");
-  s->add_option("name", a->route.name, "Route name")->required();
+  s->add_option("name", a->route.name, "Route name")->type_name("ROUTE")->required();
   s->add_option("--base-url", a->route.base_url, "https://host[:port][/prefix] (or http:// for a local server)")
       ->required();
   s->add_option("--api", a->api, "openai or anthropic (default: openai)");
   s->add_option("--provider", a->route.provider, "The provider whose key the backend gets")
+      ->type_name("PROVIDER")
       ->required();
   s->add_option("--model", a->route.model, "The model the backend is asked for")->required();
   s->add_option("--locality", a->locality, "local or remote (default: remote)");
@@ -225,12 +226,12 @@ void add_inference(CLI::App& app, const Global& global, Action* run) {
   auto* l = route->add_subcommand("list", "List the routes");
   l->callback([&global, run] { *run = [&global] { return show(global, "ListRoutes", "", false); }; });
   auto* g = route->add_subcommand("get", "Show a route");
-  g->add_option("name", a->route.name, "Route name")->required();
+  g->add_option("name", a->route.name, "Route name")->type_name("ROUTE")->required();
   g->callback([&global, run, a] {
     *run = [&global, a] { return show(global, "GetRoute", a->route.name, false); };
   });
   auto* d = route->add_subcommand("delete", "Delete a route (root)");
-  d->add_option("name", a->route.name, "Route name")->required();
+  d->add_option("name", a->route.name, "Route name")->type_name("ROUTE")->required();
   d->callback([&global, run, a] {
     *run = [&global, a] {
       return simple_call(global, "DeleteRoute", a->route.name,

@@ -55,13 +55,16 @@ void add_run(CLI::App& app, const Global& global, Action* run_action) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("run", "Run one command in a new sandbox, then delete it");
   auto* named = cmd->add_option("--policy", options->policy,
-                                "Named policy (default: the daemon's default)");
+                                "Named policy (default: the daemon's default)")
+                       ->type_name("POLICY");
   cmd->add_option("--policy-file", options->policy_file, "A policy file of your own instead")
+      ->type_name("FILE")
       ->excludes(named);
   cmd->add_option("--env", options->env, "KEY=VALUE added to the command's environment")
       ->allow_extra_args(false);
   cmd->add_option("--workdir", options->sandbox.workdir,
-                  "A directory of yours at /sandbox (read-write; the agent writes as you)");
+                  "A directory of yours at /sandbox (read-write; the agent writes as you)")
+      ->type_name("DIR");
   cmd->add_flag("--workdir-readonly", options->sandbox.workdir_readonly,
                 "Mount --workdir read-only");
   cmd->add_option("command", options->command, "-- CMD ARGS...")->required();

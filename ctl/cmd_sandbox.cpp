@@ -277,15 +277,18 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
 
   auto* c = sandbox->add_subcommand("create", "Create a sandbox and start its main process");
-  c->add_option("name", options->name, "Sandbox name")->required();
+  c->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
   auto* named = c->add_option("--policy", options->policy,
-                              "Named policy (default: the daemon's default)");
+                              "Named policy (default: the daemon's default)")
+                       ->type_name("POLICY");
   c->add_option("--policy-file", options->policy_file,
                 "A policy file of your own instead (- for standard input)")
+      ->type_name("FILE")
       ->excludes(named);
   c->add_option("--workdir", options->sandbox.workdir,
                 "A directory of yours at /sandbox (read-write; the agent writes as you) instead "
-                "of a workspace of its own");
+                "of a workspace of its own")
+      ->type_name("DIR");
   c->add_flag("--workdir-readonly", options->sandbox.workdir_readonly,
               "Mount --workdir read-only");
   c->add_option("--env", options->sandbox.env, "KEY=VALUE for the main process (repeatable)")
@@ -293,10 +296,12 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   c->add_option("--provider", options->sandbox.providers,
                 "Attach a provider: its keys are placeholders in the sandbox, its values put in "
                 "by the proxy (repeatable; root)")
+      ->type_name("PROVIDER")
       ->allow_extra_args(false);
   c->add_option("--inference", options->sandbox.routes,
                 "The inference routes of https://inference.local, instead of the policy's "
                 "(repeatable; root)")
+      ->type_name("ROUTE")
       ->allow_extra_args(false);
   c->add_option("command", options->command, "-- CMD ARGS... (default: sleep infinity)");
   c->callback([&global, run, options] { *run = [&global, options] { return create(global, *options); }; });
@@ -310,19 +315,19 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
   l->callback([&global, run, follow] { *run = [&global, follow] { return list(global, *follow); }; });
 
   auto* g = sandbox->add_subcommand("get", "Show one sandbox");
-  g->add_option("name", options->name, "Sandbox name")->required();
+  g->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
   g->callback([&global, run, options] { *run = [&global, options] { return get(global, options->name); }; });
 
   auto names = std::make_shared<std::vector<std::string>>();
   auto* start = sandbox->add_subcommand("start", "Start stopped sandboxes again (same workspace)");
-  start->add_option("names", *names, "Sandbox names")->required();
+  start->add_option("names", *names, "Sandbox names")->type_name("SANDBOX")->required();
   start->callback([&global, run, names] {
     *run = [&global, names] {
       return each(global, "StartSandbox", *names, "started", "is running already");
     };
   });
   auto* stop = sandbox->add_subcommand("stop", "Stop sandboxes' main processes; keep the sandboxes");
-  stop->add_option("names", *names, "Sandbox names")->required();
+  stop->add_option("names", *names, "Sandbox names")->type_name("SANDBOX")->required();
   stop->callback([&global, run, names] {
     *run = [&global, names] {
       return each(global, "StopSandbox", *names, "stopped", "is stopped already");
@@ -331,7 +336,7 @@ void add_sandbox(CLI::App& app, const Global& global, Action* run) {
 
   auto* d = sandbox->add_subcommand("delete", "Stop sandboxes and remove them with their workspaces");
   d->alias("rm");
-  d->add_option("names", *names, "Sandbox names")->required();
+  d->add_option("names", *names, "Sandbox names")->type_name("SANDBOX")->required();
   d->callback([&global, run, names] {
     *run = [&global, names] { return each(global, "DeleteSandbox", *names, "deleted", nullptr); };
   });

@@ -24,8 +24,8 @@ int upload_command(const Global& global, const Options& o) {
 void add_upload(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("upload", "Copy a file or directory into a sandbox's /sandbox");
-  cmd->add_option("name", options->name, "Sandbox name")->required();
-  cmd->add_option("local", options->local, "File or directory on this host")->required();
+  cmd->add_option("name", options->name, "Sandbox name")->type_name("SANDBOX")->required();
+  cmd->add_option("local", options->local, "File or directory on this host")->type_name("PATH")->required();
   cmd->add_option("remote", options->remote, "Where in /sandbox (default: its own name)");
   cmd->callback([&global, run, options] {
     *run = [&global, options] { return upload_command(global, *options); };

@@ -1,6 +1,7 @@
 #include "ctl/commands.hpp"
 
 #include <iostream>
+#include <string_view>
 
 namespace openshell::ctl {
 
@@ -39,6 +40,12 @@ int ctl_main(int argc, char** argv) {
   add_logs(app, global, &run);
   add_provider(app, global, &run);
   add_inference(app, global, &run);
+  // Not a command (it is in no --help): what the shell completions ask.
+  if (argc >= 2 && std::string_view(argv[1]) == "__complete") {
+    for (const auto& candidate : complete(app, std::vector<std::string>(argv + 2, argv + argc)))
+      std::cout << candidate << "\n";
+    return kExitOk;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

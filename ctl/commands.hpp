@@ -4,12 +4,13 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/result.hpp"
 
 namespace openshell::ctl {
 
-// Exit statuses (docs/openshellctl.1, EXIT STATUS): a command's own code passes through for exec.
+// Exit statuses (docs/man/openshellctl.1.scd, EXIT STATUS): a command's own code passes through for exec.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the daemon refused or failed (its message on stderr)
 inline constexpr int kExitUsage = 2;   // bad arguments: one line on stderr
@@ -40,6 +41,10 @@ void add_provider(CLI::App& app, const Global& global, Action* run);
 void add_inference(CLI::App& app, const Global& global, Action* run);
 
 int ctl_main(int argc, char** argv);
+
+// `openshellctl __complete WORD...` (ctl/complete.cpp): the candidates for the last word, for
+// the shell completions; ":files" or ":dirs" asks the shell for path names.
+std::vector<std::string> complete(CLI::App& app, const std::vector<std::string>& words);
 
 // "openshellctl: <message>" on stderr; returns kExitFailed.
 int fail(const std::string& message);

@@ -752,6 +752,25 @@ TEST_CASE("openshellctl: --json anywhere, one value each; several names; ls and 
   CHECK(one_value({"sandbox", "list", "--json"}).empty());
 }
 
+// The shell completions (completions/) ask `openshellctl __complete`; names come from the
+// daemon as the caller sees them.
+TEST_CASE("openshellctl __complete: sandbox and policy names from the daemon") {
+  // (As the caller sees them: the same ListSandboxes a member's `sandbox list` gets.)
+  Daemon d;
+  const std::string name = d.create("complete");
+  const auto complete = [&](std::vector<std::string> words) {
+    words.insert(words.begin(), {OPENSHELL_CTL_BIN, "__complete", "--bus", d.address()});
+    auto r = run_process(words, 60);
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  CHECK(complete({"exec", ""}) == name + "\n");
+  CHECK(complete({"sandbox", "stop", name, ""}) == name + "\n");  // NAME...: any number
+  CHECK(complete({"policy", "history", ""}) == name + "\n");
+  CHECK(complete({"sandbox", "create", "x", "--policy", ""}) == "default\n");
+  CHECK(complete({"policy", "show", ""}) == "default\n");
+}
+
 // Issue 13.9: without --tty, a signal to openshellctl (^C in a terminal, a service manager's
 // SIGTERM, a hang-up) goes to the command, as docker run does; the exit status is the command's.
 TEST_CASE("openshellctl exec and run: SIGINT, SIGTERM, SIGHUP and SIGQUIT reach the command") {
