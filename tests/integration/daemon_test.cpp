@@ -769,6 +769,18 @@ TEST_CASE("openshellctl __complete: sandbox and policy names from the daemon") {
   CHECK(complete({"policy", "history", ""}) == name + "\n");
   CHECK(complete({"sandbox", "create", "x", "--policy", ""}) == "default\n");
   CHECK(complete({"policy", "show", ""}) == "default\n");
+  // Providers and routes: names from their List calls.
+  ::setenv("COMPLETE_KEY", "not-a-secret", 1);
+  REQUIRE(d.ctl({"provider", "create", "pc", "--type", "generic", "--credential", "COMPLETE_KEY"})
+              .exit_code == 0);
+  ::unsetenv("COMPLETE_KEY");
+  REQUIRE(d.ctl({"inference", "route", "set", "rc", "--base-url", "http://127.0.0.1:9",
+                 "--provider", "pc", "--model", "m"})
+              .exit_code == 0);
+  CHECK(complete({"provider", "get", ""}) == "pc\n");
+  CHECK(complete({"sandbox", "create", "x", "--provider", ""}) == "pc\n");
+  CHECK(complete({"inference", "route", "delete", ""}) == "rc\n");
+  CHECK(complete({"sandbox", "create", "x", "--inference", ""}) == "rc\n");
 }
 
 // Issue 13.9: without --tty, a signal to openshellctl (^C in a terminal, a service manager's
