@@ -13,7 +13,8 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "${1:?usage: packaging/deb/build.sh OUTDIR [VERSION]}"
 out=$(cd "$1" && pwd)
 mkdir -p "$out/src"
-# Everything but the CMake tree goes, so that a file deleted here is deleted there too.
+# Everything but the CMake tree goes: a file deleted here is deleted there too, and debhelper's
+# records of what it did (under debian/) go, so that every step runs again.
 find "$out/src" -mindepth 1 -maxdepth 1 ! -name 'obj-*' -exec rm -rf {} +
 if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
   # Tracked and new files (not ignored ones, not deleted ones).
@@ -35,10 +36,6 @@ if [[ -n ${2:-} ]]; then
   mv debian/changelog.new debian/changelog
 fi
 version=$(dpkg-parsechangelog -S Version)
-# What `debian/rules clean` would remove but the CMake tree (obj-*): debhelper's records of
-# what it did, so that every step runs again.
-rm -rf debian/.debhelper debian/debhelper-build-stamp debian/files debian/openshell \
-  debian/*.debhelper debian/*.debhelper.log debian/*.substvars
 rm -f "$out"/openshell_"$version"_*
 dpkg-buildpackage -us -uc -b -nc
 ls "$out"/openshell_"$version"_*.deb
