@@ -143,6 +143,12 @@ int logs(const Global& global, const Options& o) {
 
 }  // namespace
 
+std::vector<std::string> log_class_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, uid] : kClasses) names.push_back(name);
+  return names;
+}
+
 void add_logs(CLI::App& app, const Global& global, Action* run) {
   auto options = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("logs", "Show a sandbox's events (OCSF)");

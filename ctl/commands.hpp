@@ -10,7 +10,8 @@
 
 namespace openshell::ctl {
 
-// Exit statuses (docs/man/openshellctl.1.scd, EXIT STATUS): a command's own code passes through for exec.
+// Exit statuses (docs/man/openshellctl.1.scd, EXIT STATUS): a command's own code passes through for
+// exec.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the daemon refused or failed (its message on stderr)
 inline constexpr int kExitUsage = 2;   // bad arguments: one line on stderr
@@ -41,6 +42,9 @@ void add_provider(CLI::App& app, const Global& global, Action* run);
 void add_inference(CLI::App& app, const Global& global, Action* run);
 
 int ctl_main(int argc, char** argv);
+
+// The names `logs --class` takes (besides a class uid).
+std::vector<std::string> log_class_names();
 
 // `openshellctl __complete WORD...` (ctl/complete.cpp): the candidates for the last word, for
 // the shell completions; ":files" or ":dirs" asks the shell for path names.

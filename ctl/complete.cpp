@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/inference.hpp"
 #include "core/providers.hpp"
 #include "ctl/bus_client.hpp"
 #include "ctl/commands.hpp"
@@ -65,10 +66,13 @@ std::vector<std::string> values(const std::string& type, const std::string& opti
       types.emplace_back(providers::to_string(t));
     return types;
   }
-  if (option == "--api") return {"openai", "anthropic"};
-  if (option == "--locality") return {"local", "remote"};
-  if (option == "--class")
-    return {"network", "http", "dns", "process", "finding", "config", "inference"};
+  if (option == "--api")
+    return {std::string(inference::to_string(inference::Api::kOpenAi)),
+            std::string(inference::to_string(inference::Api::kAnthropic))};
+  if (option == "--locality")
+    return {std::string(inference::to_string(inference::Locality::kLocal)),
+            std::string(inference::to_string(inference::Locality::kRemote))};
+  if (option == "--class") return log_class_names();
   if (type != "SANDBOX" && type != "POLICY" && type != "PROVIDER" && type != "ROUTE") return {};
   auto bus = connect(bus_address);
   if (!bus) return {};
